@@ -1,0 +1,65 @@
+"""The training step loop. It never asks which objective, model or data set it
+runs: the objective supplies the losses, the sampler the batches."""
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from gan_cli.latent import Latent
+from gan_cli.monitor import Meter
+from gan_cli.objectives import Objective
+
+
+@dataclass
+class Parts:
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module | None          # None for mse
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None
+    objective: Objective
+    sampler: object                                 # .next() -> Batch
+    latent: Latent
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module | None):
+    """No weight gradients for `module` while G's graph is built through it."""
+    if module is None:
+        yield
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def train(parts: Parts, start_step: int, end_step: int,
+          after_step: Callable[[int, Meter], None]) -> None:
+    G, D, objective = parts.generator, parts.discriminator, parts.objective
+    sampler, latent, meter = parts.sampler, parts.latent, Meter()
+    for step in range(start_step, end_step):
+        # 1. Discriminator (critic): critic_steps updates, each on a fresh real
+        #    batch and fresh z; the objective may constrain D afterwards (clipping).
+        for _ in range(objective.critic_steps_at(step)):
+            loss_d, stats = objective.discriminator_loss(G, D, sampler.next(), latent)
+            parts.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            parts.opt_d.step()
+            objective.after_discriminator_step(D)
+            meter.add({"loss/d": loss_d, **stats})
+
+        # 2. Generator: one update through the frozen D.
+        with frozen(D):
+            loss_g, stats = objective.generator_loss(G, D, sampler.next(), latent)
+        parts.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        parts.opt_g.step()
+        meter.add({"loss/g": loss_g, **stats})
+
+        after_step(step + 1, meter)

@@ -1,0 +1,9 @@
+"""Generators and discriminators. Each builder takes the data's shape, the
+number of classes (0 = unconditional) and the latent size, and returns (G, D)."""
+
+from gan_cli.models.conditioning import Discriminator, Generator
+from gan_cli.models.dcgan import build_dcgan
+from gan_cli.models.linear import build_linear
+from gan_cli.models.mlp import build_mlp
+
+__all__ = ["Discriminator", "Generator", "build_dcgan", "build_linear", "build_mlp"]

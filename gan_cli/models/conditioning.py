@@ -1,0 +1,62 @@
+"""G(z | y) and D(x | y): the class enters by concatenation, here and only here.
+
+G gets the one-hot y joined to z. D gets it joined to the flattened image (for
+fully connected nets) or as K constant planes beside the image's channels (for
+conv nets). With num_classes = 0 both ignore y.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def join_onehot(v: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """[B, F] and labels [B] -> [B, F + K]."""
+    if not num_classes:
+        return v
+    return torch.cat([v, F.one_hot(y, num_classes).to(v.dtype)], dim=1)
+
+
+def join_onehot_planes(x: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """[B, C, H, W] and labels [B] -> [B, C + K, H, W], plane k all ones where y = k."""
+    if not num_classes:
+        return x
+    planes = F.one_hot(y, num_classes).to(x.dtype)[:, :, None, None]
+    return torch.cat([x, planes.expand(-1, -1, *x.shape[2:])], dim=1)
+
+
+class Generator(nn.Module):
+    """Wraps a net mapping [B, latent_dim + K] to [B, prod(out_shape)] or [B, *out_shape]."""
+
+    def __init__(self, net: nn.Module, latent_dim: int, out_shape: tuple[int, ...], num_classes: int):
+        super().__init__()
+        self.net = net
+        self.latent_dim = latent_dim
+        self.out_shape = tuple(out_shape)
+        self.num_classes = num_classes
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(join_onehot(z, y, self.num_classes)).view(-1, *self.out_shape)
+
+
+class Discriminator(nn.Module):
+    """Wraps a net giving one raw score per example; returns shape [B]."""
+
+    def __init__(self, net: nn.Module, num_classes: int, image_input: bool = False):
+        super().__init__()
+        self.net = net
+        self.num_classes = num_classes
+        self.image_input = image_input   # conv nets keep [B, C, H, W]; others flatten
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.image_input:
+            h = join_onehot_planes(x, y, self.num_classes)
+        else:
+            h = join_onehot(x.flatten(1), y, self.num_classes)
+        return self.net(h).view(-1)
+
+
+def flat_size(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)

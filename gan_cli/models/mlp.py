@@ -1,0 +1,37 @@
+"""Fully connected G and D (the shape of the well-known PyTorch WGAN/GAN MLPs)."""
+
+from torch import nn
+
+from gan_cli.models.conditioning import Discriminator, Generator, flat_size
+
+
+def _widths(value, key: str) -> list[int]:
+    from gan_cli.errors import UserError
+    widths = [value] if isinstance(value, int) else list(value)
+    if not widths or not all(isinstance(w, int) and w > 0 for w in widths):
+        raise UserError(f"model.{key} must be a list of positive widths, got {value!r}")
+    return widths
+
+
+def build_mlp(data_shape, num_classes: int, latent_dim: int, g_hidden=(128, 256, 512, 1024),
+              d_hidden=(512, 256), batch_norm: bool = True, name: str = "mlp"):
+    g_hidden, d_hidden = _widths(g_hidden, "g_hidden"), _widths(d_hidden, "d_hidden")
+    out = flat_size(data_shape)
+
+    layers, width = [], latent_dim + num_classes            # [B, latent + K]
+    for i, h in enumerate(g_hidden):
+        layers.append(nn.Linear(width, h))                   # [B, h]
+        if batch_norm and i > 0:                             # not on the first block, as in DCGAN
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(nn.LeakyReLU(0.2))
+        width = h
+    layers += [nn.Linear(width, out), nn.Tanh()]             # [B, C*H*W] in [-1, 1]
+    generator = Generator(nn.Sequential(*layers), latent_dim, data_shape, num_classes)
+
+    layers, width = [], out + num_classes                    # [B, C*H*W + K]
+    for h in d_hidden:
+        layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]   # [B, h]
+        width = h
+    layers.append(nn.Linear(width, 1))                       # [B, 1] raw score
+    discriminator = Discriminator(nn.Sequential(*layers), num_classes)
+    return generator, discriminator

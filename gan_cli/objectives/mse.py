@@ -1,0 +1,96 @@
+"""Regression without a discriminator: fit g(z_i) to data points y_i.
+
+With a fresh z and a random y_i every step, nothing ties a z to a y, so the
+minimiser of E||g(z) - y||^2 is g(z) = E[y]: every sample becomes the average
+image. That failure is what adversarial objectives fix.
+"""
+
+import torch
+
+from gan_cli.errors import UserError
+from gan_cli.objectives import losses
+from gan_cli.objectives.base import Objective
+
+PAIRINGS = ("resample", "fixed")
+SOLVERS = ("gradient", "analytic")
+
+
+class MSE(Objective):
+    uses_discriminator = False
+    estimate_name = "mse"
+
+    def __init__(self, name: str = "mse", pairing: str = "resample", solver: str = "gradient",
+                 conditional: bool = False):
+        super().__init__(name, 1, conditional)
+        if pairing not in PAIRINGS:
+            raise UserError(f"objective.pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+        if solver not in SOLVERS:
+            raise UserError(f"objective.solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+        if solver == "analytic" and pairing != "fixed":
+            raise UserError("objective.solver=analytic needs objective.pairing=fixed "
+                            "(with fresh z every step there is no fixed problem to solve)")
+        self.pairing = pairing
+        self.solver = solver
+        self.fixed_z: torch.Tensor | None = None
+        self.closed_form_loss: float | None = None
+
+    def critic_steps_at(self, step: int) -> int:
+        return 0
+
+    @property
+    def trains(self) -> bool:
+        """False when the closed-form solution replaces gradient descent."""
+        return self.solver == "gradient"
+
+    def setup(self, data, latent, generator) -> None:
+        if self.pairing == "fixed":
+            self.fixed_z = latent.sample(len(data))      # z_i for example i, for good
+        if self.solver == "analytic":
+            targets = data.scaled().flatten(1).to(self.fixed_z.device)
+            self.closed_form_loss = solve_linear_generator(generator, self.fixed_z, targets)
+
+    def generator_loss(self, G, D, batch, latent):
+        if self.fixed_z is not None:
+            z = self.fixed_z[batch.index]
+        else:
+            z = latent.sample(len(batch.x))
+        loss = losses.squared_error(G(z, self.labels(batch)), batch.x)
+        return loss, {"mse": loss.detach()}
+
+    def state_dict(self) -> dict:
+        return {"fixed_z": self.fixed_z}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.fixed_z = state.get("fixed_z")
+
+
+@torch.no_grad()
+def solve_linear_generator(G, z: torch.Tensor, targets: torch.Tensor) -> float:
+    """Set G = W2 (W1 z + b1) + b2 to the least-squares fit of targets [N, D]
+    from z [N, L], the point where dL/dθ = 0, and return its mean squared error.
+
+    G is linear in z with rank at most h (its hidden width), so this is
+    reduced-rank regression: ordinary least squares B, then the fitted values
+    projected onto their top-h principal directions V_h: A = B V_h V_h^T.
+    """
+    layers = list(getattr(G, "net", []))
+    if len(layers) != 2 or not all(isinstance(m, torch.nn.Linear) for m in layers) \
+            or getattr(G, "num_classes", 0):
+        raise UserError("objective.solver=analytic needs model=linear (unconditional)")
+    first, second = layers
+    hidden = first.out_features
+    Z, Y = z.double(), targets.double()
+    z_mean, y_mean = Z.mean(0), Y.mean(0)
+    Zc, Yc = Z - z_mean, Y - y_mean
+    B = torch.linalg.lstsq(Zc, Yc, driver="gelsd").solution            # [L, D]
+    _, _, Vt = torch.linalg.svd(Zc @ B, full_matrices=False)            # fitted values' directions
+    Vh = torch.zeros(Y.shape[1], hidden, dtype=Y.dtype, device=Y.device)
+    top = Vt[:hidden].T                                                  # [D, <=h]
+    Vh[:, :top.shape[1]] = top
+    W1 = (B @ Vh).T                                                      # [h, L]
+    first.weight.copy_(W1)
+    first.bias.copy_(-W1 @ z_mean)                                       # centre z
+    second.weight.copy_(Vh)                                              # [D, h]
+    second.bias.copy_(y_mean)
+    fitted = second(first(z))
+    return losses.squared_error(fitted, targets).item()
