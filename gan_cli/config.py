@@ -3,7 +3,7 @@ UserError naming the key, what it holds and what is allowed."""
 
 import numbers
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.errors import UserError
 
@@ -32,6 +32,9 @@ def _positive(cfg, key: str):
 
 
 def validate(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(f"{missing[0]} needs a value: add {missing[0]}=... to the command line")
     _whole(cfg, "seed", 0)
     _whole(cfg, "latent.dim", 1)
     _whole(cfg, "train.steps", 0)

@@ -5,20 +5,23 @@ closed-form solution (see objectives/mse.py)."""
 
 from torch import nn
 
+from gan_cli.errors import UserError
 from gan_cli.models.conditioning import Discriminator, Generator, flat_size
+from gan_cli.models.mlp import widths_list
 
 
 def build_linear(data_shape, num_classes: int, latent_dim: int, g_hidden: int = 64,
                  d_hidden=(64, 64), name: str = "linear"):
+    if isinstance(g_hidden, bool) or not isinstance(g_hidden, int) or g_hidden < 1:
+        raise UserError(f"model.g_hidden for model=linear is one width (g has one hidden "
+                        f"layer), got {g_hidden!r}")
     out = flat_size(data_shape)
     generator = Generator(nn.Sequential(
         nn.Linear(latent_dim + num_classes, g_hidden),   # [B, h]   W1 z + b1
         nn.Linear(g_hidden, out),                        # [B, C*H*W]  W2 (.) + b2
     ), latent_dim, data_shape, num_classes)
-    d1, d2 = list(d_hidden)
+    widths = [out + num_classes, *widths_list(d_hidden, "d_hidden"), 1]
+    # Default [64, 64]: d(x) = w3 [w2 (w1 x + b1) + b2] + b3, [B, d] -> [B, 1].
     discriminator = Discriminator(nn.Sequential(
-        nn.Linear(out + num_classes, d1),                # [B, d1]  w1 x + b1
-        nn.Linear(d1, d2),                               # [B, d2]  w2 (.) + b2
-        nn.Linear(d2, 1),                                # [B, 1]   w3 (.) + b3
-    ), num_classes)
+        *(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))), num_classes)
     return generator, discriminator

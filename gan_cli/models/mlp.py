@@ -5,7 +5,7 @@ from torch import nn
 from gan_cli.models.conditioning import Discriminator, Generator, flat_size
 
 
-def _widths(value, key: str) -> list[int]:
+def widths_list(value, key: str) -> list[int]:
     from gan_cli.errors import UserError
     widths = [value] if isinstance(value, int) else list(value)
     if not widths or not all(isinstance(w, int) and w > 0 for w in widths):
@@ -15,7 +15,7 @@ def _widths(value, key: str) -> list[int]:
 
 def build_mlp(data_shape, num_classes: int, latent_dim: int, g_hidden=(128, 256, 512, 1024),
               d_hidden=(512, 256), batch_norm: bool = True, name: str = "mlp"):
-    g_hidden, d_hidden = _widths(g_hidden, "g_hidden"), _widths(d_hidden, "d_hidden")
+    g_hidden, d_hidden = widths_list(g_hidden, "g_hidden"), widths_list(d_hidden, "d_hidden")
     out = flat_size(data_shape)
 
     layers, width = [], latent_dim + num_classes            # [B, latent + K]

@@ -1,0 +1,93 @@
+"""The installed console scripts, run as a user runs them."""
+
+import json
+
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY, run_cli
+
+
+def test_gan_train_then_gan_sample(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_cli("gan-train", *TINY, "objective=cgan", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "step 20/20" in done.stderr                      # log lines when not a terminal
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"loss/d", "loss/g", "js_estimate", "steps_per_sec"} <= set(metrics)
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    assert (run_dir / "samples" / "step_20.png").exists()
+
+    sampled = run_cli("gan-sample", run_dir, "--num", "30", "--label", "4",
+                      "--grid", tmp_path / "four.png", "--out", tmp_path / "four.npz", cwd=tmp_path)
+    assert sampled.returncode == 0, sampled.stderr
+    assert "wrote 30 samples [1, 8, 8]" in sampled.stdout
+    with Image.open(tmp_path / "four.png") as png:
+        assert png.size == (5 * 10 + 2, 6 * 10 + 2)         # 30 images, 5 per row
+
+
+def test_multirun_sweep_writes_one_run_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = run_cli("gan-train", "-m", *TINY, "train.steps=4", "train.log_every=2",
+                   "objective=gan,wgan", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(jobs) == 2 and "objective=gan" in jobs[0] and "objective=wgan" in jobs[1]
+    for job in jobs:
+        acc = EventAccumulator(str(sweep / job / "tb"))
+        acc.Reload()
+        assert "loss/d" in acc.Tags()["scalars"] and "samples" in acc.Tags()["images"]
+        assert (sweep / job / "checkpoints" / "last.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def unlabeled_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pictures")
+    for i in range(4):
+        Image.new("L", (8, 8), color=i * 60).save(folder / f"{i}.png")
+    return folder
+
+
+BAD_INPUTS = [
+    (["train.batch_size=0"], "train.batch_size must be a whole number >= 1, got 0"),
+    (["optimizer.lr=-1e-3"], "optimizer.g.lr must be a number > 0, got -0.001"),
+    (["objective.critic_steps=0"], "objective.critic_steps must be a whole number >= 1, got 0"),
+    (["train.steps=abc"], "train.steps must be a whole number >= 0, got 'abc'"),
+    (["dataset=mnist", "dataset.root=ROOT"], "put the four IDX files"),
+    (["objective=cgan", "dataset=image_folder", "dataset.path=UNLABELED", "dataset.size=8",
+      "dataset.channels=1", "train.batch_size=2"], "has no class labels"),
+    (["dataset=image_folder"], "dataset.path needs a value"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_INPUTS, ids=[m[:30] for _, m in BAD_INPUTS])
+def test_bad_input_gets_one_clear_line(tmp_path, unlabeled_folder, overrides, message):
+    overrides = [o.replace("ROOT", str(tmp_path / "data")).replace("UNLABELED", str(unlabeled_folder))
+                 for o in overrides]
+    done = run_cli("gan-train", *TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("gan-train: error:"), done.stderr
+    assert message in lines[0]
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_unknown_option_lists_the_choices(tmp_path):
+    done = run_cli("gan-train", "objective=nonsense", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Could not find 'objective/nonsense'" in done.stderr
+    for choice in ("cgan", "gan", "mse", "wgan"):
+        assert f"\t{choice}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_finished_run_is_never_overwritten(tmp_path):
+    run_dir = tmp_path / "run"
+    first = run_cli("gan-train", *TINY, "train.steps=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts}
+    again = run_cli("gan-train", *TINY, "train.steps=3", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert again.returncode != 0 and "already holds a run" in again.stderr
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts}
+    assert after == before

@@ -1,0 +1,98 @@
+"""Every option of every config group composes and instantiates."""
+
+from importlib.resources import files
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from gan_cli.config import validate
+from gan_cli.errors import UserError
+from gan_cli.objectives import Objective
+from gan_cli.runner import build
+
+
+def options(group: str) -> list[str]:
+    folder = files("gan_cli.conf") / group
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def test_groups_ship_inside_the_package():
+    assert options("objective") == ["cgan", "gan", "mse", "wgan"] or \
+        {"cgan", "gan", "mse", "wgan"} <= set(options("objective"))
+    assert {"linear", "mlp", "dcgan"} <= set(options("model"))
+    assert {"mnist", "fashion_mnist", "cifar10", "mnist_subset", "digits"} <= set(options("dataset"))
+    assert {"rmsprop", "adam", "sgd"} <= set(options("optimizer"))
+
+
+def test_defaults_are_algorithm_1(make_cfg):
+    cfg = make_cfg(tiny=False)
+    assert (cfg.objective.name, cfg.dataset.name, cfg.model.name, cfg.optimizer.name) == \
+        ("wgan", "mnist_subset", "mlp", "rmsprop")
+    assert (cfg.optimizer.g.lr, cfg.optimizer.d.lr, cfg.objective.clip_value,
+            cfg.train.batch_size, cfg.objective.critic_steps) == (5e-5, 5e-5, 0.01, 64, 5)
+    validate(cfg)
+
+
+@pytest.mark.parametrize("objective", options("objective"))
+def test_objective_instantiates(make_cfg, objective):
+    cfg = make_cfg(f"objective={objective}")
+    validate(cfg)
+    built = instantiate(cfg.objective)
+    assert isinstance(built, Objective) and built.name == objective
+
+
+@pytest.mark.parametrize("objective,optimizer", [("wgan", "rmsprop"), ("gan", "adam"),
+                                                 ("cgan", "adam"), ("mse", "adam")])
+def test_each_objective_brings_its_paper_optimizer_and_the_command_line_wins(make_cfg, objective, optimizer):
+    assert make_cfg(f"objective={objective}").optimizer.name == optimizer
+    assert make_cfg(f"objective={objective}", "optimizer=sgd").optimizer.name == "sgd"
+
+
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 64, 64)])
+@pytest.mark.parametrize("classes", [0, 10])
+def test_model_instantiates_for_each_shape(make_cfg, model, shape, classes):
+    cfg = make_cfg(f"model={model}", tiny=False)
+    G, D = instantiate(cfg.model, data_shape=list(shape), num_classes=classes, latent_dim=100)
+    y = torch.arange(4) % 10 if classes else None
+    with torch.no_grad():
+        x = G(torch.randn(4, 100), y)
+        assert x.shape == (4, *shape) and D(x, y).shape == (4,)
+
+
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+def test_optimizer_instantiates_separately_for_g_and_d(make_cfg, optimizer):
+    cfg = make_cfg(f"optimizer={optimizer}", "optimizer.d.lr=0.123")
+    net = torch.nn.Linear(2, 2)
+    opt_g = instantiate(cfg.optimizer.g)(net.parameters())
+    opt_d = instantiate(cfg.optimizer.d)(net.parameters())
+    assert opt_d.param_groups[0]["lr"] == 0.123
+    assert opt_g.param_groups[0]["lr"] == cfg.optimizer.lr != 0.123
+
+
+@pytest.mark.parametrize("dataset", ["mnist_subset", "digits"])
+def test_bundled_datasets_instantiate(make_cfg, dataset):
+    data = instantiate(make_cfg(f"dataset={dataset}").dataset)
+    assert data.num_classes == 10 and len(data) > 1000
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "cifar10"])
+def test_downloadable_datasets_compose_and_fail_clearly_without_files(make_cfg, tmp_path, dataset):
+    cfg = make_cfg(f"dataset={dataset}", f"dataset.root={tmp_path}", "dataset.download=false")
+    with pytest.raises(UserError, match="dataset=mnist_subset"):
+        build(cfg.dataset)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.batch_size=0", "train.batch_size must be a whole number >= 1, got 0"),
+    ("train.steps=abc", "train.steps must be a whole number >= 0, got 'abc'"),
+    ("optimizer.lr=-0.1", "optimizer.g.lr must be a number > 0, got -0.1"),
+    ("optimizer.d.lr=0", "optimizer.d.lr must be a number > 0, got 0"),
+    ("objective.critic_steps=0", "objective.critic_steps must be a whole number >= 1, got 0"),
+    ("device=tpu", "device must be one of auto, cpu, cuda, got 'tpu'"),
+])
+def test_validate_names_the_key_and_what_is_allowed(make_cfg, override, message):
+    with pytest.raises(UserError) as info:
+        validate(make_cfg(override))
+    assert str(info.value) == message

