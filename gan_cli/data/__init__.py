@@ -1,0 +1,21 @@
+"""Data sets: each loader returns an object with `shape`, `num_classes` and
+`sampler(batch_size, device, seed)`; the training loop sees only the sampler."""
+
+from gan_cli.data.images import (
+    ImageSet,
+    load_image_folder,
+    load_mnist_subset,
+    load_sklearn_digits,
+    load_torchvision,
+)
+from gan_cli.data.sampler import Batch, TensorSampler
+
+__all__ = [
+    "Batch",
+    "ImageSet",
+    "TensorSampler",
+    "load_image_folder",
+    "load_mnist_subset",
+    "load_sklearn_digits",
+    "load_torchvision",
+]

