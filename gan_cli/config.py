@@ -39,7 +39,7 @@ def validate(cfg: DictConfig) -> None:
     _whole(cfg, "latent.dim", 1)
     _whole(cfg, "train.steps", 0)
     _whole(cfg, "train.batch_size", 1)
-    for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "grid_columns"):
+    for key in ("log_every", "sample_every", "eval_every", "checkpoint_every", "keep_checkpoints", "grid_columns"):
         _whole(cfg, f"train.{key}", 1)
     for net in ("g", "d"):
         _positive(cfg, f"optimizer.{net}.lr")

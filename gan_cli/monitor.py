@@ -51,8 +51,12 @@ class Monitor:
         self.last_time = time.perf_counter()
         self.last_step = start_step
 
-    def scalars(self, step: int, values: dict[str, float]) -> float:
+    def scalars(self, step: int, values: dict[str, float], throughput: bool = True) -> float:
         """Log scalars plus throughput since the last call; returns steps/s."""
+        if not throughput:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+            return 0.0
         now = time.perf_counter()
         rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
         self.last_time, self.last_step = now, step

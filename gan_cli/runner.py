@@ -36,19 +36,6 @@ def build(node, **kwargs):
         raise
 
 
-def sample_grid(G, fixed_z, fixed_y, columns: int) -> torch.Tensor:
-    """A [C, H, W] picture in [0, 1] of G on the fixed noise (one row per class
-    for conditional models)."""
-    from torchvision.utils import make_grid
-
-    was_training = G.training
-    G.eval()
-    with torch.no_grad():
-        images = G(fixed_z, fixed_y)
-    G.train(was_training)
-    return make_grid((images.float().cpu() + 1) / 2, nrow=columns, padding=2).clamp_(0, 1)
-
-
 def run(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
     run_dir = Path(cfg.run_dir)
@@ -121,14 +108,26 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 raise UserError(f"training diverged at step {step}: {', '.join(bad)} not finite; "
                                 f"try a lower optimizer.lr (the last checkpoint is kept)")
         if step % t.sample_every == 0 or last:
-            monitor.image("samples", step, sample_grid(G, fixed_z, fixed_y, columns),
-                          f"step_{step}.png")
+            show(step)
+        if step % t.eval_every == 0 or last:
+            evaluate(step)
         if step % t.checkpoint_every == 0 or last:
             checkpointer.save(snapshot(step), step, keep_step_file=step % t.checkpoint_every == 0)
 
+    def show(step: int) -> None:
+        tag, picture = data.picture(G, D, fixed_z, fixed_y, columns)
+        monitor.image(tag, step, picture, f"step_{step}.png")
+
+    def evaluate(step: int) -> None:
+        values = data.evaluate(G, latent_dim=cfg.latent.dim, num_classes=num_classes)
+        if values:
+            monitor.scalars(step, values, throughput=False)
+            final.update(values)
+
     try:
         if steps == 0:                                # closed form or nothing to do
-            monitor.image("samples", 0, sample_grid(G, fixed_z, fixed_y, columns), "step_0.png")
+            show(0)
+            evaluate(0)
             checkpointer.save(snapshot(0), 0, keep_step_file=False)
         train(parts, 0, steps, after_step)
     finally:

@@ -32,6 +32,23 @@ class ImageSet:
     def sampler(self, batch_size: int, device: torch.device, seed: int) -> TensorSampler:
         return TensorSampler(self.images, self.labels, batch_size, device, seed)
 
+    def picture(self, G, D, fixed_z, fixed_y, columns: int) -> tuple[str, torch.Tensor]:
+        """The TensorBoard tag and a [C, H, W] grid in [0, 1] of G on the fixed
+        noise: one row per class for conditional models."""
+        from torchvision.utils import make_grid
+
+        was_training = G.training
+        G.eval()
+        with torch.no_grad():
+            images = G(fixed_z, fixed_y)
+        G.train(was_training)
+        grid = make_grid((images.float().cpu() + 1) / 2, nrow=columns, padding=2)
+        return "samples", grid.clamp_(0, 1)
+
+    def evaluate(self, G, latent_dim: int, num_classes: int) -> dict[str, float]:
+        """Quality metrics of G on this data set, every train.eval_every steps."""
+        return {}
+
     def scaled(self) -> torch.Tensor:
         """All images as floats in [-1, 1], the scale G is trained to produce."""
         return self.images.float() / 127.5 - 1.0
