@@ -8,6 +8,9 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
+NONFINITE_POLICIES = ("stop", "rollback")
+# Keys that may differ when a run is resumed: where it runs and how long.
+RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps")
 
 
 def _get(cfg: DictConfig, key: str):
@@ -45,5 +48,31 @@ def validate(cfg: DictConfig) -> None:
         _positive(cfg, f"optimizer.{net}.lr")
     if "critic_steps" in cfg.objective:
         _whole(cfg, "objective.critic_steps", 1)
+    if cfg.train.on_nonfinite not in NONFINITE_POLICIES:
+        raise UserError(f"train.on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, "
+                        f"got {cfg.train.on_nonfinite!r}")
+    factor = cfg.train.rollback_lr_factor
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
+        raise UserError(f"train.rollback_lr_factor must be a number in (0, 1), got {factor!r}")
+    _whole(cfg, "train.max_rollbacks", 0)
     if cfg.device not in DEVICES:
         raise UserError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        flat = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: tree}
+
+
+def changed_keys(saved: dict, current: dict, allowed: list[str]) -> list[str]:
+    """Dotted keys whose values differ, less those allowed to change on resume
+    (a listed key allows everything under it)."""
+    old, new = _flatten(saved), _flatten(current)
+    free = [*RESUMABLE_CHANGES, *allowed]
+    return sorted(k for k in old.keys() | new.keys()
+                  if old.get(k, "<absent>") != new.get(k, "<absent>")
+                  and not any(k == a or k.startswith(a + ".") for a in free))

@@ -39,10 +39,10 @@ def frozen(module: torch.nn.Module | None):
             p.requires_grad_(True)
 
 
-def train(parts: Parts, start_step: int, end_step: int,
-          after_step: Callable[[int, Meter], None]) -> None:
+def train(parts: Parts, start_step: int, end_step: int, meter: Meter,
+          after_step: Callable[[int], None]) -> None:
     G, D, objective = parts.generator, parts.discriminator, parts.objective
-    sampler, latent, meter = parts.sampler, parts.latent, Meter()
+    sampler, latent = parts.sampler, parts.latent
     for step in range(start_step, end_step):
         # 1. Discriminator (critic): critic_steps updates, each on a fresh real
         #    batch and fresh z; the objective may constrain D afterwards (clipping).
@@ -62,4 +62,4 @@ def train(parts: Parts, start_step: int, end_step: int,
         parts.opt_g.step()
         meter.add({"loss/g": loss_g, **stats})
 
-        after_step(step + 1, meter)
+        after_step(step + 1)

@@ -26,6 +26,19 @@ class Meter:
                 self.sums[key] = value.clone()
                 self.counts[key] = 1
 
+    def all_finite(self) -> bool:
+        """True when no loss since the last `means()` was inf or nan (one sync)."""
+        if not self.sums:
+            return True
+        return bool(torch.isfinite(torch.stack([v.float() for v in self.sums.values()])).all())
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums = dict(state.get("sums", {}))
+        self.counts = dict(state.get("counts", {}))
+
     def means(self) -> dict[str, float]:
         if not self.sums:
             return {}
@@ -43,9 +56,10 @@ class Monitor:
 
         self.run_dir = Path(run_dir)
         self.samples_dir = self.run_dir / "samples"
-        # purge_step drops events a crashed run wrote past the resumed step.
+        # A resumed run drops the events an earlier process wrote after the
+        # checkpoint it resumes from (steps > start_step): no duplicate points.
         self.writer = SummaryWriter(str(self.run_dir / "tb"),
-                                    purge_step=start_step if start_step else None)
+                                    purge_step=start_step + 1 if start_step else None)
         self.total = total_steps
         self.interactive = sys.stderr.isatty()
         self.last_time = time.perf_counter()
@@ -85,6 +99,15 @@ class Monitor:
                   end="", file=sys.stderr, flush=True)
         else:
             print(f"step {step}/{self.total}  {shown}  {rate:.1f} it/s", file=sys.stderr, flush=True)
+
+    def restart(self, step: int) -> None:
+        """Continue from an earlier step (after a rollback): TensorBoard drops
+        the events past it."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer.close()
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=step + 1)
+        self.last_time, self.last_step = time.perf_counter(), step
 
     def close(self) -> None:
         if self.interactive:

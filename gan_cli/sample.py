@@ -27,7 +27,7 @@ def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device:
 
     from gan_cli.checkpoint import generator_from_checkpoint
     from gan_cli.latent import Latent
-    from gan_cli.runner import pick_device
+    from gan_cli.experiment import pick_device
 
     dev = pick_device(device)
     G = generator_from_checkpoint(state, dev)

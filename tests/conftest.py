@@ -30,10 +30,11 @@ def make_cfg(tmp_path):
     counter = iter(range(1000))
 
     def _make(*overrides, tiny=True):
-        run_dir = tmp_path / f"run{next(counter)}"
+        given = any(o.startswith("run_dir=") for o in overrides)
+        run_dir = [] if given else [f"run_dir={tmp_path / f'run{next(counter)}'}"]
         with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
             return compose(config_name="config",
-                           overrides=[*(TINY if tiny else []), *overrides, f"run_dir={run_dir}"])
+                           overrides=[*(TINY if tiny else []), *overrides, *run_dir])
     return _make
 
 

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from gan_cli.config import validate
 from gan_cli.errors import UserError
 from gan_cli.objectives import Objective
-from gan_cli.runner import build
+from gan_cli.experiment import build
 
 
 def options(group: str) -> list[str]:

@@ -1,0 +1,151 @@
+"""Everything a config builds, and its state as one plain dict.
+
+`Experiment(cfg)` instantiates the data set, objective, models, optimizers,
+batch sampler and latent sampler; `snapshot()` captures all of it (weights,
+optimizer moments, every random generator, the sampler's position in its
+epoch, the grid's fixed noise) so that `restore()` continues bit for bit.
+"""
+
+import random
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gan_cli.checkpoint import FORMAT
+from gan_cli.errors import UserError, user_error_in
+from gan_cli.latent import Latent
+from gan_cli.loop import Parts
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda but no CUDA device is available; use device=auto or device=cpu")
+    return torch.device(name)
+
+
+def build(node, **kwargs):
+    """hydra.utils.instantiate, with our own UserError surfacing as itself."""
+    try:
+        return instantiate(node, **kwargs)
+    except Exception as exc:
+        found = user_error_in(exc)
+        if found is not None:
+            raise found from None
+        raise
+
+
+class Experiment:
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.device = device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)                       # model initialisation
+
+        self.data = data = build(cfg.dataset)
+        self.objective = objective = build(cfg.objective)
+        if objective.conditional and not data.num_classes:
+            raise UserError(f"objective={objective.name} is conditional but dataset "
+                            f"{data.name} has no class labels")
+        self.num_classes = data.num_classes if objective.conditional else 0
+        self.model_args = {"data_shape": list(data.shape), "num_classes": self.num_classes,
+                           "latent_dim": cfg.latent.dim}
+        G, D = build(cfg.model, **self.model_args)
+        G = G.to(device)
+        D = D.to(device) if objective.uses_discriminator else None
+        opt_g = build(cfg.optimizer.g)(G.parameters())
+        opt_d = build(cfg.optimizer.d)(D.parameters()) if D is not None else None
+        sampler = data.sampler(cfg.train.batch_size, device, seed=cfg.seed)
+        latent = Latent(cfg.latent.dim, cfg.latent.distribution, device, seed=cfg.seed + 1)
+        objective.setup(data, latent, G)
+        self.parts = Parts(G, D, opt_g, opt_d, objective, sampler, latent)
+
+        # The grid's noise is fixed for the whole run so its frames compare.
+        self.grid_columns = columns = cfg.train.grid_columns
+        rows = self.num_classes or columns
+        self.fixed_z = Latent(cfg.latent.dim, cfg.latent.distribution, device,
+                              seed=cfg.seed + 2).sample(rows * columns)
+        self.fixed_y = (torch.arange(self.num_classes, device=device).repeat_interleave(columns)
+                        if self.num_classes else None)
+        self.config = OmegaConf.to_container(cfg, resolve=True)
+
+    def picture(self):
+        p = self.parts
+        return self.data.picture(p.generator, p.discriminator, self.fixed_z, self.fixed_y,
+                                 self.grid_columns)
+
+    def evaluate(self) -> dict[str, float]:
+        return self.data.evaluate(self.parts.generator, latent_dim=self.cfg.latent.dim,
+                                  num_classes=self.num_classes)
+
+    def scale_learning_rates(self, factor: float) -> None:
+        for opt in (self.parts.opt_g, self.parts.opt_d):
+            for group in (opt.param_groups if opt is not None else []):
+                group["lr"] *= factor
+
+    def snapshot(self, step: int, meter_state: dict | None = None) -> dict:
+        p = self.parts
+        return {
+            "format": FORMAT, "step": step, "config": self.config, "model_args": self.model_args,
+            "generator": p.generator.state_dict(),
+            "discriminator": None if p.discriminator is None else p.discriminator.state_dict(),
+            "opt_g": p.opt_g.state_dict(),
+            "opt_d": None if p.opt_d is None else p.opt_d.state_dict(),
+            "objective": p.objective.state_dict(),
+            "sampler": p.sampler.state_dict(),
+            "latent_rng": p.latent.generator.get_state(),
+            "fixed_noise": {"z": self.fixed_z, "y": self.fixed_y},
+            "meter": meter_state or {},
+            "rng": global_rng_state(),
+        }
+
+    def restore(self, state: dict) -> int:
+        """Load a snapshot; returns its step. Learning rates stay those of the
+        current config (so resuming with a changed, allowed lr takes effect)."""
+        p = self.parts
+        lrs = [[g["lr"] for g in opt.param_groups] if opt else [] for opt in (p.opt_g, p.opt_d)]
+        p.generator.load_state_dict(state["generator"])
+        if p.discriminator is not None:
+            p.discriminator.load_state_dict(state["discriminator"])
+            p.opt_d.load_state_dict(state["opt_d"])
+        p.opt_g.load_state_dict(state["opt_g"])
+        for opt, saved in zip((p.opt_g, p.opt_d), lrs):
+            for group, lr in zip(opt.param_groups if opt else [], saved):
+                group["lr"] = lr
+        p.objective.load_state_dict(state["objective"])
+        p.sampler.load_state_dict(state["sampler"])
+        p.latent.generator.set_state(state["latent_rng"])
+        self.fixed_z = state["fixed_noise"]["z"].to(self.device)
+        y = state["fixed_noise"]["y"]
+        self.fixed_y = None if y is None else y.to(self.device)
+        set_global_rng_state(state["rng"])
+        return int(state["step"])
+
+
+def global_rng_state() -> dict:
+    """torch (CPU and CUDA), numpy and Python random states, as tensors and
+    plain lists so the checkpoint loads with weights_only=True."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+    }
+
+
+def set_global_rng_state(state: dict) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))

@@ -1,0 +1,155 @@
+"""Runs that survive: bit-exact resume, refusals, signals, non-finite losses."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY, gan_cli_command, run_cli
+from gan_cli.checkpoint import load_checkpoint
+from gan_cli.errors import UserError
+from gan_cli.runner import run
+
+SHORT = ["train.steps=12", "train.log_every=3", "train.checkpoint_every=3", "train.sample_every=6",
+         "train.eval_every=6"]
+
+
+def _curves(run_dir) -> dict[str, list[tuple[int, float]]]:
+    acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)]
+            for tag in acc.Tags()["scalars"] if not tag.startswith("perf/")}
+
+
+@pytest.mark.parametrize("objective", ["mse", "gan", "wgan", "cgan"])
+def test_resumed_run_equals_straight_run_bit_for_bit(make_cfg, objective):
+    straight = make_cfg(f"objective={objective}", *SHORT)
+    run(straight)
+    half = make_cfg(f"objective={objective}", *SHORT, "train.steps=6")
+    run(half)
+    resumed = make_cfg(f"objective={objective}", *SHORT, "resume=true", f"run_dir={half.run_dir}")
+    run(resumed)
+    a, b = load_checkpoint(straight.run_dir), load_checkpoint(half.run_dir)
+    assert a["step"] == b["step"] == 12
+    for net in ("generator", "discriminator"):
+        if a[net] is None:
+            assert b[net] is None
+            continue
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs"
+    curves_a, curves_b = _curves(straight.run_dir), _curves(half.run_dir)
+    assert curves_a == curves_b
+    assert [s for s, _ in curves_b["loss/g"]] == [3, 6, 9, 12]      # no duplicate points
+
+
+def test_resume_refuses_a_changed_config_unless_allowed(make_cfg):
+    first = make_cfg("objective=gan", "train.steps=4")
+    run(first)
+    changed = make_cfg("objective=gan", "train.steps=8", "optimizer.lr=1e-3", "latent.dim=8",
+                       "resume=true", f"run_dir={first.run_dir}")
+    with pytest.raises(UserError) as info:
+        run(changed)
+    message = str(info.value)
+    assert "latent.dim" in message and "optimizer.lr" in message and "train.steps" not in message
+    allowed = make_cfg("objective=gan", "train.steps=8", "optimizer.lr=1e-3",
+                       "resume=true", f"run_dir={first.run_dir}", "resume_allow=[optimizer]")
+    run(allowed)
+    state = load_checkpoint(first.run_dir)
+    assert state["step"] == 8
+    assert state["opt_g"]["param_groups"][0]["lr"] == 1e-3       # the allowed change took effect
+
+
+def test_resume_from_a_checkpoint_path_and_bad_resumes(make_cfg, tmp_path):
+    first = make_cfg("objective=wgan", "train.steps=6", "train.checkpoint_every=3")
+    run(first)
+    step3 = Path(first.run_dir) / "checkpoints" / "step_3.pt"
+    again = make_cfg("objective=wgan", "train.steps=6", "train.checkpoint_every=3", f"resume={step3}")
+    run(again)                     # continues the original run dir from step 3
+    assert load_checkpoint(first.run_dir)["step"] == 6
+    with pytest.raises(UserError, match="holds no checkpoints/last.pt"):
+        run(make_cfg("resume=true"))
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(step3.read_bytes()[:1000])
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        run(make_cfg(f"resume={broken}"))
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(make_cfg):
+    cfg = make_cfg("objective=gan", "optimizer=sgd", "optimizer.lr=1e12", "train.steps=40",
+                   "train.checkpoint_every=1", "train.log_every=1")
+    with pytest.raises(UserError) as info:
+        run(cfg)
+    assert "diverged" in str(info.value) and "at step" in str(info.value)
+    state = load_checkpoint(cfg.run_dir)
+    for net in ("generator", "discriminator"):
+        assert all(torch.isfinite(t).all() for t in state[net].values())
+
+
+def test_rollback_reloads_lowers_the_learning_rate_and_finishes(make_cfg, monkeypatch, capsys):
+    from gan_cli.objectives import MinimaxGAN
+    original = MinimaxGAN.generator_loss
+    calls = {"n": 0}
+
+    def poisoned(self, G, D, batch, latent):      # one NaN loss at the 7th generator step
+        calls["n"] += 1
+        loss, stats = original(self, G, D, batch, latent)
+        return (loss * float("nan"), stats) if calls["n"] == 7 else (loss, stats)
+
+    monkeypatch.setattr(MinimaxGAN, "generator_loss", poisoned)
+    cfg = make_cfg("objective=gan", "train.steps=12", "train.log_every=2",
+                   "train.checkpoint_every=4", "train.on_nonfinite=rollback",
+                   "train.rollback_lr_factor=0.5")
+    metrics = run(cfg)
+    assert "rolled back to step 4" in capsys.readouterr().err
+    state = load_checkpoint(cfg.run_dir)
+    assert state["step"] == 12 and all(map(lambda v: v == v, metrics.values()))
+    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(cfg.optimizer.lr * 0.5)
+
+
+def _start(tmp_path, *extra):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(gan_cli_command("gan-train") + TINY + list(extra), cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, process, timeout=120):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["train.steps=100000", "train.checkpoint_every=5", "train.log_every=5",
+            f"hydra.run.dir={run_dir}"]
+    process = _start(tmp_path, *args)
+    _wait_for(run_dir / "checkpoints" / "step_15.pt", process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    state = load_checkpoint(run_dir)
+    assert state["step"] >= 15
+    done = run_cli("gan-train", *TINY, *args[1:], f"train.steps={state['step'] + 5}", "resume=true",
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(run_dir)["step"] == state["step"] + 5
+
+
+def test_sigint_checkpoints_says_how_to_resume_and_exits_nonzero(tmp_path):
+    run_dir = tmp_path / "run"
+    process = _start(tmp_path, "train.steps=100000", "train.checkpoint_every=5",
+                     f"hydra.run.dir={run_dir}")
+    _wait_for(run_dir / "checkpoints" / "step_5.pt", process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT
+    last_line = err.strip().splitlines()[-1]
+    assert last_line.startswith("gan-train: SIGINT: stopped after step") and "resume=true" in last_line
+    stopped_at = load_checkpoint(run_dir)["step"]
+    assert f"step {stopped_at};" in last_line and "Traceback" not in err
