@@ -71,15 +71,20 @@ def test_bad_input_gets_one_clear_line(tmp_path, unlabeled_folder, overrides, me
     assert len(lines) == 1 and lines[0].startswith("gan-train: error:"), done.stderr
     assert message in lines[0]
     assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "run").exists() or "no class labels" in message or "IDX" in message
 
 
-def test_unknown_option_lists_the_choices(tmp_path):
-    done = run_cli("gan-train", "objective=nonsense", cwd=tmp_path)
-    assert done.returncode != 0
-    assert "Could not find 'objective/nonsense'" in done.stderr
-    for choice in ("cgan", "gan", "mse", "wgan"):
-        assert f"\t{choice}" in done.stderr
-    assert "Traceback" not in done.stderr
+@pytest.mark.parametrize("override,message", [
+    ("objective=nonsense", "objective=nonsense is not an option of objective; choose from: cgan, gan, mse, wgan"),
+    ("train.stepz=5", "train.stepz is not a config key"),
+    ("train.steps=[1", "cannot compose the config"),
+])
+def test_unknown_option_or_key_gets_one_line_and_no_run_folder(tmp_path, override, message):
+    done = run_cli("gan-train", override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"gan-train: error: {message}"] or \
+        (len(done.stderr.strip().splitlines()) == 1 and message in done.stderr)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_finished_run_is_never_overwritten(tmp_path):
