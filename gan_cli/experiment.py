@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from gan_cli import accel
 from gan_cli.checkpoint import FORMAT
 from gan_cli.errors import UserError, user_error_in
 from gan_cli.latent import Latent
@@ -55,12 +56,15 @@ class Experiment:
         G, D = build(cfg.model, **self.model_args)
         G = G.to(device)
         D = D.to(device) if objective.uses_discriminator else None
+        for net in (G, D):
+            accel.prepare(net, device, cfg.train.compile, cfg.train.channels_last)
         opt_g = build(cfg.optimizer.g)(G.parameters())
         opt_d = build(cfg.optimizer.d)(D.parameters()) if D is not None else None
         sampler = data.sampler(cfg.train.batch_size, device, seed=cfg.seed)
         latent = Latent(cfg.latent.dim, cfg.latent.distribution, device, seed=cfg.seed + 1)
         objective.setup(data, latent, G)
-        self.parts = Parts(G, D, opt_g, opt_d, objective, sampler, latent)
+        self.parts = Parts(G, D, opt_g, opt_d, objective, sampler, latent,
+                           accel.autocast(cfg.train.precision, device))
 
         # The grid's noise is fixed for the whole run so its frames compare.
         self.grid_columns = columns = cfg.train.grid_columns

@@ -21,6 +21,7 @@ class Parts:
     objective: Objective
     sampler: object                                 # .next() -> Batch
     latent: Latent
+    autocast: Callable = contextlib.nullcontext     # context for forward passes (bf16)
 
 
 @contextlib.contextmanager
@@ -47,7 +48,8 @@ def train(parts: Parts, start_step: int, end_step: int, meter: Meter,
         # 1. Discriminator (critic): critic_steps updates, each on a fresh real
         #    batch and fresh z; the objective may constrain D afterwards (clipping).
         for _ in range(objective.critic_steps_at(step)):
-            loss_d, stats = objective.discriminator_loss(G, D, sampler.next(), latent)
+            with parts.autocast():
+                loss_d, stats = objective.discriminator_loss(G, D, sampler.next(), latent)
             parts.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             parts.opt_d.step()
@@ -55,7 +57,7 @@ def train(parts: Parts, start_step: int, end_step: int, meter: Meter,
             meter.add({"loss/d": loss_d, **stats})
 
         # 2. Generator: one update through the frozen D.
-        with frozen(D):
+        with frozen(D), parts.autocast():
             loss_g, stats = objective.generator_loss(G, D, sampler.next(), latent)
         parts.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()

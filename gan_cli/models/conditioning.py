@@ -49,6 +49,11 @@ class Discriminator(nn.Module):
         self.net = net
         self.num_classes = num_classes
         self.image_input = image_input   # conv nets keep [B, C, H, W]; others flatten
+        # Without batch norm, scoring real and fake batches in one pass is the
+        # same function and one larger matrix product; with it, the batches
+        # must stay apart so each is normalised by its own statistics.
+        self.joint_batches = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                     for m in net.modules())
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.image_input:
@@ -56,6 +61,13 @@ class Discriminator(nn.Module):
         else:
             h = join_onehot(x.flatten(1), y, self.num_classes)
         return self.net(h).view(-1)
+
+    def score_pair(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None):
+        """(D(real), D(fake)), in one pass where that computes the same thing."""
+        if not self.joint_batches:
+            return self(real, y), self(fake, y)
+        scores = self(torch.cat([real, fake]), None if y is None else torch.cat([y, y]))
+        return scores[:len(real)], scores[len(real):]
 
 
 def flat_size(shape: tuple[int, ...]) -> int:

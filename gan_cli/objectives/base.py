@@ -48,7 +48,7 @@ class Objective:
         y = self.labels(batch)
         with torch.no_grad():                       # D's step needs no graph through G
             fake = G(latent.sample(len(batch.x)), y)
-        loss = self.d_loss(D(batch.x, y), D(fake, y))
+        loss = self.d_loss(*D.score_pair(batch.x, fake, y))
         estimate = self.estimate(loss)
         stats = {} if estimate is None else {self.estimate_name: estimate.detach()}
         return loss, stats

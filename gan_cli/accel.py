@@ -1,0 +1,42 @@
+"""Speed options that must never break a CPU run: torch.compile, bf16
+autocast and channels_last memory layout."""
+
+import contextlib
+
+import torch
+from torch import nn
+
+from gan_cli.errors import UserError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def autocast(precision: str, device: torch.device):
+    """A factory of contexts for the forward passes: bf16 autocast where asked
+    (auto: on CUDA only, where it is fast), else a no-op."""
+    if precision not in PRECISIONS:
+        raise UserError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def has_convolutions(module: nn.Module) -> bool:
+    return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in module.modules())
+
+
+def prepare(module: nn.Module | None, device: torch.device, compile: bool,
+            channels_last: str) -> None:
+    """In place: channels_last for conv nets (auto: on CUDA), then compile the
+    inner net. `nn.Module.compile` keeps state_dict keys unchanged, so
+    checkpoints of compiled and plain runs are interchangeable."""
+    if module is None:
+        return
+    if channels_last not in ("auto", True, False):
+        raise UserError(f"train.channels_last must be auto, true or false, got {channels_last!r}")
+    if has_convolutions(module) and (channels_last is True or
+                                     (channels_last == "auto" and device.type == "cuda")):
+        module.to(memory_format=torch.channels_last)
+    if compile:
+        module.net.compile()

@@ -1,0 +1,276 @@
+"""gan-bench: training speed of configurations, against the machine's own
+matrix-multiply peak and against a naive reference loop, in one process."""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+# name -> overrides; `reference` configs are also timed with the naive loop.
+CONFIGS = {
+    "mlp-wgan-b64": ["objective=wgan", "model=mlp", "train.batch_size=64"],
+    "mlp-wgan-b256": ["objective=wgan", "model=mlp", "train.batch_size=256"],
+    "dcgan-gan-b64": ["objective=gan", "model=dcgan", "train.batch_size=64"],
+}
+REFERENCE = {"mlp-wgan-b64", "mlp-wgan-b256"}
+
+
+def compose_config(overrides: list[str]):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=[*overrides, "run_dir=."])
+
+
+def matmul_peak_gflops(device: torch.device, size: int = 1024, repeats: int = 20) -> float:
+    """Best fp32 GFLOP/s of a square matrix product on this device."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024    # process, KiB on Linux
+
+
+def flops_per_step(exp) -> float:
+    """FLOPs of one generator step (its critic steps included), forward and
+    backward, as counted by PyTorch's FLOP counter on the real models."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gan_cli.loop import train
+    from gan_cli.monitor import Meter
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        train(exp.parts, 0, 1, Meter(), lambda step: None)
+    return float(counter.get_total_flops())
+
+
+class UpdateCounter:
+    """Counts optimizer steps, to show both loops make the same updates."""
+
+    def __init__(self, opt_g, opt_d):
+        self.counts = {"g": 0, "d": 0}
+        for key, opt in (("g", opt_g), ("d", opt_d)):
+            if opt is not None:
+                opt.register_step_post_hook(lambda *args, key=key: self._add(key))
+
+    def _add(self, key):
+        self.counts[key] += 1
+
+    def reset(self):
+        self.counts = {"g": 0, "d": 0}
+
+
+def time_fast(exp, steps: int, warmup: int) -> tuple[float, dict]:
+    """Seconds for `steps` generator steps of the runner's own loop, and the
+    optimizer updates they made."""
+    from gan_cli.loop import train
+    from gan_cli.monitor import Meter
+
+    meter = Meter()
+    counter = UpdateCounter(exp.parts.opt_g, exp.parts.opt_d)
+    train(exp.parts, 0, warmup, meter, lambda step: None)
+    meter.means()
+    _sync(exp.device)
+    counter.reset()
+    start = time.perf_counter()
+    train(exp.parts, warmup, warmup + steps, meter, lambda step: None)
+    meter.means()                                    # the one read-back, as when logging
+    _sync(exp.device)
+    return time.perf_counter() - start, counter.counts
+
+
+def time_reference(cfg, steps: int, warmup: int, data_root: Path) -> tuple[float, dict]:
+    """The common tutorial loop with identical models and update counts:
+    torchvision MNIST + ToTensor/Normalize through a DataLoader, fakes made
+    with a graph and detached, weight clipping, `.item()` every update."""
+    from hydra.utils import instantiate
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    device = torch.device("cpu") if cfg.device == "cpu" or not torch.cuda.is_available() \
+        else torch.device("cuda")
+    torch.manual_seed(cfg.seed)
+    G, D = instantiate(cfg.model, data_shape=[1, 28, 28], num_classes=0, latent_dim=cfg.latent.dim)
+    G, D = G.to(device), D.to(device)
+    opt_g = instantiate(cfg.optimizer.g)(G.parameters())
+    opt_d = instantiate(cfg.optimizer.d)(D.parameters())
+    mnist = datasets.MNIST(str(data_root), train=True, download=False,
+                           transform=transforms.Compose([transforms.ToTensor(),
+                                                         transforms.Normalize([0.5], [0.5])]))
+    loader = DataLoader(mnist, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True)
+    batches = iter(loader)
+    clip, critic_steps, batch = cfg.objective.clip_value, cfg.objective.critic_steps, cfg.train.batch_size
+
+    def real_batch():
+        nonlocal batches
+        try:
+            return next(batches)[0].to(device)
+        except StopIteration:
+            batches = iter(loader)
+            return next(batches)[0].to(device)
+
+    def generator_step():
+        for _ in range(critic_steps):
+            real = real_batch()
+            fake = G(torch.randn(batch, cfg.latent.dim, device=device)).detach()
+            loss_d = -torch.mean(D(real)) + torch.mean(D(fake))
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
+            for p in D.parameters():
+                p.data.clamp_(-clip, clip)
+            loss_d.item()
+        opt_g.zero_grad()
+        loss_g = -torch.mean(D(G(torch.randn(batch, cfg.latent.dim, device=device))))
+        loss_g.backward()
+        opt_g.step()
+        loss_g.item()
+
+    counter = UpdateCounter(opt_g, opt_d)
+    for _ in range(warmup):
+        generator_step()
+    _sync(device)
+    counter.reset()
+    start = time.perf_counter()
+    for _ in range(steps):
+        generator_step()
+    _sync(device)
+    return time.perf_counter() - start, counter.counts
+
+
+def write_mnist_idx(root: Path) -> None:
+    """torchvision's raw MNIST layout, from the bundled real digits."""
+    import struct
+
+    from gan_cli.data import load_mnist_subset
+
+    data = load_mnist_subset()
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    images, labels = data.images[:, 0].numpy(), data.labels.numpy().astype("uint8")
+    for prefix in ("train", "t10k"):
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+            (raw / f"{prefix}-{kind}-ubyte").write_bytes(header + array.tobytes())
+
+
+def startup_seconds() -> dict[str, float]:
+    """Wall time of importing torch + torchvision, and of a 1-step gan-train."""
+    with tempfile.TemporaryDirectory() as tmp:
+        def timed(cmd):
+            start = time.perf_counter()
+            subprocess.run(cmd, cwd=tmp, check=True, capture_output=True)
+            return time.perf_counter() - start
+        imports = min(timed([sys.executable, "-c", "import torch, torchvision"]) for _ in range(2))
+        script = Path(sys.executable).with_name("gan-train")
+        one = min(timed([str(script), "train.steps=1", f"hydra.run.dir={tmp}/run{i}"]) for i in range(2))
+    return {"import_torch_torchvision_s": imports, "gan_train_1_step_s": one,
+            "overhead_s": one - imports}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="gan-bench", description=__doc__)
+    parser.add_argument("--steps", type=int, default=30, help="timed generator steps per config")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed generator steps first")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help=f"comma-separated, from: {', '.join(CONFIGS)}")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--no-reference", action="store_true", help="skip the naive loop")
+    parser.add_argument("--startup", action="store_true", help="also time gan-train start-up")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    names = [n for n in args.configs.split(",") if n]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown or args.steps < 1 or args.warmup < 0:
+        print(f"gan-bench: error: unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}"
+              if unknown else "gan-bench: error: --steps must be >= 1 and --warmup >= 0", file=sys.stderr)
+        sys.exit(2)
+
+    from gan_cli.experiment import Experiment, pick_device
+
+    device = pick_device(args.device)
+    peak = matmul_peak_gflops(device)
+    print(f"device {device} ({torch.get_num_threads()} threads), fp32 matmul peak "
+          f"{peak:.1f} GFLOP/s; {args.steps} timed generator steps after {args.warmup} warm-up")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.no_reference:
+            write_mnist_idx(Path(tmp))
+        for name in names:
+            cfg = compose_config([*CONFIGS[name], f"device={args.device}"])
+            exp = Experiment(cfg)
+            flops = flops_per_step(exp)
+            seconds, updates = time_fast(exp, args.steps, args.warmup)
+            critic = cfg.objective.critic_steps
+            rate = args.steps / seconds
+            row = {
+                "config": name,
+                "g_steps_per_s": rate,
+                "critic_steps_per_s": rate * critic,
+                "images_per_s_through_d": rate * cfg.train.batch_size * (2 * critic + 1),
+                "gflops_per_s": flops * rate / 1e9,
+                "percent_of_peak": 100 * flops * rate / 1e9 / peak,
+                "peak_memory_mb": _peak_memory_mb(device),
+                "updates": updates,
+            }
+            if name in REFERENCE and not args.no_reference:
+                ref_seconds, ref_updates = time_reference(cfg, args.steps, args.warmup, Path(tmp))
+                reference = args.steps / ref_seconds
+                row["reference_g_steps_per_s"] = reference
+                row["reference_updates"] = ref_updates
+                row["speedup_vs_reference"] = rate / reference
+            rows.append(row)
+    _print_table(rows)
+    result = {"device": str(device), "threads": torch.get_num_threads(),
+              "matmul_peak_gflops": peak, "steps": args.steps, "warmup": args.warmup, "configs": rows}
+    if args.startup:
+        result["startup"] = startup_seconds()
+        s = result["startup"]
+        print(f"start-up: import torch+torchvision {s['import_torch_torchvision_s']:.2f} s, "
+              f"gan-train train.steps=1 {s['gan_train_1_step_s']:.2f} s "
+              f"(+{s['overhead_s']:.2f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _print_table(rows: list[dict]) -> None:
+    header = ["config", "G steps/s", "critic steps/s", "D images/s", "GFLOP/s", "% peak",
+              "peak MB", "naive G steps/s", "speed-up"]
+    lines = [header]
+    for r in rows:
+        lines.append([r["config"], f"{r['g_steps_per_s']:.2f}", f"{r['critic_steps_per_s']:.1f}",
+                      f"{r['images_per_s_through_d']:.0f}", f"{r['gflops_per_s']:.1f}",
+                      f"{r['percent_of_peak']:.0f}%", f"{r['peak_memory_mb']:.0f}",
+                      f"{r['reference_g_steps_per_s']:.2f}" if "reference_g_steps_per_s" in r else "-",
+                      f"{r['speedup_vs_reference']:.2f}x" if "speedup_vs_reference" in r else "-"])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""gan-bench and the data path it measures: correctness, not speed."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from conftest import run_cli
+from gan_cli.bench import compose_config, time_fast, time_reference, write_mnist_idx
+from gan_cli.data import load_torchvision
+from gan_cli.experiment import Experiment
+
+
+def test_preloaded_batches_equal_torchvision_items_after_to_tensor_normalize(tmp_path):
+    from torchvision import datasets, transforms
+    write_mnist_idx(tmp_path)
+    items = datasets.MNIST(str(tmp_path), train=True, download=False,
+                           transform=transforms.Compose([transforms.ToTensor(),
+                                                         transforms.Normalize([0.5], [0.5])]))
+    batch = load_torchvision("mnist", root=str(tmp_path), download=False) \
+        .sampler(32, torch.device("cpu"), seed=1).next()
+    for row, index in enumerate(batch.index.tolist()):
+        image, label = items[index]
+        assert torch.allclose(batch.x[row], image, atol=1e-6)
+        assert batch.y[row].item() == label
+
+
+def test_fast_and_naive_loops_make_the_same_updates(tmp_path):
+    write_mnist_idx(tmp_path)
+    cfg = compose_config(["objective=wgan", "model.g_hidden=[32]", "model.d_hidden=[32]",
+                          "train.batch_size=16", "device=cpu"])
+    _, fast = time_fast(Experiment(cfg), steps=3, warmup=1)
+    _, naive = time_reference(cfg, steps=3, warmup=1, data_root=tmp_path)
+    assert fast == naive == {"g": 3, "d": 15}
+
+
+def test_gan_bench_prints_every_column(tmp_path):
+    out = tmp_path / "bench.json"
+    done = run_cli("gan-bench", "--steps", "2", "--warmup", "0", "--configs", "mlp-wgan-b64",
+                   "--json", out, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    header = done.stdout.splitlines()[1]
+    for column in ("G steps/s", "critic steps/s", "D images/s", "GFLOP/s", "% peak", "peak MB",
+                   "naive G steps/s", "speed-up"):
+        assert column in header
+    assert "fp32 matmul peak" in done.stdout
+    figures = json.loads(out.read_text())
+    row = figures["configs"][0]
+    assert row["config"] == "mlp-wgan-b64" and row["g_steps_per_s"] > 0
+    assert row["speedup_vs_reference"] > 0 and figures["matmul_peak_gflops"] > 0
+    assert row["updates"] == row["reference_updates"] == {"g": 2, "d": 10}
+
+
+def test_gan_bench_rejects_an_unknown_config(tmp_path):
+    done = run_cli("gan-bench", "--configs", "nope", cwd=tmp_path)
+    assert done.returncode == 2 and "unknown config 'nope'" in done.stderr
