@@ -211,8 +211,8 @@ class Session:
                             f"({kept}); lower optimizer.lr")
         self.rollbacks += 1
         state = load_checkpoint(last) if last.exists() else self.initial
-        step = self.exp.restore(state)
-        self.exp.scale_learning_rates(t.rollback_lr_factor ** self.rollbacks)
+        step = self.exp.restore(state)       # keeps the current (already lowered) rates
+        self.exp.scale_learning_rates(t.rollback_lr_factor)
         self.meter = Meter()
         self.meter.load_state_dict(state.get("meter", {}))
         self.monitor.restart(step)

@@ -95,20 +95,22 @@ def test_rollback_reloads_lowers_the_learning_rate_and_finishes(make_cfg, monkey
     original = MinimaxGAN.generator_loss
     calls = {"n": 0}
 
-    def poisoned(self, G, D, batch, latent):      # one NaN loss at the 7th generator step
+    def poisoned(self, G, D, batch, latent):      # NaN losses at two generator steps
         calls["n"] += 1
         loss, stats = original(self, G, D, batch, latent)
-        return (loss * float("nan"), stats) if calls["n"] == 7 else (loss, stats)
+        return (loss * float("nan"), stats) if calls["n"] in (7, 12) else (loss, stats)
 
     monkeypatch.setattr(MinimaxGAN, "generator_loss", poisoned)
     cfg = make_cfg("objective=gan", "train.steps=12", "train.log_every=2",
                    "train.checkpoint_every=4", "train.on_nonfinite=rollback",
                    "train.rollback_lr_factor=0.5")
     metrics = run(cfg)
-    assert "rolled back to step 4" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "rolled back to step 4, learning rates x0.5 (rollback 1 of 3)" in err
+    assert "learning rates x0.25 (rollback 2 of 3)" in err
     state = load_checkpoint(cfg.run_dir)
     assert state["step"] == 12 and all(map(lambda v: v == v, metrics.values()))
-    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(cfg.optimizer.lr * 0.5)
+    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(cfg.optimizer.lr * 0.25)
 
 
 def _start(tmp_path, *extra):
