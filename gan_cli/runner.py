@@ -52,6 +52,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         raise UserError(f"objective={objective.name} is conditional but dataset "
                         f"{data.name} has no class labels")
     num_classes = data.num_classes if objective.conditional else 0
+    objective.configure_model(cfg.model)              # e.g. wgan_gp: no batch norm in D
     model_args = {"data_shape": list(data.shape), "num_classes": num_classes,
                   "latent_dim": cfg.latent.dim}
     G, D = build(cfg.model, **model_args)
