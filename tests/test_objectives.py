@@ -46,9 +46,10 @@ CASES = [(FGAN(divergence=name), _f_divergence(name), 0.1) for name in fdiv.DIVE
 CASES[list(fdiv.DIVERGENCES).index("pearson")] = (FGAN(divergence="pearson"), math.e - 1, 0.15)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny nets run faster on one thread than fighting over two busy cores."""
+    """These tiny nets run 2-3x faster on one thread than with two threads
+    fighting other jobs for two cores."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -58,7 +59,7 @@ def one_thread():
 @pytest.mark.parametrize("objective,truth,rel", CASES,
                          ids=[f"{c[0].name}-{getattr(c[0], 'divergence', None) and c[0].divergence.name}"
                               for c in CASES])
-def test_trained_critic_estimates_the_divergence_it_claims(one_thread, objective, truth, rel):
+def test_trained_critic_estimates_the_divergence_it_claims(objective, truth, rel):
     torch.manual_seed(0)
     D = Discriminator(nn.Sequential(nn.Linear(1, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64),
                                     nn.LeakyReLU(0.2), nn.Linear(64, 1)), num_classes=0)
@@ -95,8 +96,9 @@ FAST = ["train.steps=4", "train.log_every=2", "train.sample_every=4", "train.che
     (["objective=lsgan"], "chi2_estimate", lambda m: (2 - m["chi2_estimate"]) / 2),
     (["objective=lsgan", "objective.a=0", "objective.c=1"], "chi2_estimate",
      lambda m: (2 - m["chi2_estimate"]) / 8),
-    *[([f"objective=fgan", f"objective.divergence={name}"], "fdiv_estimate",
-       lambda m: -m["fdiv_estimate"]) for name in fdiv.DIVERGENCES],
+    # Every divergence's loss is checked on fixed tensors; two run here.
+    *[(["objective=fgan", f"objective.divergence={name}"], "fdiv_estimate",
+       lambda m: -m["fdiv_estimate"]) for name in ("kl", "gan")],
     (["objective=fgan", "objective.generator_loss=saddle"], "fdiv_estimate", lambda m: -m["fdiv_estimate"]),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
 def test_new_objective_trains_and_logs_its_estimate(make_cfg, overrides, estimate, identity):
@@ -194,13 +196,15 @@ def test_wgan_gp_swaps_the_critics_batch_norm_for_layer_norm(make_cfg, folder_16
     assert "BatchNorm2d" in {type(m).__name__ for m in G.modules()}  # G keeps its batch norm
 
 
-def test_other_objectives_keep_the_critics_batch_norm(make_cfg, folder_16px, capsys):
-    cfg = make_cfg("objective=hinge", *_dcgan_on(folder_16px), tiny=False)
-    run(cfg)
-    assert "d_norm" not in capsys.readouterr().err
-    state = load_checkpoint(cfg.run_dir)
-    _, D = build_models(state["config"], state["model_args"])
-    assert "BatchNorm2d" in {type(m).__name__ for m in D.modules()}
+def test_only_an_objective_that_forbids_it_changes_the_critics_norm(make_cfg, capsys):
+    for objective, expected in ((HingeGAN(), True), (FGAN(), True), (WGANGP(), "layer")):
+        model = make_cfg("model=dcgan", tiny=False).model
+        objective.configure_model(model)
+        assert model.d_norm == expected
+    model = make_cfg("model=dcgan", "model.d_norm=none", tiny=False).model
+    WGANGP().configure_model(model)                   # nothing to switch away from
+    assert model.d_norm == "none"
+    assert capsys.readouterr().err.count("using model.d_norm=layer") == 1
 
 
 # --- bad input ----------------------------------------------------------------------
