@@ -3,7 +3,6 @@ matrix-multiply peak and against a naive reference loop, in one process."""
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys

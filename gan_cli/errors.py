@@ -1,13 +1,14 @@
 """The one exception type for input a user can fix, and how commands report it."""
 
 import sys
+from typing import NoReturn
 
 
 class UserError(Exception):
     """Bad input (option, value, data, checkpoint): reported as one line, exit 2."""
 
 
-def exit_with(error: BaseException, prog: str) -> "NoReturn":  # noqa: F821
+def exit_with(error: BaseException, prog: str) -> NoReturn:
     """Print `prog: error: message` on stderr and exit non-zero, no traceback."""
     print(f"{prog}: error: {error}", file=sys.stderr)
     sys.exit(2)

@@ -51,6 +51,7 @@ class Experiment:
             raise UserError(f"objective={objective.name} is conditional but dataset "
                             f"{data.name} has no class labels")
         self.num_classes = data.num_classes if objective.conditional else 0
+        objective.configure_model(cfg.model)              # e.g. wgan_gp: no batch norm in D
         self.model_args = {"data_shape": list(data.shape), "num_classes": self.num_classes,
                            "latent_dim": cfg.latent.dim}
         G, D = build(cfg.model, **self.model_args)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from gan_cli.checkpoint import Checkpointer, find_checkpoint, load_checkpoint
 from gan_cli.config import changed_keys, validate
@@ -83,16 +83,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
     run_dir = Path(cfg.run_dir)
     source = _resume_source(cfg, run_dir)
-    state = None
-    if source is not None:
-        state = load_checkpoint(source)
+    state = load_checkpoint(source) if source is not None else None
+    exp = Experiment(cfg)
+    if state is not None:
         run_dir = _run_dir_of(source)
-        current = OmegaConf.to_container(cfg, resolve=True)
-        changed = changed_keys(state["config"], current, allowed=list(cfg.resume_allow))
+        # exp.config is the config as built (objectives may adjust the model).
+        changed = changed_keys(state["config"], exp.config, allowed=list(cfg.resume_allow))
         if changed:
             raise UserError(f"cannot resume {source}: the config differs in {', '.join(changed)}; "
                             f"restore them, or allow with resume_allow=[{','.join(changed)}]")
-    exp = Experiment(cfg)
     start = exp.restore(state) if state else 0
     steps = cfg.train.steps if exp.objective.trains else 0
     if start > steps:

@@ -1,7 +1,6 @@
 """gan-bench and the data path it measures: correctness, not speed."""
 
 import json
-from pathlib import Path
 
 import torch
 

@@ -18,14 +18,26 @@ def _halvings(side: int) -> int:
     return k
 
 
+D_NORMS = {   # d_norm -> the normalisation after D's hidden convs
+    "batch": nn.BatchNorm2d,
+    "layer": lambda c: nn.GroupNorm(1, c),      # per sample over (C, H, W), as WGAN-GP asks
+    "none": lambda c: nn.Identity(),
+}
+
+
 def build_dcgan(data_shape, num_classes: int, latent_dim: int, g_channels: int = 64,
-                d_channels: int = 64, batch_norm: bool = True, name: str = "dcgan"):
+                d_channels: int = 64, batch_norm: bool = True, d_norm=None, name: str = "dcgan"):
     if len(data_shape) != 3 or data_shape[1] != data_shape[2]:
         raise UserError(f"model=dcgan needs square images [C, H, W], got shape {list(data_shape)}")
     channels, side = data_shape[0], data_shape[1]
     k = _halvings(side)
     base = side >> k
     norm2d = nn.BatchNorm2d if batch_norm else (lambda c: nn.Identity())
+    # d_norm: batch | layer | none; true/false as batch/none; null follows batch_norm.
+    follow = batch_norm if d_norm is None else d_norm
+    d_key = ("batch" if follow else "none") if isinstance(follow, bool) else d_norm
+    if not isinstance(d_key, str) or d_key not in D_NORMS:
+        raise UserError(f"model.d_norm must be one of {', '.join(D_NORMS)}, got {d_norm!r}")
 
     width = g_channels * 2 ** (k - 1)
     layers = [
@@ -46,7 +58,7 @@ def build_dcgan(data_shape, num_classes: int, latent_dim: int, g_channels: int =
         out = d_channels * 2 ** i
         layers.append(nn.Conv2d(width, out, 4, 2, 1, bias=i == 0))  # [B, out, S/2, S/2]
         if i > 0:                                                    # no norm on D's input layer
-            layers.append(norm2d(out))
+            layers.append(D_NORMS[d_key](out))
         layers.append(nn.LeakyReLU(0.2, True))
         width = out
     layers += [nn.Flatten(), nn.Linear(width * base * base, 1)]      # [B, 1] raw score

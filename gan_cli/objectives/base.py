@@ -5,6 +5,8 @@ The loop only calls `critic_steps_at`, `discriminator_loss`,
 it runs. A subclass usually just picks pure loss functions from losses.py.
 """
 
+import sys
+
 import torch
 
 from gan_cli.data import Batch
@@ -16,6 +18,7 @@ class Objective:
     uses_discriminator = True
     trains = True                      # False: solved in closed form, no steps
     estimate_name: str | None = None   # the scalar this objective estimates
+    critic_batch_norm = True           # False: D must not use batch norm (e.g. wgan_gp)
 
     def __init__(self, name: str, critic_steps: int = 1, conditional: bool = False):
         if not isinstance(critic_steps, int) or isinstance(critic_steps, bool) or critic_steps < 1:
@@ -34,7 +37,16 @@ class Objective:
     def estimate(self, d_loss: torch.Tensor) -> torch.Tensor | None:
         return None
 
-    # --- what the loop calls ------------------------------------------------
+    # --- what the runner and the loop call ---------------------------------
+    def configure_model(self, model_cfg) -> None:
+        """Called with cfg.model before the nets are built. An objective that
+        forbids batch norm in D switches a model's `d_norm` from batch to
+        layer norm; the checkpoint's config then rebuilds the same D."""
+        if not self.critic_batch_norm and model_cfg.get("d_norm") in (True, "batch"):
+            model_cfg.d_norm = "layer"
+            print(f"note: objective={self.name} needs a critic without batch norm; "
+                  f"using model.d_norm=layer", file=sys.stderr)
+
     def setup(self, data, latent: Latent, generator: torch.nn.Module) -> None:
         """Called once before training (mse uses it for fixed latents)."""
 

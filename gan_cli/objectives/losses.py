@@ -62,3 +62,60 @@ def clip_parameters_(module: torch.nn.Module, clip_value: float) -> None:
 def squared_error(generated: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean over the batch and pixels of (g(z_i) - y_i)^2."""
     return F.mse_loss(generated, targets)
+
+
+# --- WGAN with gradient penalty (Gulrajani et al. 2017) -----------------------
+
+def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """x_hat = eps x + (1 - eps) x~ with one coefficient eps [B] per sample."""
+    eps = eps.view(-1, *([1] * (real.dim() - 1))).to(real.dtype)
+    return eps * real + (1 - eps) * fake
+
+
+def gradient_penalty(critic, points: torch.Tensor) -> torch.Tensor:
+    """E[(||grad_x critic(x)||_2 - 1)^2] over `points` [B, ...]: the two-sided
+    penalty. create_graph=True so the penalty itself can be differentiated
+    with respect to the critic's weights."""
+    points = points.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+# --- hinge loss (Lim & Ye 2017; Miyato et al. 2018) ---------------------------
+
+def hinge_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """E[max(0, 1 - d(real))] + E[max(0, 1 + d(fake))]."""
+    return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
+
+
+def hinge_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """-E[d(G(z))]."""
+    return -fake_scores.mean()
+
+
+def total_variation_estimate(hinge_loss: torch.Tensor) -> torch.Tensor:
+    """TV(P_data, P_G) = 1/2 integral |p - q| from the hinge loss: pointwise the
+    best d is sign(p - q), where the loss is 2 integral min(p, q) = 2 (1 - TV).
+    So 1 - loss / 2 is a lower bound on TV, equal to it at the optimal d."""
+    return 1 - hinge_loss / 2
+
+
+# --- least squares GAN (Mao et al. 2017) --------------------------------------
+
+def least_squares_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor,
+                                     a: float, b: float) -> torch.Tensor:
+    """1/2 E[(d(real) - b)^2] + 1/2 E[(d(fake) - a)^2]: real coded b, fake a."""
+    return 0.5 * ((real_scores - b) ** 2).mean() + 0.5 * ((fake_scores - a) ** 2).mean()
+
+
+def least_squares_generator_loss(fake_scores: torch.Tensor, c: float) -> torch.Tensor:
+    """1/2 E[(d(G(z)) - c)^2]: G wants D to say c for its samples."""
+    return 0.5 * ((fake_scores - c) ** 2).mean()
+
+
+def chi2_estimate(least_squares_loss: torch.Tensor, a: float, b: float) -> torch.Tensor:
+    """Pearson chi^2(P_data + P_G || 2 P_G) = integral (p - q)^2 / (p + q), the
+    divergence of Mao et al.'s Theorem 1, in [0, 2]. The optimal d is
+    (b p + a q) / (p + q), where the loss is (b - a)^2 (2 - chi^2) / 8; so
+    2 - 8 loss / (b - a)^2 is a lower bound, equal to it at the optimal d."""
+    return 2 - 8 * least_squares_loss / (b - a) ** 2

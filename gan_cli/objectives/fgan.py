@@ -1,0 +1,36 @@
+"""f-GAN (Nowozin et al. 2016): variational divergence minimisation for any
+f-divergence in fdiv.DIVERGENCES. D maximises the lower bound
+E_P[g_f(v(x))] - E_Q[f*(g_f(v(x)))] on D_f(P_data || P_G), logged as
+`fdiv_estimate`."""
+
+from gan_cli.errors import UserError
+from gan_cli.objectives import fdiv
+from gan_cli.objectives.base import Objective
+
+GENERATOR_LOSSES = {
+    "alternative": fdiv.fgan_generator_loss_alternative,   # the paper's experiments
+    "saddle": fdiv.fgan_generator_loss_saddle,
+}
+
+
+class FGAN(Objective):
+    estimate_name = "fdiv_estimate"
+
+    def __init__(self, name: str = "fgan", divergence: str = "kl", critic_steps: int = 1,
+                 generator_loss: str = "alternative", conditional: bool = False):
+        super().__init__(name, critic_steps, conditional)
+        self.divergence = fdiv.divergence(divergence)
+        if generator_loss not in GENERATOR_LOSSES:
+            raise UserError(f"objective.generator_loss must be one of "
+                            f"{', '.join(GENERATOR_LOSSES)}, got {generator_loss!r}")
+        self.generator_loss_fn = GENERATOR_LOSSES[generator_loss]
+
+    def d_loss(self, real_out, fake_out):
+        return fdiv.fgan_discriminator_loss(real_out, fake_out, self.divergence)
+
+    def g_loss(self, fake_out):
+        return self.generator_loss_fn(fake_out, self.divergence)
+
+    @staticmethod
+    def estimate(d_loss):
+        return -d_loss

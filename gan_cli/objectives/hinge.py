@@ -1,0 +1,16 @@
+"""Hinge loss GAN (Lim & Ye 2017; as in SN-GAN, Miyato et al. 2018, and SAGAN):
+D minimises E[max(0, 1 - d(x))] + E[max(0, 1 + d(G(z)))], G minimises -E[d(G(z))]."""
+
+from gan_cli.objectives import losses
+from gan_cli.objectives.base import Objective
+
+
+class HingeGAN(Objective):
+    estimate_name = "tv_estimate"
+
+    def __init__(self, name: str = "hinge", critic_steps: int = 1, conditional: bool = False):
+        super().__init__(name, critic_steps, conditional)
+
+    d_loss = staticmethod(losses.hinge_discriminator_loss)
+    g_loss = staticmethod(losses.hinge_generator_loss)
+    estimate = staticmethod(losses.total_variation_estimate)

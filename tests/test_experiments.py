@@ -1,0 +1,67 @@
+"""The experiment presets: each composes to its paper's settings, runs on the
+bundled digits by default and takes dataset=mnist; cgan_mnist trains."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from gan_cli.checkpoint import load_checkpoint
+from gan_cli.config import validate
+from gan_cli.runner import run
+from test_config import options
+
+PRESETS = {
+    "wgan_paper": {"objective.name": "wgan", "objective.reference_schedule": True,
+                   "objective.critic_steps": 5, "objective.clip_value": 0.01,
+                   "optimizer.name": "rmsprop", "optimizer.d.lr": 5e-5, "train.batch_size": 64},
+    "wgan_gp_mnist": {"objective.name": "wgan_gp", "objective.critic_steps": 5,
+                      "objective.gp_weight": 10.0, "model.name": "dcgan", "model.d_norm": "layer",
+                      "optimizer.name": "adam_gp", "optimizer.d.lr": 1e-4, "optimizer.d.betas": [0.5, 0.9],
+                      "train.batch_size": 50},
+    "dcgan_mnist": {"objective.name": "gan", "objective.generator_loss": "non_saturating",
+                    "model.name": "dcgan", "model.batch_norm": True, "optimizer.name": "adam",
+                    "optimizer.d.lr": 2e-4, "optimizer.d.betas": [0.5, 0.999], "train.batch_size": 128},
+    "cgan_mnist": {"objective.name": "cgan", "objective.conditional": True, "model.name": "mlp",
+                   "optimizer.name": "adam", "train.steps": 10000},
+}
+
+
+def _value(cfg, key):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return list(node) if hasattr(node, "__len__") and not isinstance(node, str) else node
+
+
+def test_every_preset_is_listed_here():
+    assert set(options("experiment")) == set(PRESETS)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_composes_to_its_paper_settings(make_cfg, name):
+    cfg = make_cfg(f"experiment={name}", tiny=False)
+    validate(cfg)
+    assert {key: _value(cfg, key) for key in PRESETS[name]} == PRESETS[name]
+    assert cfg.dataset.name == "mnist_subset"                  # offline by default
+    assert make_cfg(f"experiment={name}", "dataset=mnist", tiny=False).dataset.name == "mnist"
+
+
+def test_cgan_mnist_preset_runs_and_draws_a_row_per_class(make_cfg):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)                                   # faster on two busy cores
+    try:
+        _run_cgan_mnist_for_two_steps(make_cfg)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_cgan_mnist_for_two_steps(make_cfg):
+    cfg = make_cfg("experiment=cgan_mnist", "train.steps=2", "train.log_every=1", tiny=False)
+    metrics = run(cfg)
+    assert {"loss/d", "loss/g", "js_estimate"} <= set(metrics)
+    with Image.open(Path(cfg.run_dir) / "samples" / "step_2.png") as png:
+        assert png.size == (8 * 30 + 2, 10 * 30 + 2)           # 28px digits, 8 columns, 10 classes
+    assert load_checkpoint(cfg.run_dir)["model_args"] == \
+        {"data_shape": [1, 28, 28], "num_classes": 10, "latent_dim": cfg.latent.dim}
