@@ -49,12 +49,7 @@ def test_preset_composes_to_its_paper_settings(make_cfg, name):
 
 
 def test_cgan_mnist_preset_runs_and_draws_a_row_per_class(make_cfg):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)                                   # faster on two busy cores
-    try:
-        _run_cgan_mnist_for_two_steps(make_cfg)
-    finally:
-        torch.set_num_threads(before)
+    _run_cgan_mnist_for_two_steps(make_cfg)
 
 
 def _run_cgan_mnist_for_two_steps(make_cfg):

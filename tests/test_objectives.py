@@ -46,16 +46,6 @@ CASES = [(FGAN(divergence=name), _f_divergence(name), 0.1) for name in fdiv.DIVE
 CASES[list(fdiv.DIVERGENCES).index("pearson")] = (FGAN(divergence="pearson"), math.e - 1, 0.15)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny nets run 2-3x faster on one thread than with two threads
-    fighting other jobs for two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("objective,truth,rel", CASES,
                          ids=[f"{c[0].name}-{getattr(c[0], 'divergence', None) and c[0].divergence.name}"
                               for c in CASES])

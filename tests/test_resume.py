@@ -114,7 +114,7 @@ def test_rollback_reloads_lowers_the_learning_rate_and_finishes(make_cfg, monkey
 
 
 def _start(tmp_path, *extra):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(gan_cli_command("gan-train") + TINY + list(extra), cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
