@@ -4,7 +4,6 @@ bundled digits by default and takes dataset=mnist; cgan_mnist trains."""
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from gan_cli.checkpoint import load_checkpoint
