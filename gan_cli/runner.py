@@ -115,11 +115,14 @@ def run(cfg: DictConfig) -> dict[str, float]:
             checkpointer.save(snapshot(step), step, keep_step_file=step % t.checkpoint_every == 0)
 
     def show(step: int) -> None:
-        tag, picture = data.picture(G, D, fixed_z, fixed_y, columns)
+        tag, picture = data.picture(G, D, fixed_z, fixed_y, columns, objective=objective)
         monitor.image(tag, step, picture, f"step_{step}.png")
 
     def evaluate(step: int) -> None:
-        values = data.evaluate(G, latent_dim=cfg.latent.dim, num_classes=num_classes)
+        # The same seeded noise at every evaluation (and after a resume), apart
+        # from the training noise, so the metric's curve compares like with like.
+        eval_latent = Latent(cfg.latent.dim, cfg.latent.distribution, device, seed=cfg.seed + 3)
+        values = data.evaluate(G, latent=eval_latent, num_classes=num_classes)
         if values:
             monitor.scalars(step, values, throughput=False)
             final.update(values)
@@ -130,6 +133,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             evaluate(0)
             checkpointer.save(snapshot(0), 0, keep_step_file=False)
         train(parts, 0, steps, after_step)
+        data.finish(run_dir)
     finally:
         monitor.close()
     (run_dir / "metrics.json").write_text(json.dumps(final, indent=2) + "\n")

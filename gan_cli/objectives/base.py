@@ -34,6 +34,11 @@ class Objective:
     def estimate(self, d_loss: torch.Tensor) -> torch.Tensor | None:
         return None
 
+    def surface(self, scores: torch.Tensor):
+        """How pictures show D's raw output: (values, colour-bar label, fixed
+        (low, high) or None to scale each picture to its own range)."""
+        return scores, "critic value d(x)", None
+
     # --- what the loop calls ------------------------------------------------
     def setup(self, data, latent: Latent, generator: torch.nn.Module) -> None:
         """Called once before training (mse uses it for fixed latents)."""
