@@ -68,7 +68,7 @@ def scatter(toy, G, D, fixed_z, fixed_y, objective=None) -> torch.Tensor:
     fake = _generate(G, fixed_z, fixed_y)
     fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI)
     canvas = FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.08, 0.07, 0.74, 0.86))
+    ax = fig.add_axes((0.07, 0.07, 0.72, 0.86))
     ax.set(xlim=(-e, e), ylim=(-e, e), aspect="equal")
     ax.set_title(f"{toy.name}: real (green), generated (red)", fontsize=10)
 
@@ -77,7 +77,7 @@ def scatter(toy, G, D, fixed_z, fixed_y, objective=None) -> torch.Tensor:
         lo, hi = limits if limits else (float(values.min()), float(values.max()))
         image = ax.imshow(values, origin="lower", extent=(-e, e, -e, e), cmap="Blues",
                           vmin=lo, vmax=hi, interpolation="bilinear")
-        cax = fig.add_axes((0.85, 0.07, 0.03, 0.86))
+        cax = fig.add_axes((0.80, 0.07, 0.03, 0.86))
         fig.colorbar(image, cax=cax).set_label(label, fontsize=9)
 
     real = toy.real.numpy()
