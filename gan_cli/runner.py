@@ -47,6 +47,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     torch.manual_seed(cfg.seed)                       # model initialisation
 
     data = build(cfg.dataset)
+    if device.type == "cpu" and getattr(data, "cpu_threads", None):
+        torch.set_num_threads(data.cpu_threads)       # tiny nets: more threads only wait on each other
     objective = build(cfg.objective)
     if objective.conditional and not data.num_classes:
         raise UserError(f"objective={objective.name} is conditional but dataset "

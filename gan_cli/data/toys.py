@@ -65,6 +65,10 @@ class ToySet:
     arrows: int = 0                     # generator-gradient arrows drawn per picture
     eval_points: int = 2_500
     real: torch.Tensor = field(init=False)      # fixed real points shown in pictures
+    # The runner trains on this many CPU threads. With nets this small a
+    # second thread only synchronises: a toy_cgan run took 42 s on one thread,
+    # and the same test run 17x longer on two threads of a busy 2-core machine.
+    cpu_threads = 1
     extent: float = field(init=False)           # pictures show [-extent, extent]^2
 
     def __post_init__(self):
