@@ -96,9 +96,16 @@ class ToySet:
         noise = torch.randn(n, 2, generator=generator, device=device) * self.std
         if self.centres is None:
             return _shape_points(self.name, n, generator) + noise, None
-        centres = self.centres.to(device)
+        centres = self._centres_on(device)
         y = torch.randint(len(centres), (n,), generator=generator, device=device)
         return centres[y] + noise, y
+
+    def _centres_on(self, device: torch.device) -> torch.Tensor:
+        """The centres on `device`, copied there once rather than every batch."""
+        cache = self.__dict__.setdefault("_centres_by_device", {})
+        if device not in cache:
+            cache[device] = self.centres.to(device)
+        return cache[device]
 
     def sampler(self, batch_size: int, device: torch.device, seed: int) -> "ToySampler":
         return ToySampler(self, batch_size, device, seed)
