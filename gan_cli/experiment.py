@@ -46,6 +46,8 @@ class Experiment:
         torch.manual_seed(cfg.seed)                       # model initialisation
 
         self.data = data = build(cfg.dataset)
+        if device.type == "cpu" and getattr(data, "cpu_threads", None):
+            torch.set_num_threads(data.cpu_threads)   # tiny nets: more threads only wait on each other
         self.objective = objective = build(cfg.objective)
         if objective.conditional and not data.num_classes:
             raise UserError(f"objective={objective.name} is conditional but dataset "
@@ -79,11 +81,14 @@ class Experiment:
     def picture(self):
         p = self.parts
         return self.data.picture(p.generator, p.discriminator, self.fixed_z, self.fixed_y,
-                                 self.grid_columns)
+                                 self.grid_columns, objective=self.objective)
 
     def evaluate(self) -> dict[str, float]:
-        return self.data.evaluate(self.parts.generator, latent_dim=self.cfg.latent.dim,
-                                  num_classes=self.num_classes)
+        # The same seeded noise at every evaluation (and after a resume), apart
+        # from the training noise, so the metric's curve compares like with like.
+        cfg = self.cfg
+        latent = Latent(cfg.latent.dim, cfg.latent.distribution, self.device, seed=cfg.seed + 3)
+        return self.data.evaluate(self.parts.generator, latent=latent, num_classes=self.num_classes)
 
     def scale_learning_rates(self, factor: float) -> None:
         for opt in (self.parts.opt_g, self.parts.opt_d):

@@ -140,6 +140,7 @@ class Session:
                         step = self.steps
                     except NonFinite as bad:
                         step = self.recover(bad)
+                exp.data.finish(self.run_dir)         # e.g. the toys' evolution.gif
         finally:
             self.monitor.close()
         (self.run_dir / "metrics.json").write_text(json.dumps(self.final, indent=2) + "\n")

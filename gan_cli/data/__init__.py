@@ -9,13 +9,16 @@ from gan_cli.data.images import (
     load_torchvision,
 )
 from gan_cli.data.sampler import Batch, TensorSampler
+from gan_cli.data.toys import ToySet, load_toy
 
 __all__ = [
     "Batch",
     "ImageSet",
     "TensorSampler",
+    "ToySet",
     "load_image_folder",
     "load_mnist_subset",
     "load_sklearn_digits",
     "load_torchvision",
+    "load_toy",
 ]

@@ -32,9 +32,10 @@ class ImageSet:
     def sampler(self, batch_size: int, device: torch.device, seed: int) -> TensorSampler:
         return TensorSampler(self.images, self.labels, batch_size, device, seed)
 
-    def picture(self, G, D, fixed_z, fixed_y, columns: int) -> tuple[str, torch.Tensor]:
+    def picture(self, G, D, fixed_z, fixed_y, columns: int, objective=None) -> tuple[str, torch.Tensor]:
         """The TensorBoard tag and a [C, H, W] grid in [0, 1] of G on the fixed
-        noise: one row per class for conditional models."""
+        noise: one row per class for conditional models. (The objective, which
+        reads D's output, matters only to pictures that show D.)"""
         from torchvision.utils import make_grid
 
         was_training = G.training
@@ -45,9 +46,13 @@ class ImageSet:
         grid = make_grid((images.float().cpu() + 1) / 2, nrow=columns, padding=2)
         return "samples", grid.clamp_(0, 1)
 
-    def evaluate(self, G, latent_dim: int, num_classes: int) -> dict[str, float]:
-        """Quality metrics of G on this data set, every train.eval_every steps."""
+    def evaluate(self, G, latent, num_classes: int) -> dict[str, float]:
+        """Quality metrics of G on this data set, every train.eval_every steps;
+        `latent` (a seeded Latent on the run's device) gives G its noise."""
         return {}
+
+    def finish(self, run_dir) -> None:
+        """Called once when training ends (toy sets write their GIF here)."""
 
     def scaled(self) -> torch.Tensor:
         """All images as floats in [-1, 1], the scale G is trained to produce."""

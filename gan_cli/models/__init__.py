@@ -5,5 +5,6 @@ from gan_cli.models.conditioning import Discriminator, Generator
 from gan_cli.models.dcgan import build_dcgan
 from gan_cli.models.linear import build_linear
 from gan_cli.models.mlp import build_mlp
+from gan_cli.models.toy_mlp import build_toy_mlp
 
-__all__ = ["Discriminator", "Generator", "build_dcgan", "build_linear", "build_mlp"]
+__all__ = ["Discriminator", "Generator", "build_dcgan", "build_linear", "build_mlp", "build_toy_mlp"]

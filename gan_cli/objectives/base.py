@@ -47,6 +47,11 @@ class Objective:
             print(f"note: objective={self.name} needs a critic without batch norm; "
                   f"using model.d_norm=layer", file=sys.stderr)
 
+    def surface(self, scores: torch.Tensor):
+        """How pictures show D's raw output: (values, colour-bar label, fixed
+        (low, high) or None to scale each picture to its own range)."""
+        return scores, "critic value d(x)", None
+
     def setup(self, data, latent: Latent, generator: torch.nn.Module) -> None:
         """Called once before training (mse uses it for fixed latents)."""
 

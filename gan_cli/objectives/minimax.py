@@ -23,3 +23,6 @@ class MinimaxGAN(Objective):
 
     d_loss = staticmethod(losses.minimax_discriminator_loss)
     estimate = staticmethod(losses.js_estimate)
+
+    def surface(self, scores):
+        return scores.sigmoid(), "D(x) = P(real)", (0.0, 1.0)

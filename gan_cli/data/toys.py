@@ -1,0 +1,183 @@
+"""2D toy distributions, drawn fresh every batch: Gaussian mixtures whose
+modes make mode collapse measurable (ring8, grid25) and continuous shapes
+without modes (spiral, moons, circles)."""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gan_cli.data.sampler import Batch
+from gan_cli.errors import UserError
+
+MIXTURES = ("ring8", "grid25")
+SHAPES = ("spiral", "moons", "circles")
+TOYS = MIXTURES + SHAPES
+
+# Fixed seeds for the points a run is judged against, so every evaluation and
+# every frame of every run compares with the same real points.
+EVAL_SEED = 2_500
+PICTURE_SEED = 1_000
+PICTURE_REAL_POINTS = 1_000
+
+
+def ring_centres(k: int = 8, radius: float = 2.0) -> torch.Tensor:
+    """[k, 2]: angles 2*pi*i/k, i = 0..k-1."""
+    angles = 2 * math.pi * torch.arange(k, dtype=torch.float64) / k
+    return (radius * torch.stack([angles.cos(), angles.sin()], 1)).float()
+
+
+def grid_centres(values=(-4.0, -2.0, 0.0, 2.0, 4.0)) -> torch.Tensor:
+    """[25, 2]: every pair of values, row by row."""
+    v = torch.tensor(values)
+    return torch.cartesian_prod(v, v)
+
+
+def _uniform(n: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=generator, device=generator.device)
+
+
+def _shape_points(name: str, n: int, generator: torch.Generator) -> torch.Tensor:
+    """[n, 2] noiseless points on a continuous shape, spanning about [-3, 3]."""
+    u = _uniform(n, generator)
+    if name == "spiral":                    # scikit-learn's 2D swiss roll, scaled by 1/5
+        t = 1.5 * math.pi * (1 + 2 * u)
+        return torch.stack([t * t.cos(), t * t.sin()], 1) / 5
+    half = _uniform(n, generator) < 0.5     # which moon / which circle
+    if name == "moons":                     # scikit-learn's two moons, centred, scaled by 2
+        t = math.pi * u
+        outer = torch.stack([t.cos(), t.sin()], 1)
+        inner = torch.stack([1 - t.cos(), 0.5 - t.sin()], 1)
+        points = torch.where(half[:, None], outer, inner)
+        return 2 * (points - torch.tensor([0.5, 0.25], device=points.device))
+    t = 2 * math.pi * u                     # circles: radius 2 and, inside it, 1
+    radius = torch.where(half, 2.0, 1.0)
+    return radius[:, None] * torch.stack([t.cos(), t.sin()], 1)
+
+
+@dataclass
+class ToySet:
+    name: str
+    centres: torch.Tensor | None        # [K, 2] for mixtures, None for shapes
+    std: float                          # of each Gaussian, or of the shapes' noise
+    arrows: int = 0                     # generator-gradient arrows drawn per picture
+    eval_points: int = 2_500
+    real: torch.Tensor = field(init=False)      # fixed real points shown in pictures
+    # The runner trains on this many CPU threads. With nets this small a
+    # second thread only synchronises: a toy_cgan run took 42 s on one thread,
+    # and the same test run 17x longer on two threads of a busy 2-core machine.
+    cpu_threads = 1
+    extent: float = field(init=False)           # pictures show [-extent, extent]^2
+
+    def __post_init__(self):
+        self.real = self.draw(PICTURE_REAL_POINTS, torch.Generator().manual_seed(PICTURE_SEED))[0]
+        # Fixed axes, so the frames of an animation do not jump.
+        self.extent = 1.3 * self.draw(20_000, torch.Generator().manual_seed(0))[0].abs().max().item()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (2,)
+
+    @property
+    def num_classes(self) -> int:
+        """The mixture component is the label (for cgan); shapes have none."""
+        return 0 if self.centres is None else len(self.centres)
+
+    def __len__(self) -> int:
+        # Only mse's fixed pairing asks: it gives each example its own z.
+        raise UserError(f"dataset={self.name} draws fresh points every batch, so there are no "
+                        f"fixed examples to pair; use objective.pairing=resample")
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """n points [n, 2] and their components [n] (None for shapes), on the generator's device."""
+        device = generator.device
+        noise = torch.randn(n, 2, generator=generator, device=device) * self.std
+        if self.centres is None:
+            return _shape_points(self.name, n, generator) + noise, None
+        centres = self._centres_on(device)
+        y = torch.randint(len(centres), (n,), generator=generator, device=device)
+        return centres[y] + noise, y
+
+    def _centres_on(self, device: torch.device) -> torch.Tensor:
+        """The centres on `device`, copied there once rather than every batch."""
+        cache = self.__dict__.setdefault("_centres_by_device", {})
+        if device not in cache:
+            cache[device] = self.centres.to(device)
+        return cache[device]
+
+    def sampler(self, batch_size: int, device: torch.device, seed: int) -> "ToySampler":
+        return ToySampler(self, batch_size, device, seed)
+
+    def picture(self, G, D, fixed_z, fixed_y, columns: int, objective=None) -> tuple[str, torch.Tensor]:
+        """GAN Lab's view: real (green) and generated (red) points over D's surface."""
+        from gan_cli.data.toy_picture import scatter
+        return "toy/scatter", scatter(self, G, D, fixed_z, fixed_y, objective)
+
+    @torch.no_grad()
+    def evaluate(self, G, latent, num_classes: int) -> dict[str, float]:
+        """toy/* metrics of eval_points generated points (cgan: every class
+        equally often, as in the mixture) against as many real points."""
+        from gan_cli.metrics.toy import mixture_metrics, w1
+
+        n = self.eval_points
+        y = torch.arange(n, device=latent.device) % num_classes if num_classes else None
+        was_training = G.training
+        G.eval()
+        fake = G(latent.sample(n), y).float().cpu().numpy()
+        G.train(was_training)
+        real = self.draw(n, torch.Generator().manual_seed(EVAL_SEED))[0].numpy()
+        keys = ("toy/high_quality", "toy/modes", "toy/reverse_kl", "toy/w1")
+        if not np.isfinite(fake).all():                               # diverged
+            return {k: float("nan") for k in (keys if self.centres is not None else keys[-1:])}
+        if self.centres is None:
+            return {"toy/w1": w1(fake, real)}
+        return mixture_metrics(fake, real, self.centres.numpy(), self.std)
+
+    def finish(self, run_dir) -> None:
+        """At the end of a run: samples/evolution.gif from all its frames."""
+        from gan_cli.data.toy_picture import write_gif
+        write_gif(Path(run_dir) / "samples", Path(run_dir) / "samples" / "evolution.gif")
+
+
+class ToySampler:
+    """Fresh points every batch. The seeded generator is its whole state, so a
+    resumed run draws exactly the batches an uninterrupted one would."""
+
+    def __init__(self, toy: ToySet, batch_size: int, device: torch.device, seed: int):
+        self.toy = toy
+        self.batch_size = batch_size
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.index = torch.arange(batch_size, device=device)
+
+    def next(self) -> Batch:
+        x, y = self.toy.draw(self.batch_size, self.generator)
+        return Batch(x, y, self.index)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def _number(value, key: str, minimum: float, whole: bool = False):
+    kind = int if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum \
+            or (not whole and value <= 0):
+        what = f"a whole number >= {minimum}" if whole else "a number > 0"
+        raise UserError(f"{key} must be {what}, got {value!r}")
+    return value
+
+
+def load_toy(name: str, std: float, arrows: int = 0, eval_points: int = 2_500) -> ToySet:
+    """A toy set by name. std: each Gaussian's standard deviation (ring8 0.02,
+    grid25 0.05), or the noise added to a shape."""
+    if name not in TOYS:
+        raise UserError(f"dataset.name must be one of {', '.join(TOYS)}, got {name!r}")
+    _number(std, "dataset.std", 0)
+    _number(arrows, "dataset.arrows", 0, whole=True)
+    _number(eval_points, "dataset.eval_points", 2, whole=True)
+    centres = {"ring8": ring_centres, "grid25": grid_centres}.get(name)
+    return ToySet(name, centres() if centres else None, float(std), arrows, eval_points)
