@@ -75,15 +75,16 @@ def test_bad_input_gets_one_clear_line(tmp_path, unlabeled_folder, overrides, me
 
 
 @pytest.mark.parametrize("override,message", [
-    ("objective=nonsense", "objective=nonsense is not an option of objective; choose from: cgan, gan, mse, wgan"),
+    ("objective=nonsense", "objective=nonsense is not an option of objective; choose from: cgan, fgan, gan, "
+                           "hinge, lsgan, mse, wgan, wgan_gp"),
     ("train.stepz=5", "train.stepz is not a config key"),
     ("train.steps=[1", "cannot compose the config"),
 ])
 def test_unknown_option_or_key_gets_one_line_and_no_run_folder(tmp_path, override, message):
     done = run_cli("gan-train", override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"gan-train: error: {message}"] or \
-        (len(done.stderr.strip().splitlines()) == 1 and message in done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gan-train: error: {message}")
     assert not (tmp_path / "run").exists()
 
 
