@@ -18,6 +18,7 @@ from gan_cli.checkpoint import FORMAT
 from gan_cli.errors import UserError, user_error_in
 from gan_cli.latent import Latent
 from gan_cli.loop import Parts
+from gan_cli.metrics.scorer import make_scorer
 
 
 def pick_device(name: str) -> torch.device:
@@ -46,6 +47,8 @@ class Experiment:
         torch.manual_seed(cfg.seed)                       # model initialisation
 
         self.data = data = build(cfg.dataset)
+        if (scorer := make_scorer(data, cfg, device)) is not None:
+            data.scorer = scorer                          # eval/* metrics (gan_cli.metrics)
         self.objective = objective = build(cfg.objective)
         if objective.conditional and not data.num_classes:
             raise UserError(f"objective={objective.name} is conditional but dataset "
@@ -81,8 +84,11 @@ class Experiment:
                                  self.grid_columns)
 
     def evaluate(self) -> dict[str, float]:
-        return self.data.evaluate(self.parts.generator, latent_dim=self.cfg.latent.dim,
-                                  num_classes=self.num_classes)
+        # The same seeded noise at every evaluation (and after a resume), apart
+        # from the training noise, so the metrics' curves compare like with like.
+        cfg = self.cfg
+        latent = Latent(cfg.latent.dim, cfg.latent.distribution, self.device, seed=cfg.seed + 3)
+        return self.data.evaluate(self.parts.generator, latent=latent, num_classes=self.num_classes)
 
     def scale_learning_rates(self, factor: float) -> None:
         for opt in (self.parts.opt_g, self.parts.opt_d):

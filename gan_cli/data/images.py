@@ -5,7 +5,7 @@ import gzip
 import importlib.util
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,9 @@ class ImageSet:
     images: torch.Tensor            # uint8 [N, C, H, W], 0..255
     labels: torch.Tensor | None     # int64 [N]
     num_classes: int
+    # Scores G for evaluate(): set by the run when eval.classifier=auto
+    # (gan_cli.metrics.scorer.make_scorer); None means no metrics.
+    scorer: object = field(default=None, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -45,9 +48,10 @@ class ImageSet:
         grid = make_grid((images.float().cpu() + 1) / 2, nrow=columns, padding=2)
         return "samples", grid.clamp_(0, 1)
 
-    def evaluate(self, G, latent_dim: int, num_classes: int) -> dict[str, float]:
-        """Quality metrics of G on this data set, every train.eval_every steps."""
-        return {}
+    def evaluate(self, G, latent, num_classes: int) -> dict[str, float]:
+        """Quality metrics of G on this data set, every train.eval_every steps;
+        `latent` (a seeded Latent on the run's device) gives G its noise."""
+        return self.scorer(G, latent, num_classes) if self.scorer is not None else {}
 
     def scaled(self) -> torch.Tensor:
         """All images as floats in [-1, 1], the scale G is trained to produce."""

@@ -1,0 +1,1 @@
+"""Quality metrics of generated samples, as pure functions of point sets."""
