@@ -112,7 +112,8 @@ def _first_line(exc: BaseException) -> str:
 
 def make_scorer(data, cfg, device) -> ImageScorer | None:
     """An ImageScorer for labelled image data when eval.classifier is auto;
-    None for eval.classifier=off, unlabelled images or other kinds of data."""
+    None for eval.classifier=off, unlabelled images or other kinds of data.
+    Its classifier is loaded (or trained, saying so) now, before training."""
     from gan_cli.data.images import ImageSet
 
     options = cfg.get("eval") if hasattr(cfg, "get") else None
@@ -125,5 +126,7 @@ def make_scorer(data, cfg, device) -> ImageScorer | None:
                         f"{list(data.images.shape)} (set eval.classifier=off)")
     dataset_cfg = cfg.get("dataset")
     split = dataset_cfg.get("split") if dataset_cfg is not None else None
-    return ImageScorer(data, split, int(options.get("num_samples", 5000)),
-                       options.get("cache_dir"), device, held_out_split(dataset_cfg))
+    scorer = ImageScorer(data, split, int(options.get("num_samples", 5000)),
+                         options.get("cache_dir"), device, held_out_split(dataset_cfg))
+    scorer.prepare()
+    return scorer
