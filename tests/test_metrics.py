@@ -81,6 +81,10 @@ def test_cached_classifier_is_a_plain_dict_keyed_by_the_data(digits_classifier, 
     record = torch.load(path, weights_only=True)
     assert record["format"] == classifiers.FORMAT and record["shape"] == [1, 8, 8]
     assert set(record["state_dict"]) == set(clf.net.state_dict())
+    # It keeps the real images' feature statistics, so runs need not compute them.
+    mu, sigma = feature_stats(clf.score(data.scaled())[0])
+    assert np.allclose(record["real_mu"].numpy(), mu, atol=1e-5)
+    assert np.allclose(record["real_sigma"].numpy(), sigma, atol=1e-5)
     # One changed pixel, or one changed label, is another data set.
     images = data.images.clone()
     images[0, 0, 0, 0] ^= 1

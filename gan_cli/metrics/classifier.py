@@ -72,6 +72,14 @@ class Classifier:
     def accuracy(self) -> float:
         return self.record["heldout_accuracy"]
 
+    @property
+    def real_stats(self):
+        """(mean, covariance) of the features of the data set it was trained
+        for, as float64 numpy arrays; None if the record predates them."""
+        if "real_mu" not in self.record:
+            return None
+        return self.record["real_mu"].numpy(), self.record["real_sigma"].numpy()
+
     @torch.no_grad()
     def score(self, images: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
         """images [N, C, H, W] floats in [-1, 1] (any device) -> (features [N, F],
@@ -210,6 +218,9 @@ def train_classifier(name: str, split: str | None, images: torch.Tensor, labels:
 
     held_f, held_p = clf.score(_scaled(held_images))
     fit_f, _ = clf.score(_scaled(fit_images))
+    # The statistics eval/fd compares generated images with: all the images
+    # the key names, computed once here instead of in every run.
+    real_mu, real_sigma = feature_stats(clf.score(_scaled(images))[0])
     accuracy, _ = class_accuracy(held_p.argmax(1), held_labels, num_classes)
     clf.record = {
         "format": FORMAT, "dataset": name, "split": split, "shape": list(images.shape[1:]),
@@ -220,6 +231,7 @@ def train_classifier(name: str, split: str | None, images: torch.Tensor, labels:
         # Real-vs-real floor: features of held-out real images against the real
         # images it was trained on. A perfect generator scores about this.
         "fd_floor": frechet_distance(*feature_stats(held_f), *feature_stats(fit_f)),
+        "real_mu": torch.from_numpy(real_mu), "real_sigma": torch.from_numpy(real_sigma),
         "seconds": time.perf_counter() - started,
         "state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
     }

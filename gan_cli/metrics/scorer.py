@@ -48,7 +48,7 @@ def generate(G, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
 
 class ImageScorer:
     """Called as data.evaluate(G, latent, num_classes). The classifier and the
-    real images' feature statistics are obtained once, at the first call."""
+    real images' feature statistics are obtained once (prepare), and kept."""
 
     def __init__(self, data, split: str | None, num_samples: int, cache_dir, device,
                  held_out=None, say=None):
@@ -65,8 +65,10 @@ class ImageScorer:
         self.classifier, _, _ = classifiers.obtain(
             d.name, self.split, d.images, d.labels, d.num_classes, cache_dir=self.cache_dir,
             device=self.device, held_out=self.held_out, say=self.say)
-        features, _ = self.classifier.score(d.scaled())
-        self.real_stats = feature_stats(features)
+        stats = self.classifier.real_stats            # kept in the cache file
+        if stats is None:
+            stats = feature_stats(self.classifier.score(d.scaled())[0])
+        self.real_stats = stats
 
     def __call__(self, G, latent, num_classes: int) -> dict[str, float]:
         self.prepare()
