@@ -10,7 +10,9 @@ from gan_cli.errors import UserError
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_POLICIES = ("stop", "rollback")
 # Keys that may differ when a run is resumed: where it runs and how long.
-RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps")
+# (eval.* only changes what is measured, never the training itself.)
+RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps", "eval")
+EVAL_CLASSIFIER = ("auto", "off")
 
 
 def _get(cfg: DictConfig, key: str):
@@ -55,6 +57,11 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
         raise UserError(f"train.rollback_lr_factor must be a number in (0, 1), got {factor!r}")
     _whole(cfg, "train.max_rollbacks", 0)
+    if "eval" in cfg:
+        if cfg.eval.classifier not in EVAL_CLASSIFIER:
+            raise UserError(f"eval.classifier must be one of {', '.join(EVAL_CLASSIFIER)}, "
+                            f"got {cfg.eval.classifier!r}")
+        _whole(cfg, "eval.num_samples", 2)      # a covariance needs two images
     if cfg.device not in DEVICES:
         raise UserError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
 

@@ -18,6 +18,7 @@ from gan_cli.checkpoint import FORMAT
 from gan_cli.errors import UserError, user_error_in
 from gan_cli.latent import Latent
 from gan_cli.loop import Parts
+from gan_cli.metrics.scorer import make_scorer
 
 
 def pick_device(name: str) -> torch.device:
@@ -48,6 +49,8 @@ class Experiment:
         self.data = data = build(cfg.dataset)
         if device.type == "cpu" and getattr(data, "cpu_threads", None):
             torch.set_num_threads(data.cpu_threads)   # tiny nets: more threads only wait on each other
+        if (scorer := make_scorer(data, cfg, device)) is not None:
+            data.scorer = scorer                          # eval/* metrics (gan_cli.metrics)
         self.objective = objective = build(cfg.objective)
         if objective.conditional and not data.num_classes:
             raise UserError(f"objective={objective.name} is conditional but dataset "

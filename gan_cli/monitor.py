@@ -1,6 +1,7 @@
 """What a run shows while it trains: TensorBoard scalars and images, sample
 grids on disk, and a progress bar (or a log line when output is not a terminal)."""
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -64,9 +65,11 @@ class Monitor:
         self.interactive = sys.stderr.isatty()
         self.last_time = time.perf_counter()
         self.last_step = start_step
+        self.logged: set[str] = set()          # scalar tags written so far
 
     def scalars(self, step: int, values: dict[str, float], throughput: bool = True) -> float:
         """Log scalars plus throughput since the last call; returns steps/s."""
+        self.logged.update(values)
         if not throughput:
             for key, value in values.items():
                 self.writer.add_scalar(key, value, step)
@@ -77,6 +80,7 @@ class Monitor:
         for key, value in values.items():
             self.writer.add_scalar(key, value, step)
         self.writer.add_scalar("perf/steps_per_sec", rate, step)
+        self.logged.add("perf/steps_per_sec")
         return rate
 
     def image(self, tag: str, step: int, image: torch.Tensor, file_name: str) -> Path:
@@ -100,6 +104,28 @@ class Monitor:
         else:
             print(f"step {step}/{self.total}  {shown}  {rate:.1f} it/s", file=sys.stderr, flush=True)
 
+    def hparams(self, params: dict, metrics: dict[str, float], step: int) -> None:
+        """TensorBoard's HPARAMS tab: this run's settings against its final
+        metrics (finite ones). Written into the run's own event folder, not
+        add_hparams' timestamped subfolder, so a sweep shows one row per job.
+        The tab shows each metric's last logged point, so metrics are named by
+        their curves' tags (steps_per_sec by perf/steps_per_sec); nothing new
+        is logged, and a resumed run's curves stay those of a straight run."""
+        from torch.utils.tensorboard.summary import hparams
+
+        tagged = {}
+        for key, value in metrics.items():
+            tag = key if key in self.logged else next(
+                (t for t in sorted(self.logged) if t.endswith("/" + key)), None)
+            if tag and isinstance(value, (int, float)) and math.isfinite(value):
+                tagged[tag] = float(value)
+        params = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                  for k, v in params.items() if v is not None}
+        writer = self.writer._get_file_writer()
+        for summary in hparams(params, tagged):
+            writer.add_summary(summary, step)
+        self.writer.flush()
+
     def restart(self, step: int) -> None:
         """Continue from an earlier step (after a rollback): TensorBoard drops
         the events past it."""
@@ -113,3 +139,34 @@ class Monitor:
         if self.interactive:
             print(file=sys.stderr)
         self.writer.close()
+
+
+def run_hparams(cfg) -> dict:
+    """A run's settings for the HPARAMS tab: a few key values, updated with the
+    command line's overrides (in a sweep, what was swept) when Hydra runs it."""
+    from omegaconf import OmegaConf
+
+    keys = ["objective.name", "model.name", "dataset.name", "optimizer.g.lr", "optimizer.d.lr",
+            "objective.critic_steps", "train.steps", "train.batch_size", "latent.dim", "seed"]
+    params = {k: OmegaConf.select(cfg, k, default=None) for k in keys}
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        overrides = list(HydraConfig.get().overrides.task)
+    except Exception:                          # run(cfg) called without Hydra
+        overrides = []
+    for item in overrides:
+        key, _, value = item.partition("=")
+        key = key.lstrip("+~")
+        if key.startswith("hydra.") or key in ("run_dir", "resume", "resume_allow"):
+            continue
+        params[key] = _number_or_text(value)
+    return params
+
+
+def _number_or_text(value: str):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value

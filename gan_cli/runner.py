@@ -16,7 +16,7 @@ from gan_cli.config import changed_keys, validate
 from gan_cli.errors import UserError
 from gan_cli.experiment import Experiment
 from gan_cli.loop import train
-from gan_cli.monitor import Meter, Monitor
+from gan_cli.monitor import Meter, Monitor, run_hparams
 
 
 class Interrupted(Exception):
@@ -141,6 +141,8 @@ class Session:
                     except NonFinite as bad:
                         step = self.recover(bad)
                 exp.data.finish(self.run_dir)         # e.g. the toys' evolution.gif
+            # HPARAMS tab: the run's settings against its final metrics.
+            self.monitor.hparams(run_hparams(exp.cfg), self.final, self.steps)
         finally:
             self.monitor.close()
         (self.run_dir / "metrics.json").write_text(json.dumps(self.final, indent=2) + "\n")

@@ -21,7 +21,13 @@ def main(cfg: DictConfig) -> float | None:
         print(f"gan-train: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
     # A sweeper (e.g. Optuna) optimises the value the main returns.
-    return metrics.get(cfg.optimized_metric) if cfg.optimized_metric else None
+    if not cfg.optimized_metric:
+        return None
+    if cfg.optimized_metric not in metrics:
+        exit_with(UserError(f"optimized_metric={cfg.optimized_metric} is not among this run's final "
+                            f"metrics: {', '.join(sorted(k for k in metrics if not k[-1].isdigit()))}"),
+                  "gan-train")
+    return metrics[cfg.optimized_metric]
 
 
 def cli() -> None:

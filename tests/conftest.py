@@ -22,6 +22,7 @@ TINY = [
     "latent.dim=16",
     "model.g_hidden=[64,64]",
     "model.d_hidden=[64]",
+    "eval.num_samples=500",
 ]
 
 
@@ -33,6 +34,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def classifier_cache(tmp_path_factory):
+    """One classifier cache for the whole session (in-process runs and the
+    console scripts alike, through GAN_CLI_CACHE): the 8x8 digits classifier
+    is trained once, by whichever test first needs it, never in ~/.cache."""
+    folder = tmp_path_factory.mktemp("classifier-cache")
+    before = os.environ.get("GAN_CLI_CACHE")
+    os.environ["GAN_CLI_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("GAN_CLI_CACHE", None)
+    else:
+        os.environ["GAN_CLI_CACHE"] = before
+
+
+@pytest.fixture(scope="session")
+def digits_classifier(classifier_cache):
+    """(digits ImageSet, its classifier), from the session's cache."""
+    from gan_cli.data import load_sklearn_digits
+    from gan_cli.metrics.classifier import obtain
+
+    data = load_sklearn_digits()
+    clf, _, _ = obtain(data.name, None, data.images, data.labels, data.num_classes)
+    return data, clf
 
 
 @pytest.fixture

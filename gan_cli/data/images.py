@@ -5,7 +5,7 @@ import gzip
 import importlib.util
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,9 @@ class ImageSet:
     images: torch.Tensor            # uint8 [N, C, H, W], 0..255
     labels: torch.Tensor | None     # int64 [N]
     num_classes: int
+    # Scores G for evaluate(): set by the run when eval.classifier=auto
+    # (gan_cli.metrics.scorer.make_scorer); None means no metrics.
+    scorer: object = field(default=None, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -49,7 +52,7 @@ class ImageSet:
     def evaluate(self, G, latent, num_classes: int) -> dict[str, float]:
         """Quality metrics of G on this data set, every train.eval_every steps;
         `latent` (a seeded Latent on the run's device) gives G its noise."""
-        return {}
+        return self.scorer(G, latent, num_classes) if self.scorer is not None else {}
 
     def finish(self, run_dir) -> None:
         """Called once when training ends (toy sets write their GIF here)."""

@@ -1,0 +1,97 @@
+"""gan-eval: the eval/* metrics of any checkpoint, from the checkpoint alone
+(plus its data set and the cached classifier, trained first if missing)."""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from gan_cli.errors import UserError, exit_with
+
+PER_CLASS = re.compile(r"^(.*)/(\d+)$")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="gan-eval",
+        description="Score a run's generator (checkpoints/last.pt) or a checkpoint file with the "
+                    "same eval/* metrics a run logs.")
+    parser.add_argument("path", help="a run dir (uses checkpoints/last.pt) or a checkpoint .pt file")
+    parser.add_argument("--num-samples", type=int,
+                        help="generated images to score (default: the run's eval.num_samples)")
+    parser.add_argument("--cache-dir", help="classifier cache (default: the run's eval.cache_dir, "
+                        "else $GAN_CLI_CACHE or ~/.cache/gan-cli)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    return parser.parse_args(argv)
+
+
+def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=None,
+                        device: str = "cpu") -> dict[str, float]:
+    """What the run's evaluation at this checkpoint's step gives: the same
+    classifier, the same real images and the same seeded noise."""
+    from omegaconf import OmegaConf
+
+    from gan_cli.checkpoint import generator_from_checkpoint
+    from gan_cli.experiment import build, pick_device
+    from gan_cli.latent import Latent
+    from gan_cli.metrics.scorer import make_scorer
+
+    config = state["config"]
+    options = {"num_samples": 5000, "cache_dir": None, **(config.get("eval") or {}),
+               "classifier": "auto"}
+    if num_samples is not None:
+        if num_samples < 2:
+            raise UserError(f"--num-samples must be >= 2, got {num_samples}")
+        options["num_samples"] = num_samples
+    if cache_dir is not None:
+        options["cache_dir"] = cache_dir
+    cfg = OmegaConf.create({**config, "eval": options})
+    dev = pick_device(device)
+    data = build(cfg.dataset)
+    scorer = make_scorer(data, cfg, dev)
+    if scorer is None:
+        raise UserError(f"dataset {getattr(data, 'name', '?')} has no class labels: the eval/* "
+                        f"metrics need a labelled image data set")
+    G = generator_from_checkpoint(state, dev)
+    latent = Latent(config["latent"]["dim"], config["latent"]["distribution"], dev,
+                    seed=config["seed"] + 3)
+    return scorer(G, latent, G.num_classes)
+
+
+def format_metrics(values: dict[str, float]) -> str:
+    """One line per metric; per-class values on one line per family."""
+    lines, families = [], {}
+    for key in sorted(values):
+        m = PER_CLASS.match(key)
+        if m:
+            families.setdefault(m.group(1), []).append((int(m.group(2)), values[key]))
+        else:
+            lines.append(f"{key:<24} {values[key]:.4g}")
+    for family, items in families.items():
+        shown = " ".join(f"{v:.3f}" for _, v in sorted(items))
+        lines.append(f"{family + '/<k>':<24} {shown}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        from gan_cli.checkpoint import find_checkpoint, load_checkpoint
+
+        state = load_checkpoint(args.path)
+        values = evaluate_checkpoint(state, args.num_samples, args.cache_dir, args.device)
+        print(f"{find_checkpoint(args.path)} (step {state['step']})")
+        print(format_metrics(values))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(values, indent=2) + "\n")
+    except UserError as error:
+        exit_with(error, "gan-eval")
+    except OSError as error:
+        exit_with(UserError(f"cannot write output: {error}"), "gan-eval")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

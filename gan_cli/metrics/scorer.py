@@ -1,0 +1,134 @@
+"""The eval/* metrics of a generator on a labelled image set: its images go
+through the data set's own classifier (gan_cli.metrics.classifier) and are
+compared with the real images' features and with the classes asked for."""
+
+import sys
+
+import torch
+
+from gan_cli.errors import UserError
+from gan_cli.metrics import classifier as classifiers
+from gan_cli.metrics.image import (class_accuracy, class_histogram, classes_present, confidence,
+                                   feature_stats, frechet_distance, kl_to_uniform)
+
+CHUNK = 500                    # images generated and scored at a time: bounded memory
+
+
+def score(probabilities: torch.Tensor, features: torch.Tensor, real_stats, num_classes: int,
+          wanted: torch.Tensor | None = None) -> dict[str, float]:
+    """eval/* from classifier outputs of N images; `wanted` [N] are the classes
+    a conditional generator was asked for (None: unconditional)."""
+    predicted = probabilities.argmax(dim=1)
+    hist = class_histogram(predicted, num_classes)
+    values = {
+        "eval/fd": frechet_distance(*feature_stats(features), *real_stats),
+        "eval/classes_present": float(classes_present(hist)),
+        "eval/classes_kl": kl_to_uniform(hist),
+        "eval/confidence": confidence(probabilities),
+    }
+    values.update({f"eval/class_share/{k}": float(share) for k, share in enumerate(hist)})
+    if wanted is not None:
+        overall, per_class = class_accuracy(predicted, wanted, num_classes)
+        values["eval/class_accuracy"] = overall
+        values.update({f"eval/class_accuracy/{k}": a for k, a in enumerate(per_class)})
+    return values
+
+
+def generate(G, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """G's images in eval mode (batch norm uses its running statistics and
+    updates nothing), without a graph; G's mode is restored."""
+    was_training = G.training
+    G.eval()
+    try:
+        with torch.no_grad():
+            return G(z, y).float()
+    finally:
+        G.train(was_training)
+
+
+class ImageScorer:
+    """Called as data.evaluate(G, latent, num_classes). The classifier and the
+    real images' feature statistics are obtained once (prepare), and kept."""
+
+    def __init__(self, data, split: str | None, num_samples: int, cache_dir, device,
+                 held_out=None, say=None):
+        self.data, self.split, self.num_samples = data, split, num_samples
+        self.cache_dir, self.device, self.held_out = cache_dir, torch.device(device), held_out
+        self.say = say
+        self.classifier = None
+        self.real_stats = None
+
+    def prepare(self) -> None:
+        if self.classifier is not None:
+            return
+        d = self.data
+        self.classifier, _, _ = classifiers.obtain(
+            d.name, self.split, d.images, d.labels, d.num_classes, cache_dir=self.cache_dir,
+            device=self.device, held_out=self.held_out, say=self.say)
+        stats = self.classifier.real_stats            # kept in the cache file
+        if stats is None:
+            stats = feature_stats(self.classifier.score(d.scaled())[0])
+        self.real_stats = stats
+
+    def __call__(self, G, latent, num_classes: int) -> dict[str, float]:
+        self.prepare()
+        feats, probs, wanted = [], [], []
+        for start in range(0, self.num_samples, CHUNK):
+            n = min(CHUNK, self.num_samples - start)
+            # Conditional: every class in turn, so each is asked for equally often.
+            y = (torch.arange(start, start + n, device=latent.device) % num_classes
+                 if num_classes else None)
+            f, p = self.classifier.score(generate(G, latent.sample(n), y))
+            feats.append(f)
+            probs.append(p)
+            if y is not None:
+                wanted.append(y.cpu())
+        values = score(torch.cat(probs), torch.cat(feats), self.real_stats, self.data.num_classes,
+                       torch.cat(wanted) if wanted else None)
+        values["eval/fd_floor"] = self.classifier.record["fd_floor"]
+        return values
+
+
+def held_out_split(dataset_cfg):
+    """For a data set with a train/test split, a callable loading the test split
+    (the classifier's held-out set); None (hold out 20%) otherwise."""
+    if dataset_cfg is None or dataset_cfg.get("split") != "train":
+        return None
+
+    def load():
+        from hydra.utils import instantiate
+        try:
+            test = instantiate(dataset_cfg, split="test")
+        except Exception as exc:       # no test files here: fall back to a stratified split
+            print(f"{dataset_cfg.get('name')}: no test split ({_first_line(exc)}); "
+                  f"holding out 20% of the training images instead", file=sys.stderr)
+            return None
+        return test.images, test.labels
+    return load
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def make_scorer(data, cfg, device) -> ImageScorer | None:
+    """An ImageScorer for labelled image data when eval.classifier is auto;
+    None for eval.classifier=off, unlabelled images or other kinds of data.
+    Its classifier is loaded (or trained, saying so) now, before training."""
+    from gan_cli.data.images import ImageSet
+
+    options = cfg.get("eval") if hasattr(cfg, "get") else None
+    if not options or options.get("classifier", "auto") == "off":
+        return None
+    if not isinstance(data, ImageSet) or data.labels is None or not data.num_classes:
+        return None
+    if data.images.dim() != 4:
+        raise UserError(f"eval.classifier=auto needs images [N, C, H, W]; {data.name} is "
+                        f"{list(data.images.shape)} (set eval.classifier=off)")
+    dataset_cfg = cfg.get("dataset")
+    split = dataset_cfg.get("split") if dataset_cfg is not None else None
+    scorer = ImageScorer(data, split, int(options.get("num_samples", 5000)),
+                         options.get("cache_dir"), device, held_out_split(dataset_cfg))
+    scorer.prepare()
+    return scorer

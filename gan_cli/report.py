@@ -1,0 +1,227 @@
+"""gan-report: one table of a sweep's final metrics, grouped by what was swept.
+
+Every job folder of a multirun (one with .hydra/overrides.yaml and
+metrics.json) is read; jobs are grouped by each override key whose value
+differs between jobs, except `seed`, and each metric is shown as mean ± std
+over the group (the seeds). The table is printed and written as report.md
+and report.csv.
+"""
+
+import argparse
+import csv
+import io
+import json
+import math
+import re
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from gan_cli.errors import UserError, exit_with
+
+IGNORED_KEYS = {"seed", "run_dir", "resume", "resume_allow"}
+PER_CLASS = re.compile(r"/\d+$")
+LOGGED_ONLY = {"eval/fd_floor"}   # the same for every job on a data set: printed once above
+
+
+@dataclass
+class Job:
+    folder: Path
+    overrides: dict[str, str]
+    metrics: dict[str, float]
+
+
+def parse_override(text: str) -> tuple[str, str] | None:
+    key, sep, value = text.partition("=")
+    if not sep or key.startswith("~"):
+        return None
+    return key.lstrip("+"), value
+
+
+def find_jobs(folder: Path) -> tuple[list[Job], list[Path]]:
+    """(jobs with metrics, job folders without metrics.json: failed or running)."""
+    import yaml
+
+    jobs, unfinished = [], []
+    for overrides_file in sorted(folder.rglob(".hydra/overrides.yaml")):
+        job_dir = overrides_file.parent.parent
+        metrics_file = job_dir / "metrics.json"
+        if not metrics_file.is_file():
+            unfinished.append(job_dir)
+            continue
+        given = yaml.safe_load(overrides_file.read_text()) or []
+        pairs = (parse_override(str(o)) for o in given)
+        overrides = {k: v for k, v in (p for p in pairs if p) if not k.startswith("hydra.")}
+        try:
+            metrics = json.loads(metrics_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{metrics_file} is not valid JSON: {exc}") from None
+        jobs.append(Job(job_dir, overrides, {k: float(v) for k, v in metrics.items()
+                                             if isinstance(v, (int, float))}))
+    return jobs, unfinished
+
+
+def _sort_key(value: str):
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def swept_keys(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
+    """(keys whose value differs between jobs, less seed; keys set alike in every job)."""
+    keys = sorted({k for j in jobs for k in j.overrides} - IGNORED_KEYS)
+    swept, fixed = [], {}
+    for key in keys:
+        values = {j.overrides.get(key, "") for j in jobs}
+        if len(values) > 1:
+            swept.append(key)
+        else:
+            fixed[key] = values.pop()
+    return swept, fixed
+
+
+HEADLINE = ["eval/fd", "eval/class_accuracy", "eval/classes_present", "eval/classes_kl",
+            "eval/confidence"]
+
+
+def default_metrics(jobs: list[Job]) -> list[str]:
+    """Every metric but the per-class ones (eval/class_accuracy/3, ...) and
+    constants; the eval/* headline first, then the rest by name."""
+    names = {k for j in jobs for k in j.metrics if not PER_CLASS.search(k)} - LOGGED_ONLY
+    return sorted(names, key=lambda k: (HEADLINE.index(k) if k in HEADLINE else len(HEADLINE), k))
+
+
+def summarise(values: list[float]) -> tuple[float, float | None]:
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return math.nan, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+@dataclass
+class Table:
+    keys: list[str]
+    metrics: list[str]
+    rows: list[dict]          # {"group": {key: value}, "n": int, "stats": {metric: (mean, std, n)}}
+    fixed: dict[str, str]
+    floor: float | None
+
+    def cell(self, metric: str, row: dict) -> str:
+        mean, std, n = row["stats"][metric]
+        if n == 0:
+            return "–"
+        return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+
+    def header(self) -> list[str]:
+        return [*self.keys, "n", *self.metrics]
+
+    def body(self) -> list[list[str]]:
+        return [[*(r["group"][k] for k in self.keys), str(r["n"]),
+                 *(self.cell(m, r) for m in self.metrics)] for r in self.rows]
+
+    def text(self) -> str:
+        rows = [self.header(), *self.body()]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(self.notes() + lines)
+
+    def markdown(self) -> str:
+        out = [f"_{n}_\n" for n in self.notes()]
+        out.append("| " + " | ".join(self.header()) + " |")
+        out.append("|" + "|".join(" --- " for _ in self.header()) + "|")
+        out += ["| " + " | ".join(r) + " |" for r in self.body()]
+        return "\n".join(out) + "\n"
+
+    def csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow([*self.keys, "n", *(f"{m}_{s}" for m in self.metrics
+                                             for s in ("mean", "std", "n"))])
+        for r in self.rows:
+            cells = []
+            for m in self.metrics:
+                mean, std, n = r["stats"][m]
+                cells += ["" if n == 0 else repr(mean), "" if std is None else repr(std), n]
+            writer.writerow([*(r["group"][k] for k in self.keys), r["n"], *cells])
+        return buffer.getvalue()
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.fixed:
+            notes.append("fixed: " + " ".join(f"{k}={v}" for k, v in self.fixed.items()))
+        if self.floor is not None:
+            notes.append(f"eval/fd floor (real held-out vs real train): {self.floor:.4g}")
+        notes.append("mean ± std over seeds (sample std; none shown for a single job)")
+        return notes
+
+
+def build_table(jobs: list[Job], metrics: list[str] | None = None) -> Table:
+    keys, fixed = swept_keys(jobs)
+    metrics = metrics or default_metrics(jobs)
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(tuple(job.overrides.get(k, "") for k in keys), []).append(job)
+    rows = []
+    for group in sorted(groups, key=lambda g: [_sort_key(v) for v in g]):
+        members = groups[group]
+        stats = {}
+        for m in metrics:
+            values = [j.metrics[m] for j in members if m in j.metrics]
+            mean, std = summarise(values)
+            stats[m] = (mean, std, sum(math.isfinite(v) for v in values))
+        rows.append({"group": dict(zip(keys, group)), "n": len(members), "stats": stats})
+    floors = {j.metrics["eval/fd_floor"] for j in jobs if "eval/fd_floor" in j.metrics}
+    floor = floors.pop() if len(floors) == 1 else None
+    return Table(keys, metrics, rows, fixed, floor)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="gan-report",
+        description="Table of a sweep's final metrics (metrics.json of every job), grouped by "
+                    "every swept key except seed, as mean ± std over seeds.")
+    parser.add_argument("folder", type=Path, help="a multirun folder, e.g. outputs/multirun/<date>/<time>")
+    parser.add_argument("--metrics", help="comma-separated metrics to show (default: all but "
+                        "per-class ones)")
+    parser.add_argument("--out", type=Path, help="folder for report.md and report.csv "
+                        "(default: the multirun folder)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        if not args.folder.is_dir():
+            raise UserError(f"no such folder: {args.folder}")
+        jobs, unfinished = find_jobs(args.folder)
+        if not jobs:
+            raise UserError(f"no finished runs under {args.folder} (looked for job folders with "
+                            f".hydra/overrides.yaml and metrics.json"
+                            f"{f'; {len(unfinished)} without metrics.json' if unfinished else ''})")
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+        if metrics:
+            known = {k for j in jobs for k in j.metrics}
+            unknown = [m for m in metrics if m not in known]
+            if unknown:
+                raise UserError(f"--metrics: {', '.join(unknown)} not in any job's metrics.json; "
+                                f"known: {', '.join(sorted(k for k in known if not PER_CLASS.search(k)))}")
+        table = build_table(jobs, metrics)
+        out = args.out or args.folder
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.md").write_text(table.markdown())
+        (out / "report.csv").write_text(table.csv())
+        print(table.text())
+        skipped = f"; {len(unfinished)} unfinished job(s) skipped" if unfinished else ""
+        print(f"\n{len(jobs)} job(s) in {len(table.rows)} group(s){skipped}; wrote "
+              f"{out / 'report.md'} and {out / 'report.csv'}")
+    except UserError as error:
+        exit_with(error, "gan-report")
+    except OSError as error:
+        exit_with(UserError(f"cannot write the report: {error}"), "gan-report")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
