@@ -248,3 +248,19 @@ def test_bad_input_to_the_metric_commands_gets_one_line(tmp_path, make_cfg, caps
     lines = capsys.readouterr().err.strip().splitlines()
     prog = "gan-classifier" if main is classifier_main else "gan-eval"
     assert len(lines) == 1 and lines[0].startswith(f"{prog}: error:") and message in lines[0], lines
+
+
+def test_the_metrics_see_mse_collapse_to_one_average_digit(make_cfg):
+    # Regression with fresh z each step learns the mean image: one "digit".
+    metrics = run(make_cfg("objective=mse", "train.steps=200"))
+    assert metrics["eval/classes_present"] <= 2 and metrics["eval/classes_kl"] > 1.5
+    assert metrics["eval/fd"] > 50 * metrics["eval/fd_floor"]
+
+
+@pytest.mark.slow      # ~7 min on 2 CPU cores
+def test_cgan_on_mnist_subset_draws_the_requested_class_95_percent_of_the_time(make_cfg):
+    metrics = run(make_cfg("objective=cgan", "train.steps=16000", "train.eval_every=16000",
+                           "train.log_every=1000", "train.sample_every=4000",
+                           "train.checkpoint_every=4000", tiny=False))
+    assert metrics["eval/class_accuracy"] >= 0.95
+    assert metrics["eval/classes_present"] == 10 and metrics["eval/fd"] < 10
