@@ -25,7 +25,8 @@ def compose_config(overrides: list[str]):
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
-        return compose(config_name="config", overrides=[*overrides, "run_dir=."])
+        # Quality metrics are not part of a training step: no classifier here.
+        return compose(config_name="config", overrides=[*overrides, "run_dir=.", "eval.classifier=off"])
 
 
 def matmul_peak_gflops(device: torch.device, size: int = 1024, repeats: int = 20) -> float:
