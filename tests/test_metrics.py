@@ -201,6 +201,15 @@ def test_a_run_logs_and_returns_the_metrics_and_gan_eval_reproduces_them(make_cf
         assert value == pytest.approx(metrics[key], rel=1e-5, abs=1e-9, nan_ok=True), key
 
 
+def test_building_an_experiment_obtains_no_classifier_until_it_evaluates(make_cfg, tmp_path):
+    from gan_cli.experiment import Experiment
+
+    cache = tmp_path / "empty-cache"
+    exp = Experiment(make_cfg("dataset=mnist_subset", f"eval.cache_dir={cache}"))
+    assert exp.data.scorer is not None and exp.data.scorer.classifier is None
+    assert not cache.exists()             # gan-bench builds experiments; it never trains one
+
+
 def test_unconditional_runs_get_no_class_accuracy_and_off_means_off(make_cfg):
     metrics = run(make_cfg("objective=gan", "train.steps=4"))
     assert "eval/fd" in metrics and "eval/class_accuracy" not in metrics

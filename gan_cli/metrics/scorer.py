@@ -115,7 +115,8 @@ def _first_line(exc: BaseException) -> str:
 def make_scorer(data, cfg, device) -> ImageScorer | None:
     """An ImageScorer for labelled image data when eval.classifier is auto;
     None for eval.classifier=off, unlabelled images or other kinds of data.
-    Its classifier is loaded (or trained, saying so) now, before training."""
+    Its classifier is loaded (or trained, saying so) at the first evaluation,
+    so building an Experiment that never evaluates (gan-bench) costs nothing."""
     from gan_cli.data.images import ImageSet
 
     options = cfg.get("eval") if hasattr(cfg, "get") else None
@@ -128,7 +129,5 @@ def make_scorer(data, cfg, device) -> ImageScorer | None:
                         f"{list(data.images.shape)} (set eval.classifier=off)")
     dataset_cfg = cfg.get("dataset")
     split = dataset_cfg.get("split") if dataset_cfg is not None else None
-    scorer = ImageScorer(data, split, int(options.get("num_samples", 5000)),
-                         options.get("cache_dir"), device, held_out_split(dataset_cfg))
-    scorer.prepare()
-    return scorer
+    return ImageScorer(data, split, int(options.get("num_samples", 5000)),
+                       options.get("cache_dir"), device, held_out_split(dataset_cfg))
