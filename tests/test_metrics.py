@@ -261,7 +261,8 @@ def test_bad_input_to_the_metric_commands_gets_one_line(tmp_path, make_cfg, caps
 
 def test_the_metrics_see_mse_collapse_to_one_average_digit(make_cfg):
     # Regression with fresh z each step learns the mean image: one "digit".
-    metrics = run(make_cfg("objective=mse", "train.steps=200"))
+    metrics = run(make_cfg("objective=mse", "train.steps=200", "train.log_every=100",
+                           "train.sample_every=200", "train.checkpoint_every=200"))
     assert metrics["eval/classes_present"] <= 2 and metrics["eval/classes_kl"] > 1.5
     assert metrics["eval/fd"] > 50 * metrics["eval/fd_floor"]
 
