@@ -1,5 +1,6 @@
 """The one exception type for input a user can fix, and how commands report it."""
 
+import contextlib
 import sys
 from typing import NoReturn
 
@@ -24,3 +25,15 @@ def user_error_in(exc: BaseException) -> UserError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+@contextlib.contextmanager
+def reported(prog: str, writing: str = "cannot write output"):
+    """A console script's body: a UserError, or an OSError while writing its
+    files (`writing: <reason>`), ends the program with one line on stderr."""
+    try:
+        yield
+    except UserError as error:
+        exit_with(error, prog)
+    except OSError as error:
+        exit_with(UserError(f"{writing}: {error}"), prog)

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from gan_cli.errors import UserError, exit_with
+from gan_cli.errors import UserError, reported
 
 PER_CLASS = re.compile(r"^(.*)/(\d+)$")
 
@@ -77,7 +77,7 @@ def format_metrics(values: dict[str, float]) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
+    with reported("gan-eval"):
         from gan_cli.checkpoint import find_checkpoint, load_checkpoint
 
         state = load_checkpoint(args.path)
@@ -87,10 +87,6 @@ def main(argv=None) -> None:
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(values, indent=2) + "\n")
-    except UserError as error:
-        exit_with(error, "gan-eval")
-    except OSError as error:
-        exit_with(UserError(f"cannot write output: {error}"), "gan-eval")
 
 
 if __name__ == "__main__":

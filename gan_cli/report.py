@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan_cli.errors import UserError, exit_with
+from gan_cli.errors import UserError, reported
 
 IGNORED_KEYS = {"seed", "run_dir", "resume", "resume_allow"}
 PER_CLASS = re.compile(r"/\d+$")
@@ -193,7 +193,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
+    with reported("gan-report", "cannot write the report"):
         if not args.folder.is_dir():
             raise UserError(f"no such folder: {args.folder}")
         jobs, unfinished = find_jobs(args.folder)
@@ -217,10 +217,6 @@ def main(argv=None) -> None:
         skipped = f"; {len(unfinished)} unfinished job(s) skipped" if unfinished else ""
         print(f"\n{len(jobs)} job(s) in {len(table.rows)} group(s){skipped}; wrote "
               f"{out / 'report.md'} and {out / 'report.csv'}")
-    except UserError as error:
-        exit_with(error, "gan-report")
-    except OSError as error:
-        exit_with(UserError(f"cannot write the report: {error}"), "gan-report")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gan_cli.errors import UserError, exit_with
+from gan_cli.errors import UserError, reported
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,7 +51,7 @@ def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
+    with reported("gan-sample"):
         if args.num < 1:
             raise UserError(f"--num must be >= 1, got {args.num}")
         from gan_cli.checkpoint import load_checkpoint
@@ -77,10 +77,6 @@ def main(argv=None) -> None:
             columns = grid_columns(len(samples), labels)
             save_image((samples + 1) / 2, args.grid, nrow=columns, padding=2)
             print(f"wrote a grid of {len(samples)} samples to {args.grid}")
-    except UserError as error:
-        exit_with(error, "gan-sample")
-    except OSError as error:
-        exit_with(UserError(f"cannot write output: {error}"), "gan-sample")
 
 
 def grid_columns(num: int, labels) -> int:
