@@ -66,6 +66,9 @@ class Experiment:
             accel.prepare(net, device, cfg.train.compile, cfg.train.channels_last)
         opt_g = build(cfg.optimizer.g)(G.parameters())
         opt_d = build(cfg.optimizer.d)(D.parameters()) if D is not None else None
+        if cfg.train.compile:
+            for opt in (opt_g, opt_d):
+                accel.compile_step(opt)
         sampler = data.sampler(cfg.train.batch_size, device, seed=cfg.seed)
         latent = Latent(cfg.latent.dim, cfg.latent.distribution, device, seed=cfg.seed + 1)
         objective.setup(data, latent, G)
