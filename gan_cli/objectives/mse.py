@@ -79,7 +79,9 @@ def solve_linear_generator(G, z: torch.Tensor, targets: torch.Tensor) -> float:
         raise UserError("objective.solver=analytic needs model=linear (unconditional)")
     first, second = layers
     hidden = first.out_features
-    Z, Y = z.double(), targets.double()
+    # float64 on the CPU: LAPACK's SVD-based gelsd copes with rank-deficient
+    # z and is not offered on CUDA; copy_ below brings the result to G's device.
+    Z, Y = z.double().cpu(), targets.double().cpu()
     z_mean, y_mean = Z.mean(0), Y.mean(0)
     Zc, Yc = Z - z_mean, Y - y_mean
     B = torch.linalg.lstsq(Zc, Yc, driver="gelsd").solution            # [L, D]
