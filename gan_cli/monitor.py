@@ -19,9 +19,10 @@ class Meter:
 
     def add(self, values: dict[str, torch.Tensor]) -> None:
         for key, value in values.items():
-            value = value.detach()
+            value = value.detach().float()         # fp32 sums: bf16 would round a long interval away
             if key in self.sums:
-                self.sums[key] += value
+                # .to: sums restored from a checkpoint come back on the CPU
+                self.sums[key] = self.sums[key].to(value.device) + value
                 self.counts[key] += 1
             else:
                 self.sums[key] = value.clone()

@@ -109,3 +109,17 @@ def test_gan_sample_rejects_bad_input(make_cfg, tmp_path, capsys):
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("gan-sample: error:") and message in err and "\n" not in err
+
+
+def test_meter_sums_bf16_losses_in_fp32_and_continues_restored_sums():
+    from gan_cli.monitor import Meter
+
+    meter = Meter()
+    for _ in range(1000):      # a bf16 running sum would stall near 32 (its spacing there is 0.25)
+        meter.add({"loss/d": torch.tensor(0.1, dtype=torch.bfloat16)})
+    restored = Meter()
+    restored.load_state_dict(meter.state_dict())
+    restored.add({"loss/d": torch.tensor(0.1, dtype=torch.bfloat16)})
+    mean = restored.means()["loss/d"]
+    assert mean == pytest.approx(float(torch.tensor(0.1, dtype=torch.bfloat16)), rel=1e-5)
+    assert restored.means() == {}
