@@ -56,7 +56,7 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
                         f"metrics need a labelled image data set")
     G = generator_from_checkpoint(state, dev)
     latent = Latent(config["latent"]["dim"], config["latent"]["distribution"], dev,
-                    seed=config["seed"] + 3)
+                    seed=config["seed"] + 3, portable=True)
     return scorer(G, latent, G.num_classes)
 
 

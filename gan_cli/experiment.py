@@ -79,7 +79,7 @@ class Experiment:
         self.grid_columns = columns = cfg.train.grid_columns
         rows = self.num_classes or columns
         self.fixed_z = Latent(cfg.latent.dim, cfg.latent.distribution, device,
-                              seed=cfg.seed + 2).sample(rows * columns)
+                              seed=cfg.seed + 2, portable=True).sample(rows * columns)
         self.fixed_y = (torch.arange(self.num_classes, device=device).repeat_interleave(columns)
                         if self.num_classes else None)
         self.config = OmegaConf.to_container(cfg, resolve=True)
@@ -93,7 +93,8 @@ class Experiment:
         # The same seeded noise at every evaluation (and after a resume), apart
         # from the training noise, so the metric's curve compares like with like.
         cfg = self.cfg
-        latent = Latent(cfg.latent.dim, cfg.latent.distribution, self.device, seed=cfg.seed + 3)
+        latent = Latent(cfg.latent.dim, cfg.latent.distribution, self.device, seed=cfg.seed + 3,
+                        portable=True)
         return self.data.evaluate(self.parts.generator, latent=latent, num_classes=self.num_classes)
 
     def scale_learning_rates(self, factor: float) -> None:

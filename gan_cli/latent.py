@@ -9,20 +9,26 @@ DISTRIBUTIONS = ("normal", "uniform")
 
 class Latent:
     """Draws z from N(0, I) or U(0, 1)^dim with its own seeded generator, so the
-    latent stream does not depend on how many batches the data sampler drew."""
+    latent stream does not depend on how many batches the data sampler drew.
 
-    def __init__(self, dim: int, distribution: str, device: torch.device, seed: int):
+    portable=True draws on the CPU and moves z to `device`: the same seed then
+    gives the same z on any device (CUDA's generator yields other numbers than
+    the CPU's), which pictures, evaluations and gan-sample need; training
+    draws on its own device, which is faster there."""
+
+    def __init__(self, dim: int, distribution: str, device: torch.device, seed: int,
+                 portable: bool = False):
         if distribution not in DISTRIBUTIONS:
             raise UserError(
                 f"latent.distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}"
             )
         self.dim = dim
         self.distribution = distribution
-        self.device = device
-        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.device = torch.device(device)
+        self.draw_device = torch.device("cpu") if portable else self.device
+        self.generator = torch.Generator(device=self.draw_device).manual_seed(seed)
 
     def sample(self, n: int) -> torch.Tensor:
         shape = (n, self.dim)
-        if self.distribution == "uniform":
-            return torch.rand(shape, generator=self.generator, device=self.device)
-        return torch.randn(shape, generator=self.generator, device=self.device)
+        draw = torch.rand if self.distribution == "uniform" else torch.randn
+        return draw(shape, generator=self.generator, device=self.draw_device).to(self.device)

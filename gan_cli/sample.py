@@ -32,7 +32,7 @@ def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device:
     dev = pick_device(device)
     G = generator_from_checkpoint(state, dev)
     latent_cfg = state["config"]["latent"]
-    z = Latent(latent_cfg["dim"], latent_cfg["distribution"], dev, seed).sample(num)
+    z = Latent(latent_cfg["dim"], latent_cfg["distribution"], dev, seed, portable=True).sample(num)
     classes = G.num_classes
     labels = None
     if classes:

@@ -192,7 +192,7 @@ def test_a_run_logs_and_returns_the_metrics_and_gan_eval_reproduces_them(make_cf
     # gan-eval from the checkpoint alone: the same numbers as the run's last evaluation.
     out = tmp_path / "eval.json"
     capsys.readouterr()
-    eval_main([str(run_dir), "--json", str(out)])
+    eval_main([str(run_dir), "--json", str(out), "--device", "auto"])   # where the run ran
     shown = capsys.readouterr().out
     assert "eval/fd" in shown and "eval/class_accuracy/<k>" in shown
     again = json.loads(out.read_text())
