@@ -36,7 +36,7 @@ def test_fast_and_naive_loops_make_the_same_updates(tmp_path):
 def test_gan_bench_prints_every_column(tmp_path):
     out = tmp_path / "bench.json"
     done = run_cli("gan-bench", "--steps", "2", "--warmup", "0", "--configs", "mlp-wgan-b64",
-                   "--json", out, cwd=tmp_path, timeout=600)
+                   "--startup", "1", "--json", out, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr
     header = done.stdout.splitlines()[1]
     for column in ("G steps/s", "critic steps/s", "D images/s", "GFLOP/s", "% peak", "peak MB",
@@ -48,6 +48,10 @@ def test_gan_bench_prints_every_column(tmp_path):
     assert row["config"] == "mlp-wgan-b64" and row["g_steps_per_s"] > 0
     assert row["speedup_vs_reference"] > 0 and figures["matmul_peak_gflops"] > 0
     assert row["updates"] == row["reference_updates"] == {"g": 2, "d": 10}
+    startup = figures["startup"]
+    assert startup["import_torch_torchvision_s"] > 0 and startup["gan_train_1_step_no_eval_s"] > 0
+    assert startup["overhead_s"] == startup["gan_train_1_step_s"] - startup["import_torch_torchvision_s"]
+    assert "start-up (best of 1): import torch+torchvision" in done.stdout
 
 
 def test_gan_bench_rejects_an_unknown_config(tmp_path):
