@@ -23,7 +23,7 @@ PRESETS = {
                     "model.name": "dcgan", "model.batch_norm": True, "optimizer.name": "adam",
                     "optimizer.d.lr": 2e-4, "optimizer.d.betas": [0.5, 0.999], "train.batch_size": 128},
     "cgan_mnist": {"objective.name": "cgan", "objective.conditional": True, "model.name": "mlp",
-                   "optimizer.name": "adam", "train.steps": 10000},
+                   "optimizer.name": "adam", "train.steps": 16000},
 }
 
 

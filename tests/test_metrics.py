@@ -268,9 +268,9 @@ def test_the_metrics_see_mse_collapse_to_one_average_digit(make_cfg):
 
 
 @pytest.mark.slow      # ~7 min on 2 CPU cores
-def test_cgan_on_mnist_subset_draws_the_requested_class_95_percent_of_the_time(make_cfg):
-    metrics = run(make_cfg("objective=cgan", "train.steps=16000", "train.eval_every=16000",
-                           "train.log_every=1000", "train.sample_every=4000",
-                           "train.checkpoint_every=4000", tiny=False))
+def test_cgan_mnist_preset_draws_the_requested_class_95_percent_of_the_time(make_cfg):
+    cfg = make_cfg("experiment=cgan_mnist", "train.eval_every=16000", "train.log_every=1000", tiny=False)
+    assert cfg.train.steps == 16000
+    metrics = run(cfg)
     assert metrics["eval/class_accuracy"] >= 0.95
     assert metrics["eval/classes_present"] == 10 and metrics["eval/fd"] < 10
