@@ -89,3 +89,25 @@ def run_cli(name: str, *args, cwd, timeout=300) -> subprocess.CompletedProcess:
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(gan_cli_command(name) + [str(a) for a in args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def tensorboard_events(run_dir):
+    """Every scalar and image a run wrote to <run_dir>/tb."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def assert_pictures(run_dir, acc, tag: str, steps: list[int], size: tuple[int, int]) -> None:
+    """The picture `tag` went to TensorBoard at exactly `steps`, and to
+    samples/step_<N>.png, always width x height = `size`."""
+    from PIL import Image
+
+    images = acc.Images(tag)
+    assert [e.step for e in images] == steps
+    assert (images[-1].width, images[-1].height) == size
+    for step in steps:
+        with Image.open(Path(run_dir) / "samples" / f"step_{step}.png") as png:
+            assert png.size == size

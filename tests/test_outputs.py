@@ -6,17 +6,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import assert_pictures, tensorboard_events
 from gan_cli.checkpoint import load_checkpoint
 from gan_cli.runner import run
 from gan_cli.sample import draw, main as sample_main
-
-
-def _events(run_dir):
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()
-    return acc
 
 
 @pytest.mark.parametrize("objective,estimate", [("wgan", "wasserstein_estimate"),
@@ -25,18 +19,13 @@ def test_tensorboard_holds_scalars_and_sample_grids(make_cfg, objective, estimat
     cfg = make_cfg(f"objective={objective}")
     run(cfg)
     run_dir = Path(cfg.run_dir)
-    acc = _events(run_dir)
+    acc = tensorboard_events(run_dir)
     tags = set(acc.Tags()["scalars"])
     expected = {"loss/g", estimate, "perf/steps_per_sec"} | ({"loss/d"} if objective != "mse" else set())
     assert expected <= tags
     assert [e.step for e in acc.Scalars("loss/g")] == [5, 10, 15, 20]
-    images = acc.Images("samples")
-    assert [e.step for e in images] == [10, 20]
     # 8 x 8 grid of 8x8 digits with 2-pixel padding: 8*10 + 2 = 82 pixels a side.
-    assert (images[-1].width, images[-1].height) == (82, 82)
-    for step in (10, 20):
-        with Image.open(run_dir / "samples" / f"step_{step}.png") as png:
-            assert png.size == (82, 82)
+    assert_pictures(run_dir, acc, "samples", [10, 20], (82, 82))
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == \
         ["last.pt", "step_10.pt", "step_20.pt"]
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import assert_pictures, tensorboard_events
 from gan_cli.data import load_toy
 from gan_cli.errors import UserError
 from gan_cli.latent import Latent
@@ -208,12 +208,6 @@ def test_generator_arrows_follow_the_discriminator_uphill():
 
 # --- real training runs --------------------------------------------------------------
 
-def _events(run_dir: Path) -> EventAccumulator:
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()
-    return acc
-
-
 def test_dataset_picks_the_toy_model_and_the_command_line_wins(make_cfg):
     assert make_cfg("dataset=ring8", tiny=False).model.name == "toy_mlp"
     assert make_cfg("model=mlp", "dataset=ring8", tiny=False).model.name == "mlp"
@@ -246,7 +240,7 @@ def test_mse_collapses_to_one_blob_at_the_mean(mse_ring8):
     assert metrics_["toy/w1"] > 1.5                       # every real point is ~2 from the mean
     assert json.loads((run_dir / "metrics.json").read_text())["toy/w1"] == metrics_["toy/w1"]
     # No discriminator, so no surface: the picture is still drawn, frames and all.
-    acc = _events(run_dir)
+    acc = tensorboard_events(run_dir)
     assert [e.step for e in acc.Images("toy/scatter")] == [50, 100, 150]
     with Image.open(run_dir / "samples" / "evolution.gif") as gif:
         assert gif.n_frames == 3
@@ -263,14 +257,9 @@ def test_short_cgan_run_on_ring8_covers_the_modes_and_writes_its_pictures(make_c
     assert result["toy/w1"] < 0.5 * mse_ring8[0]["toy/w1"]
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert {"toy/modes", "toy/high_quality", "toy/reverse_kl", "toy/w1"} <= set(saved)
-    acc = _events(run_dir)
+    acc = tensorboard_events(run_dir)
     assert [e.step for e in acc.Scalars("toy/modes")] == [350, 700]
-    images = acc.Images("toy/scatter")
-    assert [e.step for e in images] == [350, 700]
-    assert (images[-1].width, images[-1].height) == (560, 500)
-    for step in (350, 700):
-        with Image.open(run_dir / "samples" / f"step_{step}.png") as png:
-            assert png.size == (560, 500)
+    assert_pictures(run_dir, acc, "toy/scatter", [350, 700], (560, 500))
     with Image.open(run_dir / "samples" / "evolution.gif") as gif:
         assert gif.size == (560, 500) and gif.n_frames == 2
         assert gif.info["loop"] == 0
