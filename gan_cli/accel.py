@@ -14,7 +14,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 def autocast(precision: str, device: torch.device):
     """A factory of contexts for the forward passes: bf16 autocast where asked,
     else a no-op. auto is fp32: on an H200 bf16 autocast made the shipped nets
-    slower (dcgan, batch 64: about 150 against 200 steps/s), as they are too
+    slower (dcgan, batch 64: about 115 against 155 steps/s), as they are too
     small for faster matrix products to pay for the casts around them."""
     if precision not in PRECISIONS:
         raise UserError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

@@ -81,7 +81,7 @@ def _read_csv_gz(path: Path) -> np.ndarray:
 
 def _parse_small_ints(raw: bytes) -> np.ndarray:
     """Rows of comma-separated integers 0..999 (pixels and labels) -> float32
-    [rows, columns]. Vectorised, about 5x faster than numpy.loadtxt on the
+    [rows, columns]. Vectorised, about 3x faster than numpy.loadtxt on the
     4 million values of mnist_subset (part of every run's start-up); any other
     text goes to numpy.loadtxt."""
     buf = np.frombuffer(raw, np.uint8)
