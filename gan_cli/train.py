@@ -4,9 +4,15 @@ import re
 import sys
 
 import hydra
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from gan_cli.errors import UserError, exit_with
+
+
+class JobFailed(CompactHydraException):
+    """One job of a sweep failed; Hydra reports it in one line once the
+    other jobs have run."""
 
 
 @hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="config")
@@ -16,7 +22,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         metrics = run(cfg)
     except UserError as error:
-        exit_with(error, "gan-train")
+        fail(error)
     except Interrupted as stopped:
         print(f"gan-train: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
@@ -24,10 +30,23 @@ def main(cfg: DictConfig) -> float | None:
     if not cfg.optimized_metric:
         return None
     if cfg.optimized_metric not in metrics:
-        exit_with(UserError(f"optimized_metric={cfg.optimized_metric} is not among this run's final "
-                            f"metrics: {', '.join(sorted(k for k in metrics if not k[-1].isdigit()))}"),
-                  "gan-train")
+        fail(UserError(f"optimized_metric={cfg.optimized_metric} is not among this run's final "
+                       f"metrics: {', '.join(sorted(k for k in metrics if not k[-1].isdigit()))}"))
     return metrics[cfg.optimized_metric]
+
+
+def fail(error: UserError):
+    """A single run exits with one line. In a sweep (-m) the job's line is
+    printed now and the job fails without ending the sweep: the launcher runs
+    the other jobs (a sweeper such as Optuna records a failed trial), then
+    Hydra repeats the first failure and exits non-zero."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        print(f"gan-train: error: job {HydraConfig.get().job.num}: {error}", file=sys.stderr)
+        raise JobFailed(f"gan-train: error: {error}") from None
+    exit_with(error, "gan-train")
 
 
 def cli() -> None:

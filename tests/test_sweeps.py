@@ -129,6 +129,21 @@ def _job_dirs(sweep: Path) -> list[Path]:
     return sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
 
 
+def test_a_failed_job_leaves_the_rest_of_the_sweep_running(tmp_path):
+    sweep = tmp_path / "sweep"
+    # moons has no labels, so the conditional job 0 fails; ring8 (job 1) trains.
+    done = run_cli("gan-train", "-m", "objective=cgan", "dataset=moons,ring8", "train.steps=3",
+                   "train.log_every=3", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 1
+    message = "objective=cgan is conditional but dataset moons has no class labels"
+    assert f"gan-train: error: job 0: {message}" in done.stderr
+    assert f"gan-train: error: {message}" in done.stderr       # Hydra's report after the sweep
+    assert "Traceback" not in done.stderr
+    failed, trained = _job_dirs(sweep)
+    assert not (failed / "metrics.json").exists()
+    assert json.loads((trained / "metrics.json").read_text())["toy/modes"] >= 0
+
+
 def test_joblib_launcher_runs_jobs_in_parallel_and_gan_report_averages_the_seeds(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "sweep"
