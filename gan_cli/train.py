@@ -50,15 +50,51 @@ def fail(error: UserError):
 
 
 def cli() -> None:
-    """The console script: check a plain run's overrides first, so that bad
-    input gets one line (and no run folder) before Hydra starts the job."""
+    """The console script: check the overrides of a run, or of every value of
+    a sweep, first, so that bad input gets one line (and no run folder)
+    before Hydra starts a job."""
     args = sys.argv[1:]
-    if args and not any(a.startswith("-") for a in args):     # not -m, --help, --cfg, ...
-        try:
-            check_overrides(args)
-        except UserError as error:
-            exit_with(error, "gan-train")
+    flags = {a for a in args if a.startswith("-")}
+    overrides = [a for a in args if not a.startswith("-")]
+    try:
+        if overrides and not flags:
+            check_overrides(overrides)
+        elif overrides and flags <= {"-m", "--multirun"}:     # not --help, --cfg, -cn, ...
+            for variant in sweep_variants(overrides):
+                check_overrides(variant)
+    except UserError as error:
+        exit_with(error, "gan-train")
     main()
+
+
+def sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """Plain override lists that together use every value of every listed
+    sweep (a,b,c or range(...)) once: the first values together, then each
+    other value with the rest at their first. Sweeps a sweeper searches
+    (interval(...)) are left to it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:
+        raise UserError(_one_line(exc)) from None
+    choices = []                        # per override: the plain lines to try
+    for override in parsed:
+        if not override.is_sweep_override():
+            choices.append([override.input_line])
+            continue
+        try:
+            values = list(override.sweep_string_iterator())
+        except Exception:               # an interval: not enumerable
+            choices.append([])
+            continue
+        choices.append([f"{override.get_key_element()}={v}" for v in values])
+    first = [lines[0] for lines in choices if lines]
+    variants = [first]
+    for i, lines in enumerate(choices):
+        for line in lines[1:]:
+            variants.append([line if j == i else other[0] for j, other in enumerate(choices) if other])
+    return variants
 
 
 def check_overrides(overrides: list[str]) -> None:

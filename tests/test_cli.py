@@ -88,6 +88,33 @@ def test_unknown_option_or_key_gets_one_line_and_no_run_folder(tmp_path, overrid
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("sweep,message", [
+    (["objective=gan,nonsense", "seed=0,1"], "objective=nonsense is not an option of objective"),
+    (["objective=gan,wgan", "train.batch_size=64,0"], "train.batch_size must be a whole number >= 1, got 0"),
+    (["train.stepz=1,2"], "train.stepz is not a config key"),
+])
+def test_a_sweep_with_one_bad_value_gets_one_line_and_starts_no_job(tmp_path, sweep, message):
+    done = run_cli("gan-train", "-m", *sweep, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gan-train: error: {message}")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_variants_try_every_listed_value_once():
+    from gan_cli.train import sweep_variants
+
+    variants = sweep_variants(["objective=gan,wgan,mse", "seed=0,1", "model=mlp",
+                               "optimizer.lr=interval(1e-4,1e-3)", "train.steps=range(1,3)"])
+    assert variants == [
+        ["objective=gan", "seed=0", "model=mlp", "train.steps=1"],
+        ["objective=wgan", "seed=0", "model=mlp", "train.steps=1"],
+        ["objective=mse", "seed=0", "model=mlp", "train.steps=1"],
+        ["objective=gan", "seed=1", "model=mlp", "train.steps=1"],
+        ["objective=gan", "seed=0", "model=mlp", "train.steps=2"],
+    ]
+
+
 def test_a_finished_run_is_never_overwritten(tmp_path):
     run_dir = tmp_path / "run"
     first = run_cli("gan-train", *TINY, "train.steps=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
