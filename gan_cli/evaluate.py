@@ -35,7 +35,7 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
 
     from gan_cli.checkpoint import generator_from_checkpoint
     from gan_cli.experiment import build, pick_device
-    from gan_cli.latent import Latent
+    from gan_cli.latent import evaluation_latent
     from gan_cli.metrics.scorer import make_scorer
 
     config = state["config"]
@@ -55,8 +55,8 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
         raise UserError(f"dataset {getattr(data, 'name', '?')} has no class labels: the eval/* "
                         f"metrics need a labelled image data set")
     G = generator_from_checkpoint(state, dev)
-    latent = Latent(config["latent"]["dim"], config["latent"]["distribution"], dev,
-                    seed=config["seed"] + 3, portable=True)
+    latent = evaluation_latent(config["latent"]["dim"], config["latent"]["distribution"], dev,
+                               config["seed"])
     return scorer(G, latent, G.num_classes)
 
 

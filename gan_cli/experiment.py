@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli import accel
 from gan_cli.checkpoint import FORMAT
 from gan_cli.errors import UserError, user_error_in
-from gan_cli.latent import Latent
+from gan_cli.latent import Latent, evaluation_latent
 from gan_cli.loop import Parts
 from gan_cli.metrics.scorer import make_scorer
 
@@ -93,8 +93,7 @@ class Experiment:
         # The same seeded noise at every evaluation (and after a resume), apart
         # from the training noise, so the metric's curve compares like with like.
         cfg = self.cfg
-        latent = Latent(cfg.latent.dim, cfg.latent.distribution, self.device, seed=cfg.seed + 3,
-                        portable=True)
+        latent = evaluation_latent(cfg.latent.dim, cfg.latent.distribution, self.device, cfg.seed)
         return self.data.evaluate(self.parts.generator, latent=latent, num_classes=self.num_classes)
 
     def scale_learning_rates(self, factor: float) -> None:

@@ -32,3 +32,10 @@ class Latent:
         shape = (n, self.dim)
         draw = torch.rand if self.distribution == "uniform" else torch.randn
         return draw(shape, generator=self.generator, device=self.draw_device).to(self.device)
+
+
+def evaluation_latent(dim: int, distribution: str, device, run_seed: int) -> Latent:
+    """The noise every evaluation of a run starts from, in the run and in
+    gan-eval alike: its own seed (apart from training noise, seed + 1, and the
+    pictures', seed + 2), drawn on the CPU so any device scores the same images."""
+    return Latent(dim, distribution, device, seed=run_seed + 3, portable=True)

@@ -27,6 +27,7 @@ def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device:
 
     from gan_cli.checkpoint import generator_from_checkpoint
     from gan_cli.latent import Latent
+    from gan_cli.models.inference import generate
     from gan_cli.experiment import pick_device
 
     dev = pick_device(device)
@@ -44,8 +45,7 @@ def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device:
             raise UserError(f"--label must be a class from 0 to {classes - 1}, got {label}")
     elif label is not None:
         raise UserError("--label needs a conditional model (e.g. objective=cgan); this one has no classes")
-    with torch.no_grad():
-        samples = G(z, labels).float().cpu()
+    samples = generate(G, z, labels).cpu()
     return samples, None if labels is None else labels.cpu()
 
 

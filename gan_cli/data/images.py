@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gan_cli.data.sampler import TensorSampler
+from gan_cli.data.sampler import TensorSampler, to_unit_range
 from gan_cli.errors import UserError
 
 
@@ -41,12 +41,10 @@ class ImageSet:
         reads D's output, matters only to pictures that show D.)"""
         from torchvision.utils import make_grid
 
-        was_training = G.training
-        G.eval()
-        with torch.no_grad():
-            images = G(fixed_z, fixed_y)
-        G.train(was_training)
-        grid = make_grid((images.float().cpu() + 1) / 2, nrow=columns, padding=2)
+        from gan_cli.models.inference import generate
+
+        images = generate(G, fixed_z, fixed_y)
+        grid = make_grid((images.cpu() + 1) / 2, nrow=columns, padding=2)
         return "samples", grid.clamp_(0, 1)
 
     def evaluate(self, G, latent, num_classes: int) -> dict[str, float]:
@@ -59,7 +57,7 @@ class ImageSet:
 
     def scaled(self) -> torch.Tensor:
         """All images as floats in [-1, 1], the scale G is trained to produce."""
-        return self.images.float() / 127.5 - 1.0
+        return to_unit_range(self.images)
 
 
 def _package_file(package: str, *parts: str) -> Path:

@@ -12,6 +12,11 @@ class Batch:
     index: torch.Tensor            # [B] positions in the data set (mse's fixed pairing)
 
 
+def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels 0..255 -> floats in [-1, 1], the scale G is trained to produce."""
+    return pixels.float() / 127.5 - 1.0
+
+
 class TensorSampler:
     """Shuffled epochs over a uint8 image tensor kept on the device.
 
@@ -45,7 +50,7 @@ class TensorSampler:
             self.position = 0
         index = self.order[self.position:self.position + self.batch_size].to(self.device)
         self.position += self.batch_size
-        x = self.images[index].float().div_(127.5).sub_(1.0)
+        x = to_unit_range(self.images[index])
         y = None if self.labels is None else self.labels[index]
         return Batch(x, y, index)
 

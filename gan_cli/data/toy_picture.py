@@ -10,18 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gan_cli.models.inference import evaluating, generate
+
 WIDTH, HEIGHT, DPI = 5.6, 5.0, 100     # inches: a 560 x 500 pixel picture
 SURFACE_CELLS = 160                    # D is evaluated on a 160 x 160 grid
 ARROW_LENGTH = 0.15                    # the longest arrow, as a fraction of the frame
-
-
-def _generate(G, z, y) -> torch.Tensor:
-    was_training = G.training
-    G.eval()
-    with torch.no_grad():
-        out = G(z, y).float()
-    G.train(was_training)
-    return out
 
 
 def _surface(toy, D, objective, device):
@@ -34,11 +27,8 @@ def _surface(toy, D, objective, device):
     labels = None
     if getattr(D, "num_classes", 0):
         labels = torch.cdist(points, toy.centres.to(device)).argmin(1)
-    was_training = D.training
-    D.eval()
-    with torch.no_grad():
+    with evaluating(D):
         scores = D(points, labels).float()
-    D.train(was_training)
     read = getattr(objective, "surface", None)
     values, label, limits = read(scores) if read else (scores, "D(x), raw score", None)
     return values.view(SURFACE_CELLS, SURFACE_CELLS).cpu().numpy(), label, limits
@@ -65,7 +55,7 @@ def scatter(toy, G, D, fixed_z, fixed_y, objective=None) -> torch.Tensor:
     from matplotlib.figure import Figure
 
     e = toy.extent
-    fake = _generate(G, fixed_z, fixed_y)
+    fake = generate(G, fixed_z, fixed_y)
     fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_axes((0.07, 0.07, 0.72, 0.86))

@@ -11,6 +11,7 @@ import torch
 
 from gan_cli.data.sampler import Batch
 from gan_cli.errors import UserError
+from gan_cli.models.inference import generate
 
 MIXTURES = ("ring8", "grid25")
 SHAPES = ("spiral", "moons", "circles")
@@ -123,10 +124,7 @@ class ToySet:
 
         n = self.eval_points
         y = torch.arange(n, device=latent.device) % num_classes if num_classes else None
-        was_training = G.training
-        G.eval()
-        fake = G(latent.sample(n), y).float().cpu().numpy()
-        G.train(was_training)
+        fake = generate(G, latent.sample(n), y).cpu().numpy()
         real = self.draw(n, torch.Generator().manual_seed(EVAL_SEED))[0].numpy()
         keys = ("toy/high_quality", "toy/modes", "toy/reverse_kl", "toy/w1")
         if not np.isfinite(fake).all():                               # diverged

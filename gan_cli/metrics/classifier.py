@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_cli.checkpoint import save_atomic
+from gan_cli.data.sampler import to_unit_range
 from gan_cli.errors import UserError
 
 FORMAT = "gan-cli-classifier/1"
@@ -144,10 +145,6 @@ def _shift(x: torch.Tensor, g: torch.Generator, max_shift: int) -> torch.Tensor:
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
 
 
-def _scaled(images: torch.Tensor) -> torch.Tensor:
-    return images.float() / 127.5 - 1.0
-
-
 def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, device: torch.device,
         steps: int, seed: int = SEED, log=None) -> SmallCNN:
     """Train a SmallCNN on uint8 images [N, C, H, W]; the same inputs and seed
@@ -170,7 +167,7 @@ def _fit(images, labels, num_classes, device, steps, seed, log) -> SmallCNN:
         torch.manual_seed(seed)
         net = SmallCNN(images.shape[1], num_classes).to(device)
         g = torch.Generator().manual_seed(seed)
-        x_all, y_all = _scaled(images).to(device), labels.to(device)
+        x_all, y_all = to_unit_range(images).to(device), labels.to(device)
         opt = torch.optim.Adam(net.parameters(), lr=2e-3)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
         max_shift = max(1, images.shape[-1] // 14)
@@ -216,11 +213,15 @@ def train_classifier(name: str, split: str | None, images: torch.Tensor, labels:
     clf = Classifier(net, {})
     from gan_cli.metrics.image import class_accuracy, feature_stats, frechet_distance
 
-    held_f, held_p = clf.score(_scaled(held_images))
-    fit_f, _ = clf.score(_scaled(fit_images))
-    # The statistics eval/fd compares generated images with: all the images
-    # the key names, computed once here instead of in every run.
-    real_mu, real_sigma = feature_stats(clf.score(_scaled(images))[0])
+    # Every image scored once. Its features give the statistics eval/fd
+    # compares generated images with (all the images the key names, computed
+    # here instead of in every run); held-out and training parts are rows of it.
+    all_f, all_p = clf.score(to_unit_range(images))
+    if held_out is None:
+        held_f, held_p, fit_f = all_f[held_idx], all_p[held_idx], all_f[train_idx]
+    else:
+        (held_f, held_p), fit_f = clf.score(to_unit_range(held_images)), all_f
+    real_mu, real_sigma = feature_stats(all_f)
     accuracy, _ = class_accuracy(held_p.argmax(1), held_labels, num_classes)
     clf.record = {
         "format": FORMAT, "dataset": name, "split": split, "shape": list(images.shape[1:]),

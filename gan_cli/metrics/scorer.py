@@ -10,6 +10,7 @@ from gan_cli.errors import UserError
 from gan_cli.metrics import classifier as classifiers
 from gan_cli.metrics.image import (class_accuracy, class_histogram, classes_present, confidence,
                                    feature_stats, frechet_distance, kl_to_uniform)
+from gan_cli.models.inference import generate
 
 CHUNK = 500                    # images generated and scored at a time: bounded memory
 
@@ -32,18 +33,6 @@ def score(probabilities: torch.Tensor, features: torch.Tensor, real_stats, num_c
         values["eval/class_accuracy"] = overall
         values.update({f"eval/class_accuracy/{k}": a for k, a in enumerate(per_class)})
     return values
-
-
-def generate(G, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """G's images in eval mode (batch norm uses its running statistics and
-    updates nothing), without a graph; G's mode is restored."""
-    was_training = G.training
-    G.eval()
-    try:
-        with torch.no_grad():
-            return G(z, y).float()
-    finally:
-        G.train(was_training)
 
 
 class ImageScorer:
