@@ -98,17 +98,32 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
 
 
 def check_overrides(overrides: list[str]) -> None:
+    import os
+
     from hydra import compose, initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
 
     from gan_cli.config import validate
 
     try:
         with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
-            # run_dir names Hydra's job folder, which does not exist yet.
-            cfg = compose(config_name="config", overrides=[*overrides, "run_dir=."])
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
     except Exception as exc:
         raise UserError(_one_line(exc)) from None
-    validate(cfg)
+    # Values that read Hydra's runtime (run_dir, dataset.root's
+    # ${hydra:runtime.cwd}) are filled in only once a job starts: stand in for
+    # it, as the job will run here; its folder does not exist yet.
+    with open_dict(cfg):
+        cfg.hydra.runtime.cwd = os.getcwd()
+        cfg.hydra.runtime.output_dir = "."
+    HydraConfig.instance().set_config(cfg)
+    try:
+        with open_dict(cfg):
+            del cfg["hydra"]
+        validate(cfg)
+    finally:
+        HydraConfig.instance().cfg = None       # Hydra sets the job's own
 
 
 def _one_line(exc: Exception) -> str:

@@ -55,6 +55,7 @@ BAD_INPUTS = [
     (["objective.critic_steps=0"], "objective.critic_steps must be a whole number >= 1, got 0"),
     (["train.steps=abc"], "train.steps must be a whole number >= 0, got 'abc'"),
     (["dataset=mnist", "dataset.root=ROOT"], "put the four IDX files"),
+    (["dataset=mnist"], "put the four IDX files"),   # the default root, ${hydra:runtime.cwd}/data
     (["objective=cgan", "dataset=image_folder", "dataset.path=UNLABELED", "dataset.size=8",
       "dataset.channels=1", "train.batch_size=2"], "has no class labels"),
     (["dataset=image_folder"], "dataset.path needs a value"),
