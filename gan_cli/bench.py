@@ -24,12 +24,11 @@ DEFAULT_CONFIGS = ["mlp-wgan-b64", "mlp-wgan-b256", "dcgan-gan-b64"]
 REFERENCE = {"mlp-wgan-b64", "mlp-wgan-b256"}
 
 
-def compose_config(overrides: list[str]):
-    from hydra import compose, initialize_config_module
+def bench_config(overrides: list[str]):
+    from gan_cli.compose import compose_config
 
-    with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
-        # Quality metrics are not part of a training step: no classifier here.
-        return compose(config_name="config", overrides=[*overrides, "run_dir=.", "eval.classifier=off"])
+    # Quality metrics are not part of a training step: no classifier here.
+    return compose_config([*overrides, "run_dir=.", "eval.classifier=off"])
 
 
 def matmul_peak_gflops(device: torch.device, size: int = 1024, seconds: float = 1.0) -> float:
@@ -65,12 +64,12 @@ def flops_per_step(exp) -> float:
     backward, as counted by PyTorch's FLOP counter on the real models."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from gan_cli.loop import train
+    from gan_cli.loop import run_steps
     from gan_cli.monitor import Meter
 
     counter = FlopCounterMode(display=False)
     with counter:
-        train(exp.parts, 0, 1, Meter(), lambda step: None)
+        run_steps(exp.parts, 0, 1, Meter(), lambda step: True)
     return float(counter.get_total_flops())
 
 
@@ -119,16 +118,16 @@ class TimedLoop:
 
 
 def fast_loop(exp) -> TimedLoop:
-    """The runner's own loop (loop.train), one generator step per call; the
+    """The runner's own loop (loop.run_steps), one generator step per call; the
     losses are read back once per round, as a run reads them once per log."""
-    from gan_cli.loop import train
+    from gan_cli.loop import run_steps
     from gan_cli.monitor import Meter
 
     meter, step = Meter(), 0
 
     def generator_step():
         nonlocal step
-        train(exp.parts, step, step + 1, meter, lambda s: None)
+        run_steps(exp.parts, step, step + 1, meter, lambda s: True)
         step += 1
     return TimedLoop(generator_step, exp.parts.opt_g, exp.parts.opt_d, exp.device, meter.means)
 
@@ -184,18 +183,11 @@ def reference_loop(cfg, data_root: Path) -> TimedLoop:
 
 def write_mnist_idx(root: Path) -> None:
     """torchvision's raw MNIST layout, from the bundled real digits."""
-    import struct
-
     from gan_cli.data import load_mnist_subset
+    from gan_cli.data.idx import write_mnist_raw
 
     data = load_mnist_subset()
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    images, labels = data.images[:, 0].numpy(), data.labels.numpy().astype("uint8")
-    for prefix in ("train", "t10k"):
-        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
-            header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-            (raw / f"{prefix}-{kind}-ubyte").write_bytes(header + array.tobytes())
+    write_mnist_raw(root, data.images[:, 0].numpy(), data.labels.numpy())
 
 
 def startup_seconds(repeats: int = 5) -> dict[str, float]:
@@ -259,7 +251,7 @@ def main(argv=None) -> None:
         if not args.no_reference:
             write_mnist_idx(Path(tmp))
         for name in names:
-            cfg = compose_config([*CONFIGS[name], f"device={args.device}"])
+            cfg = bench_config([*CONFIGS[name], f"device={args.device}"])
             exp = Experiment(cfg)
             flops = flops_per_step(exp)
             loops = {"fast": fast_loop(exp)}

@@ -20,32 +20,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def compose_config(overrides: list[str]):
-    """The config gan-train would compose, with Hydra's runtime facts set so
-    keys such as dataset.root (${hydra:runtime.cwd}/data) resolve."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.hydra_config import HydraConfig
-
-    from gan_cli.train import _one_line
-
-    try:
-        with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[*overrides, "run_dir=."],
-                          return_hydra_config=True)
-    except Exception as exc:
-        raise UserError(_one_line(exc)) from None
-    HydraConfig.instance().set_config(cfg)
-    return cfg
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
+        from gan_cli.compose import compose_config
         from gan_cli.experiment import build, pick_device
         from gan_cli.metrics import classifier as classifiers
         from gan_cli.metrics.scorer import held_out_split
 
-        cfg = compose_config(args.overrides)
+        cfg = compose_config([*args.overrides, "run_dir=."], job_runtime=True)
         data = build(cfg.dataset)
         if getattr(data, "labels", None) is None or not getattr(data, "num_classes", 0):
             raise UserError(f"dataset {data.name} has no class labels; a classifier needs them")

@@ -1,5 +1,7 @@
-"""Checks on a composed config that Hydra cannot make: each failure is one
-UserError naming the key, what it holds and what is allowed."""
+"""The one place a composed config's values are checked, before anything is
+built: each failure is one UserError naming the key, what it holds and what
+is allowed. Components state their string choices (`choices` on the class or
+function a `_target_` names); the ranges and cross-key rules live here."""
 
 import numbers
 
@@ -13,6 +15,18 @@ NONFINITE_POLICIES = ("stop", "rollback")
 # (eval.* only changes what is measured, never the training itself.)
 RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps", "eval")
 EVAL_CLASSIFIER = ("auto", "off")
+LATENT_DISTRIBUTIONS = ("normal", "uniform")
+PRECISIONS = ("auto", "fp32", "bf16")
+D_NORMS = ("batch", "layer", "none")
+
+# Present in some configs only (an objective's, a data set's or a model's own
+# keys): checked where they exist.
+WHOLE = {"objective.critic_steps": 1, "dataset.arrows": 0, "dataset.eval_points": 2,
+         "dataset.size": 2}
+POSITIVE = ("objective.clip_value", "dataset.std")
+AT_LEAST_ZERO = ("objective.gp_weight",)
+NUMBERS = ("objective.a", "objective.b", "objective.c")
+WIDTHS = ("model.g_hidden", "model.d_hidden")
 
 
 def _get(cfg: DictConfig, key: str):
@@ -24,16 +38,56 @@ def _get(cfg: DictConfig, key: str):
     return node
 
 
+def _has(cfg: DictConfig, key: str) -> bool:
+    return OmegaConf.select(cfg, key, default=None) is not None
+
+
 def _whole(cfg, key: str, minimum: int):
     value = _get(cfg, key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UserError(f"{key} must be a whole number >= {minimum}, got {value!r}")
 
 
-def _positive(cfg, key: str):
+def _number(cfg, key: str, minimum: float | None = None, strict: bool = False):
     value = _get(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise UserError(f"{key} must be a number > 0, got {value!r}")
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if not ok:
+        what = "a number" if minimum is None else f"a number {'>' if strict else '>='} {minimum:g}"
+        raise UserError(f"{key} must be {what}, got {value!r}")
+
+
+def _one_of(cfg, key: str, allowed):
+    value = _get(cfg, key)
+    if value not in allowed:
+        raise UserError(f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+def _widths(cfg, key: str):
+    value = _get(cfg, key)
+    widths = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    try:
+        ok = len(widths) > 0 and all(isinstance(w, int) and not isinstance(w, bool) and w > 0
+                                     for w in widths)
+    except TypeError:
+        ok = False
+    if not ok:
+        shown = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        raise UserError(f"{key} must be a list of positive widths, got {shown!r}")
+
+
+def target_of(node):
+    """The class or function a config node's `_target_` names, or None."""
+    from hydra.utils import get_object
+
+    name = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not name:
+        return None
+    try:
+        return get_object(name)
+    except Exception:
+        raise UserError(f"{name} (a _target_) cannot be imported") from None
 
 
 def validate(cfg: DictConfig) -> None:
@@ -42,28 +96,77 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"{missing[0]} needs a value: add {missing[0]}=... to the command line")
     _whole(cfg, "seed", 0)
     _whole(cfg, "latent.dim", 1)
+    _one_of(cfg, "latent.distribution", LATENT_DISTRIBUTIONS)
     _whole(cfg, "train.steps", 0)
     _whole(cfg, "train.batch_size", 1)
-    for key in ("log_every", "sample_every", "eval_every", "checkpoint_every", "keep_checkpoints", "grid_columns"):
+    for key in ("log_every", "sample_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+                "grid_columns"):
         _whole(cfg, f"train.{key}", 1)
+    if cfg.train.cpu_threads != "auto":
+        _whole(cfg, "train.cpu_threads", 1)
+    _one_of(cfg, "train.precision", PRECISIONS)
+    _one_of(cfg, "train.channels_last", ("auto", True, False))
     for net in ("g", "d"):
-        _positive(cfg, f"optimizer.{net}.lr")
-    if "critic_steps" in cfg.objective:
-        _whole(cfg, "objective.critic_steps", 1)
-    if cfg.train.on_nonfinite not in NONFINITE_POLICIES:
-        raise UserError(f"train.on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, "
-                        f"got {cfg.train.on_nonfinite!r}")
+        _number(cfg, f"optimizer.{net}.lr", 0, strict=True)
+    _one_of(cfg, "train.on_nonfinite", NONFINITE_POLICIES)
     factor = cfg.train.rollback_lr_factor
     if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
         raise UserError(f"train.rollback_lr_factor must be a number in (0, 1), got {factor!r}")
     _whole(cfg, "train.max_rollbacks", 0)
     if "eval" in cfg:
-        if cfg.eval.classifier not in EVAL_CLASSIFIER:
-            raise UserError(f"eval.classifier must be one of {', '.join(EVAL_CLASSIFIER)}, "
-                            f"got {cfg.eval.classifier!r}")
+        _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
         _whole(cfg, "eval.num_samples", 2)      # a covariance needs two images
-    if cfg.device not in DEVICES:
-        raise UserError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
+    _one_of(cfg, "device", DEVICES)
+    _component_values(cfg)
+    _combinations(cfg)
+
+
+def _component_values(cfg: DictConfig) -> None:
+    """The keys an objective, data set or model brings, where present."""
+    for key, minimum in WHOLE.items():
+        if _has(cfg, key):
+            _whole(cfg, key, minimum)
+    for key in POSITIVE:
+        if _has(cfg, key):
+            _number(cfg, key, 0, strict=True)
+    for key in AT_LEAST_ZERO:
+        if _has(cfg, key):
+            _number(cfg, key, 0)
+    for key in NUMBERS:
+        if _has(cfg, key):
+            _number(cfg, key)
+    for key in WIDTHS:
+        if _has(cfg, key):
+            _widths(cfg, key)
+    if _has(cfg, "model.d_norm") and _get(cfg, "model.d_norm") not in (True, False):
+        _one_of(cfg, "model.d_norm", D_NORMS)
+    for group in ("objective", "dataset", "model"):
+        target = target_of(cfg.get(group))
+        for key, allowed in getattr(target, "choices", {}).items():
+            if _has(cfg, f"{group}.{key}"):
+                _one_of(cfg, f"{group}.{key}", allowed)
+
+
+def _combinations(cfg: DictConfig) -> None:
+    """Values that are fine alone but not together."""
+    o, d = cfg.objective, cfg.dataset
+    if "a" in o and "b" in o and o.a == o.b:
+        raise UserError(f"objective.a and objective.b must differ (the codes for fake and "
+                        f"real), both are {o.a!r}")
+    if o.get("solver") == "analytic":
+        if o.get("pairing") != "fixed":
+            raise UserError("objective.solver=analytic needs objective.pairing=fixed "
+                            "(with fresh z every step there is no fixed problem to solve)")
+        if cfg.model.get("name") != "linear" or o.get("conditional"):
+            raise UserError("objective.solver=analytic needs model=linear (unconditional)")
+    if o.get("pairing") == "fixed" and getattr(target_of(d), "streaming", False):
+        raise UserError(f"dataset={d.name} draws fresh points every batch, so there are no "
+                        f"fixed examples to pair; use objective.pairing=resample")
+    batch_norm_critic = _has(cfg, "model.d_norm") and _get(cfg, "model.d_norm") in (True, "batch")
+    if batch_norm_critic and not getattr(target_of(o), "critic_batch_norm", True):
+        raise UserError(f"objective={o.name} needs a critic without batch norm (its penalty "
+                        f"is per sample); add model.d_norm=layer (or none), as "
+                        f"experiment=wgan_gp_mnist does")
 
 
 def _flatten(tree, prefix: str = "") -> dict:
@@ -83,3 +186,12 @@ def changed_keys(saved: dict, current: dict, allowed: list[str]) -> list[str]:
     return sorted(k for k in old.keys() | new.keys()
                   if old.get(k, "<absent>") != new.get(k, "<absent>")
                   and not any(k == a or k.startswith(a + ".") for a in free))
+
+
+def parse_override(text: str) -> tuple[str, str] | None:
+    """`key=value` of a command-line override as (key, value); None for a
+    deletion (~key) or a text without '='. A leading + (add a key) is dropped."""
+    key, sep, value = str(text).partition("=")
+    if not sep or key.startswith("~"):
+        return None
+    return key.lstrip("+"), value

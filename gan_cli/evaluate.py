@@ -36,7 +36,7 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
     from gan_cli.checkpoint import generator_from_checkpoint
     from gan_cli.experiment import build, pick_device
     from gan_cli.latent import evaluation_latent
-    from gan_cli.metrics.scorer import make_scorer
+    from gan_cli.evaluation.images import make_scorer
 
     config = state["config"]
     options = {"num_samples": 5000, "cache_dir": None, **(config.get("eval") or {}),
@@ -50,7 +50,7 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
     cfg = OmegaConf.create({**config, "eval": options})
     dev = pick_device(device)
     data = build(cfg.dataset)
-    scorer = make_scorer(data, cfg, dev)
+    scorer = make_scorer(data, cfg, dev) if data.kind == "images" else None
     if scorer is None:
         raise UserError(f"dataset {getattr(data, 'name', '?')} has no class labels: the eval/* "
                         f"metrics need a labelled image data set")

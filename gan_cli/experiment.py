@@ -1,9 +1,10 @@
 """Everything a config builds, and its state as one plain dict.
 
 `Experiment(cfg)` instantiates the data set, objective, models, optimizers,
-batch sampler and latent sampler; `snapshot()` captures all of it (weights,
-optimizer moments, every random generator, the sampler's position in its
-epoch, the grid's fixed noise) so that `restore()` continues bit for bit.
+batch sampler, latent sampler and the evaluation room; `snapshot()` captures
+the training state (weights, optimizer moments, every random generator, the
+sampler's position in its epoch, the grid's fixed noise) so that `restore()`
+continues bit for bit. The config was checked by gan_cli.config first.
 """
 
 import random
@@ -16,9 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli import accel
 from gan_cli.checkpoint import FORMAT
 from gan_cli.errors import UserError, user_error_in
+from gan_cli.evaluation import Evaluation
 from gan_cli.latent import Latent, evaluation_latent
 from gan_cli.loop import Parts
-from gan_cli.metrics.scorer import make_scorer
 
 
 def pick_device(name: str) -> torch.device:
@@ -47,16 +48,11 @@ class Experiment:
         torch.manual_seed(cfg.seed)                       # model initialisation
 
         self.data = data = build(cfg.dataset)
-        if device.type == "cpu" and getattr(data, "cpu_threads", None):
-            torch.set_num_threads(data.cpu_threads)   # tiny nets: more threads only wait on each other
-        if (scorer := make_scorer(data, cfg, device)) is not None:
-            data.scorer = scorer                          # eval/* metrics (gan_cli.metrics)
         self.objective = objective = build(cfg.objective)
         if objective.conditional and not data.num_classes:
             raise UserError(f"objective={objective.name} is conditional but dataset "
                             f"{data.name} has no class labels")
         self.num_classes = data.num_classes if objective.conditional else 0
-        objective.configure_model(cfg.model)              # e.g. wgan_gp: no batch norm in D
         self.model_args = {"data_shape": list(data.shape), "num_classes": self.num_classes,
                            "latent_dim": cfg.latent.dim}
         G, D = build(cfg.model, **self.model_args)
@@ -71,30 +67,40 @@ class Experiment:
                 accel.compile_step(opt)
         sampler = data.sampler(cfg.train.batch_size, device, seed=cfg.seed)
         latent = Latent(cfg.latent.dim, cfg.latent.distribution, device, seed=cfg.seed + 1)
-        objective.setup(data, latent, G)
+        objective.setup(data, latent)
         self.parts = Parts(G, D, opt_g, opt_d, objective, sampler, latent,
                            accel.autocast(cfg.train.precision, device))
 
         # The grid's noise is fixed for the whole run so its frames compare.
-        self.grid_columns = columns = cfg.train.grid_columns
+        columns = cfg.train.grid_columns
         rows = self.num_classes or columns
         self.fixed_z = Latent(cfg.latent.dim, cfg.latent.distribution, device,
                               seed=cfg.seed + 2, portable=True).sample(rows * columns)
         self.fixed_y = (torch.arange(self.num_classes, device=device).repeat_interleave(columns)
                         if self.num_classes else None)
-        self.config = OmegaConf.to_container(cfg, resolve=True)
+        self.evaluation = Evaluation(data, cfg, device, columns)
+
+    @property
+    def resolved_config(self) -> dict:
+        """The config as plain data, every interpolation resolved: what a
+        checkpoint records and a resume compares."""
+        return OmegaConf.to_container(self.cfg, resolve=True)
 
     def picture(self):
         p = self.parts
-        return self.data.picture(p.generator, p.discriminator, self.fixed_z, self.fixed_y,
-                                 self.grid_columns, objective=self.objective)
+        return self.evaluation.picture(p.generator, p.discriminator, p.objective,
+                                       self.fixed_z, self.fixed_y)
 
     def evaluate(self) -> dict[str, float]:
         # The same seeded noise at every evaluation (and after a resume), apart
         # from the training noise, so the metric's curve compares like with like.
         cfg = self.cfg
         latent = evaluation_latent(cfg.latent.dim, cfg.latent.distribution, self.device, cfg.seed)
-        return self.data.evaluate(self.parts.generator, latent=latent, num_classes=self.num_classes)
+        return self.evaluation.metrics(self.parts.generator, latent, self.num_classes)
+
+    def solve(self) -> dict[str, float]:
+        """A closed-form objective's solution in place of training steps."""
+        return self.objective.solve(self.parts.generator, self.data)
 
     def scale_learning_rates(self, factor: float) -> None:
         for opt in (self.parts.opt_g, self.parts.opt_d):
@@ -104,7 +110,8 @@ class Experiment:
     def snapshot(self, step: int, meter_state: dict | None = None) -> dict:
         p = self.parts
         return {
-            "format": FORMAT, "step": step, "config": self.config, "model_args": self.model_args,
+            "format": FORMAT, "step": step, "config": self.resolved_config,
+            "model_args": self.model_args,
             "generator": p.generator.state_dict(),
             "discriminator": None if p.discriminator is None else p.discriminator.state_dict(),
             "opt_g": p.opt_g.state_dict(),

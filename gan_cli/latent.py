@@ -2,9 +2,6 @@
 
 import torch
 
-from gan_cli.errors import UserError
-
-DISTRIBUTIONS = ("normal", "uniform")
 
 
 class Latent:
@@ -18,10 +15,6 @@ class Latent:
 
     def __init__(self, dim: int, distribution: str, device: torch.device, seed: int,
                  portable: bool = False):
-        if distribution not in DISTRIBUTIONS:
-            raise UserError(
-                f"latent.distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}"
-            )
         self.dim = dim
         self.distribution = distribution
         self.device = torch.device(device)

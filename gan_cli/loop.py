@@ -1,5 +1,6 @@
 """The training step loop. It never asks which objective, model or data set it
-runs: the objective supplies the losses, the sampler the batches."""
+runs: the objective supplies the losses, the sampler the batches, and the
+session (gan_cli.runner) decides after each step whether to go on."""
 
 import contextlib
 from dataclasses import dataclass
@@ -40,11 +41,14 @@ def frozen(module: torch.nn.Module | None):
             p.requires_grad_(True)
 
 
-def train(parts: Parts, start_step: int, end_step: int, meter: Meter,
-          after_step: Callable[[int], None]) -> None:
+def run_steps(parts: Parts, start_step: int, end_step: int, meter: Meter,
+              after_step: Callable[[int], bool]) -> int:
+    """Generator steps start_step+1 .. end_step; after each, after_step(step)
+    says whether to go on. Returns the last step taken."""
     G, D, objective = parts.generator, parts.discriminator, parts.objective
     sampler, latent = parts.sampler, parts.latent
-    for step in range(start_step, end_step):
+    step = start_step
+    while step < end_step:
         # 1. Discriminator (critic): critic_steps updates, each on a fresh real
         #    batch and fresh z; the objective may constrain D afterwards (clipping).
         for _ in range(objective.critic_steps_at(step)):
@@ -64,4 +68,7 @@ def train(parts: Parts, start_step: int, end_step: int, meter: Meter,
         parts.opt_g.step()
         meter.add({"loss/g": loss_g, **stats})
 
-        after_step(step + 1)
+        step += 1
+        if not after_step(step):
+            break
+    return step

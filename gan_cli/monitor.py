@@ -147,6 +147,8 @@ def run_hparams(cfg) -> dict:
     command line's overrides (in a sweep, what was swept) when Hydra runs it."""
     from omegaconf import OmegaConf
 
+    from gan_cli.config import parse_override
+
     keys = ["objective.name", "model.name", "dataset.name", "optimizer.g.lr", "optimizer.d.lr",
             "objective.critic_steps", "train.steps", "train.batch_size", "latent.dim", "seed"]
     params = {k: OmegaConf.select(cfg, k, default=None) for k in keys}
@@ -155,9 +157,7 @@ def run_hparams(cfg) -> dict:
         overrides = list(HydraConfig.get().overrides.task)
     except Exception:                          # run(cfg) called without Hydra
         overrides = []
-    for item in overrides:
-        key, _, value = item.partition("=")
-        key = key.lstrip("+~")
+    for key, value in filter(None, map(parse_override, overrides)):
         if key.startswith("hydra.") or key in ("run_dir", "resume", "resume_allow"):
             continue
         params[key] = _number_or_text(value)

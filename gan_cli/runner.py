@@ -2,8 +2,10 @@
 a cadence of logs, pictures, evaluations and checkpoints, and return the final
 metrics. Everything a later command needs goes into the run dir."""
 
+import contextlib
 import copy
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -12,11 +14,12 @@ import torch
 from omegaconf import DictConfig
 
 from gan_cli.checkpoint import Checkpointer, find_checkpoint, load_checkpoint
-from gan_cli.config import changed_keys, validate
+from gan_cli.config import changed_keys, parse_override, validate
 from gan_cli.errors import UserError
 from gan_cli.experiment import Experiment
-from gan_cli.loop import train
+from gan_cli.loop import run_steps
 from gan_cli.monitor import Meter, Monitor, run_hparams
+from gan_cli.run_files import step_name
 
 
 class Interrupted(Exception):
@@ -25,12 +28,6 @@ class Interrupted(Exception):
     def __init__(self, signum: int, message: str):
         super().__init__(message)
         self.exit_code = 128 + signum
-
-
-class NonFinite(Exception):
-    def __init__(self, step: int, what: str):
-        super().__init__(f"{what} at step {step}")
-        self.step = step
 
 
 class StopOnSignal:
@@ -80,6 +77,7 @@ def _run_dir_of(checkpoint: Path) -> Path:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
+    """Train the run a config names (or continue one) and return its final metrics."""
     validate(cfg)
     run_dir = Path(cfg.run_dir)
     source = _resume_source(cfg, run_dir)
@@ -87,22 +85,41 @@ def run(cfg: DictConfig) -> dict[str, float]:
     exp = Experiment(cfg)
     if state is not None:
         run_dir = _run_dir_of(source)
-        # exp.config is the config as built (objectives may adjust the model).
-        changed = changed_keys(state["config"], exp.config, allowed=list(cfg.resume_allow))
+        changed = changed_keys(state["config"], exp.resolved_config, allowed=list(cfg.resume_allow))
         if changed:
             raise UserError(f"cannot resume {source}: the config differs in {', '.join(changed)}; "
                             f"restore them, or allow with resume_allow=[{','.join(changed)}]")
     start = exp.restore(state) if state else 0
-    steps = cfg.train.steps if exp.objective.trains else 0
+    steps = 0 if exp.objective.closed_form else cfg.train.steps
     if start > steps:
         raise UserError(f"the checkpoint is at step {start}, past train.steps={steps}")
     if state:
         print(f"resuming {run_dir} at step {start} of {steps}", file=sys.stderr)
-    return Session(exp, run_dir, start, steps, state).train()
+    with cpu_threads(cfg.train.cpu_threads, exp):
+        return Session(exp, run_dir, start, steps, state).run()
+
+
+@contextlib.contextmanager
+def cpu_threads(setting, exp: Experiment):
+    """The threads a CPU run computes on, for the run only. auto: one thread
+    for data points of a few numbers (2D toys), where the nets are so small
+    that a second thread only waits on the first; torch's default otherwise."""
+    before = torch.get_num_threads()
+    if exp.device.type == "cpu":
+        if setting != "auto":
+            torch.set_num_threads(setting)
+        elif math.prod(exp.data.shape) < 8:
+            torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Session:
-    """One pass of training over [start, steps) with its cadence and policies."""
+    """One pass of training over [start, steps) that owns its cadence: log
+    lines, pictures, evaluations, checkpoints, signals and the non-finite
+    policy, all decided between steps."""
 
     def __init__(self, exp: Experiment, run_dir: Path, start: int, steps: int, state: dict | None):
         t = exp.cfg.train
@@ -116,31 +133,35 @@ class Session:
             self.final.update(json.loads((run_dir / "metrics.json").read_text()))
         self.monitor = Monitor(run_dir, steps, start_step=start)
         self.stop = StopOnSignal()
+        self.diverged: str | None = None        # what went non-finite, found between steps
         self.rollbacks = 0
         # Without a checkpoint yet, a rollback returns to the initial state.
         self.initial = (copy.deepcopy(exp.snapshot(start, self.meter.state_dict()))
                         if t.on_nonfinite == "rollback" else None)
 
-    def train(self) -> dict[str, float]:
+    def run(self) -> dict[str, float]:
         exp = self.exp
-        closed_form_loss = getattr(exp.objective, "closed_form_loss", None)
-        if closed_form_loss is not None:
-            self.final["mse"] = closed_form_loss
-            self.monitor.scalars(0, self.final, throughput=False)
         try:
             with self.stop:
+                if exp.objective.closed_form:
+                    solved = exp.solve()
+                    self.final.update(solved)
+                    self.monitor.scalars(0, solved, throughput=False)
                 if self.steps == 0:                  # closed form, or nothing to train
                     self.show(0)
                     self.evaluate(0)
                     self.save(0)
                 step = self.start
-                while step < self.steps:
-                    try:
-                        train(exp.parts, step, self.steps, self.meter, self.after_step)
-                        step = self.steps
-                    except NonFinite as bad:
-                        step = self.recover(bad)
-                exp.data.finish(self.run_dir)         # e.g. the toys' evolution.gif
+                while step < self.steps or self.diverged:
+                    if self.diverged:
+                        step = self.recover(step)
+                    elif self.stop.signum is not None:
+                        self.interrupt(step)
+                    else:
+                        step = run_steps(exp.parts, step, self.steps, self.meter, self.after_step)
+                if self.stop.signum is not None and self.steps > self.start:
+                    self.interrupt(step)
+                exp.evaluation.finish(self.run_dir)   # e.g. the toys' evolution.gif
             # HPARAMS tab: the run's settings against its final metrics.
             self.monitor.hparams(run_hparams(exp.cfg), self.final, self.steps)
         finally:
@@ -149,34 +170,33 @@ class Session:
         return self.final
 
     # --- cadence -------------------------------------------------------------
-    def after_step(self, step: int) -> None:
+    def after_step(self, step: int) -> bool:
+        """Everything due after `step`; False stops the loop (a non-finite
+        value, or a signal)."""
         t, last = self.t, step == self.steps
-        if step % t.log_every == 0 or last:
-            self.log(step)
+        if (step % t.log_every == 0 or last) and not self.log(step):
+            return False
         if step % t.sample_every == 0 or last:
             self.show(step)
         if step % t.eval_every == 0 or last:
             self.evaluate(step)
-        if step % t.checkpoint_every == 0 or last:
-            self.save(step, keep_step_file=step % t.checkpoint_every == 0)
-        if self.stop.signum is not None:
-            self.interrupt(step)
+        if (step % t.checkpoint_every == 0 or last) and \
+                self.save(step, keep_step_file=step % t.checkpoint_every == 0) is None:
+            return False
+        return self.stop.signum is None
 
-    def log(self, step: int) -> None:
-        if not self.meter.all_finite():
-            raise NonFinite(step, self._nonfinite_names())
+    def log(self, step: int) -> bool:
+        if not self._finite(step, weights=False):
+            return False
         values = self.meter.means()
         rate = self.monitor.scalars(step, values)
         self.monitor.progress(step, values, rate)
         self.final.update(values, steps_per_sec=rate)
-
-    def _nonfinite_names(self) -> str:
-        names = [k for k, v in self.meter.sums.items() if not torch.isfinite(v).all()]
-        return "non-finite " + ", ".join(names or ["loss"])
+        return True
 
     def show(self, step: int) -> None:
         tag, picture = self.exp.picture()
-        self.monitor.image(tag, step, picture, f"step_{step}.png")
+        self.monitor.image(tag, step, picture, step_name(step, ".png"))
 
     def evaluate(self, step: int) -> None:
         values = self.exp.evaluate()
@@ -184,25 +204,37 @@ class Session:
             self.monitor.scalars(step, values, throughput=False)
             self.final.update(values)
 
-    def save(self, step: int, keep_step_file: bool = False) -> Path:
-        """Checkpoint, but never a state that has gone non-finite."""
-        if not self.meter.all_finite():
-            raise NonFinite(step, self._nonfinite_names())
-        if not _weights_finite(self.exp):
-            raise NonFinite(step, "non-finite weights")
+    def save(self, step: int, keep_step_file: bool = False) -> Path | None:
+        """Checkpoint, but never a state that has gone non-finite (None then)."""
+        if not self._finite(step, weights=True):
+            return None
         return self.checkpointer.save(self.exp.snapshot(step, self.meter.state_dict()), step,
                                       keep_step_file)
+
+    def _finite(self, step: int, weights: bool) -> bool:
+        """False, noting what, when a loss since the last log (or a weight) is not finite."""
+        if not self.meter.all_finite():
+            names = [k for k, v in self.meter.sums.items() if not torch.isfinite(v).all()]
+            self.diverged = f"non-finite {', '.join(names or ['loss'])} at step {step}"
+        elif weights and not _weights_finite(self.exp):
+            self.diverged = f"non-finite weights at step {step}"
+        return self.diverged is None
 
     # --- policies --------------------------------------------------------------
     def interrupt(self, step: int) -> None:
         path = self.save(step, keep_step_file=False)
+        if path is None:                      # diverged: the policy decides first
+            return
         name = signal.Signals(self.stop.signum).name
         raise Interrupted(self.stop.signum,
                           f"{name}: stopped after step {step}; checkpoint {path}. Continue with: "
                           f"gan-train {_overrides()} hydra.run.dir={self.run_dir} resume=true".replace("  ", " "))
 
-    def recover(self, bad: NonFinite) -> int:
-        t = self.t
+    def recover(self, step: int) -> int:
+        """train.on_nonfinite: stop with one line, or roll back to the last
+        good checkpoint with lower learning rates; returns the step to go on from."""
+        t, bad = self.t, self.diverged
+        self.diverged = None
         last = self.checkpointer.last
         kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written"
         if t.on_nonfinite != "rollback":
@@ -237,5 +269,5 @@ def _overrides() -> str:
         given = HydraConfig.get().overrides.task
     except Exception:
         return ""
-    keep = [o for o in given if not o.split("=")[0].lstrip("+~") in ("hydra.run.dir", "resume")]
+    keep = [o for o in given if (parse_override(o) or ("",))[0] not in ("hydra.run.dir", "resume")]
     return " ".join(keep)

@@ -1,6 +1,5 @@
 """gan-train: compose the config with Hydra, then hand it to run(cfg)."""
 
-import re
 import sys
 
 import hydra
@@ -74,10 +73,12 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
     (interval(...)) are left to it."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from gan_cli.compose import one_line
+
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
-        raise UserError(_one_line(exc)) from None
+        raise UserError(one_line(exc)) from None
     choices = []                        # per override: the plain lines to try
     for override in parsed:
         if not override.is_sweep_override():
@@ -98,56 +99,10 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
 
 
 def check_overrides(overrides: list[str]) -> None:
-    import os
-
-    from hydra import compose, initialize_config_module
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
+    from gan_cli.compose import compose_config
     from gan_cli.config import validate
 
-    try:
-        with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    except Exception as exc:
-        raise UserError(_one_line(exc)) from None
-    # Values that read Hydra's runtime (run_dir, dataset.root's
-    # ${hydra:runtime.cwd}) are filled in only once a job starts: stand in for
-    # it, as the job will run here; its folder does not exist yet.
-    with open_dict(cfg):
-        cfg.hydra.runtime.cwd = os.getcwd()
-        cfg.hydra.runtime.output_dir = "."
-    HydraConfig.instance().set_config(cfg)
-    try:
-        with open_dict(cfg):
-            del cfg["hydra"]
-        validate(cfg)
-    finally:
-        HydraConfig.instance().cfg = None       # Hydra sets the job's own
-
-
-def _one_line(exc: Exception) -> str:
-    text = str(exc)
-    if m := re.search(r"Could not find '([\w/]+)/(\w+)'", text):
-        group, option = m.groups()
-        return (f"{group}={option} is not an option of {group}; choose from: "
-                f"{', '.join(_options(group))}")
-    if m := re.search(r"Could not override '([\w.]+)'", text):
-        key = m.group(1)
-        return f"{key} is not a config key (gan-train --cfg job shows them all; +{key}=... adds a new one)"
-    if m := re.search(r"Value '(.*)' (?:of type '\w+' )?could not be converted to (\w+)\s+full_key: ([\w.]+)",
-                      text, re.S):
-        value, kind, key = m.groups()
-        return f"{key} must be {kind.lower()}, got {value!r}"
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return f"cannot compose the config: {first}"
-
-
-def _options(group: str) -> list[str]:
-    from importlib.resources import files
-
-    folder = files("gan_cli.conf") / group
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    validate(compose_config(overrides, job_runtime=True))
 
 
 if __name__ == "__main__":

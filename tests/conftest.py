@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
+
+from gan_cli.compose import compose_config
 
 # Small but real: scikit-learn's 8x8 digits and narrow nets.
 TINY = [
@@ -70,9 +71,7 @@ def make_cfg(tmp_path):
     def _make(*overrides, tiny=True):
         given = any(o.startswith("run_dir=") for o in overrides)
         run_dir = [] if given else [f"run_dir={tmp_path / f'run{next(counter)}'}"]
-        with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
-            return compose(config_name="config",
-                           overrides=[*(TINY if tiny else []), *overrides, *run_dir])
+        return compose_config([*(TINY if tiny else []), *overrides, *run_dir])
     return _make
 
 

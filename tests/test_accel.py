@@ -5,8 +5,12 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from gan_cli.checkpoint import build_models, load_checkpoint
+from gan_cli.experiment import Experiment
+from gan_cli.loop import run_steps
+from gan_cli.monitor import Meter
 from gan_cli.runner import run
 
 NO_EVAL = ["eval.classifier=off"]
@@ -37,18 +41,53 @@ def test_compiled_nets_and_optimizer_steps_train_the_same_weights(make_cfg, obje
     assert moved > 0 and apart < 0.01 * moved
 
 
-def test_bf16_autocast_runs_on_the_cpu_and_keeps_fp32_weights(make_cfg):
-    cfg = make_cfg("objective=gan", "train.precision=bf16", *NO_EVAL)
-    metrics = run(cfg)
+def _output_dtypes_and_input_layouts(cfg, steps: int = 2):
+    """Run `steps` generator steps of the experiment a config builds, recording
+    what each of D's layers with weights computed in (its output dtype) and
+    whether its input arrived in channels_last layout; then the weights."""
+    exp = Experiment(cfg)
+    seen = []
+
+    def record(module, inputs, output):
+        x = inputs[0]
+        seen.append((type(module).__name__, output.dtype,
+                     x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)))
+
+    layers = [m for m in exp.parts.discriminator.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    hooks = [m.register_forward_hook(record) for m in layers]
+    run_steps(exp.parts, 0, steps, Meter(), lambda step: True)
+    for hook in hooks:
+        hook.remove()
+    return exp, seen
+
+
+@pytest.mark.parametrize("precision,computed", [("bf16", torch.bfloat16), ("fp32", torch.float32),
+                                                ("auto", torch.float32)])
+def test_bf16_autocast_computes_in_bf16_on_the_cpu_and_keeps_fp32_weights(make_cfg, precision, computed):
+    cfg = make_cfg("objective=gan", f"train.precision={precision}", *NO_EVAL)
+    exp, seen = _output_dtypes_and_input_layouts(cfg)
+    assert seen and {dtype for _, dtype, _ in seen} == {computed}
+    weights = [p for net in (exp.parts.generator, exp.parts.discriminator) for p in net.parameters()]
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in weights)
+    metrics = run(make_cfg("objective=gan", f"train.precision={precision}", *NO_EVAL))
     assert math.isfinite(metrics["loss/g"]) and math.isfinite(metrics["loss/d"])
-    state, weights = _weights(cfg.run_dir)
-    assert weights.dtype == torch.float32 and torch.isfinite(weights).all()
 
 
-def test_channels_last_conv_nets_train_on_the_cpu(make_cfg):
-    cfg = make_cfg("dataset=digits", "model=dcgan", "model.g_channels=8", "model.d_channels=8",
-                   "train.batch_size=16", "latent.dim=8", "train.channels_last=true",
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_conv_nets_train_on_the_cpu(make_cfg, channels_last):
+    # 28x28 digits: D has two convs, the second one's input 8 channels wide.
+    cfg = make_cfg("dataset=mnist_subset", "model=dcgan", "model.g_channels=8", "model.d_channels=8",
+                   "train.batch_size=16", "latent.dim=8", f"train.channels_last={channels_last}",
                    "train.steps=4", *NO_EVAL, tiny=False)
+    exp, seen = _output_dtypes_and_input_layouts(cfg)
+    convs = [m for m in exp.parts.discriminator.modules() if isinstance(m, nn.Conv2d)]
+    # (A weight with one input channel is laid out alike either way.)
+    assert len(convs) > 1 and all(c.weight.is_contiguous(memory_format=torch.channels_last) ==
+                                  channels_last for c in convs if c.in_channels > 1)
+    # Every conv of D after the first sees its input in the layout asked for
+    # (the first gets the batch as the sampler made it).
+    layouts = [last for name, _, last in seen if name == "Conv2d"]
+    assert len(layouts) > len(convs) and all(last == channels_last for last in layouts[1:len(convs)])
     metrics = run(cfg)
     assert math.isfinite(metrics["loss/g"])
     assert load_checkpoint(cfg.run_dir)["step"] == 4

@@ -5,7 +5,7 @@ import json
 import torch
 
 from conftest import run_cli
-from gan_cli.bench import compose_config, fast_loop, reference_loop, write_mnist_idx
+from gan_cli.bench import bench_config, fast_loop, reference_loop, write_mnist_idx
 from gan_cli.data import load_torchvision
 from gan_cli.experiment import Experiment
 
@@ -26,7 +26,7 @@ def test_preloaded_batches_equal_torchvision_items_after_to_tensor_normalize(tmp
 
 def test_fast_and_naive_loops_make_the_same_updates(tmp_path):
     write_mnist_idx(tmp_path)
-    cfg = compose_config(["objective=wgan", "model.g_hidden=[32]", "model.d_hidden=[32]",
+    cfg = bench_config(["objective=wgan", "model.g_hidden=[32]", "model.d_hidden=[32]",
                           "train.batch_size=16", "device=cpu"])
     fast, naive = fast_loop(Experiment(cfg)), reference_loop(cfg, data_root=tmp_path)
     for loop in (fast, naive):

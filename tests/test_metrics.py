@@ -206,7 +206,7 @@ def test_building_an_experiment_obtains_no_classifier_until_it_evaluates(make_cf
 
     cache = tmp_path / "empty-cache"
     exp = Experiment(make_cfg("dataset=mnist_subset", f"eval.cache_dir={cache}"))
-    assert exp.data.scorer is not None and exp.data.scorer.classifier is None
+    assert exp.evaluation.room.scorer is not None and exp.evaluation.room.scorer.classifier is None
     assert not cache.exists()             # gan-bench builds experiments; it never trains one
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from gan_cli.checkpoint import build_models, load_checkpoint
+from gan_cli.config import validate
 from gan_cli.data import Batch
 from gan_cli.errors import UserError
 from gan_cli.latent import Latent
@@ -173,10 +174,18 @@ def _dcgan_on(folder):
             "train.batch_size=4", "train.steps=2", "train.log_every=1", "train.checkpoint_every=2"]
 
 
-def test_wgan_gp_swaps_the_critics_batch_norm_for_layer_norm(make_cfg, folder_16px, capsys):
-    cfg = make_cfg("objective=wgan_gp", *_dcgan_on(folder_16px), tiny=False)
+def test_wgan_gp_refuses_a_batch_norm_critic_and_trains_with_layer_norm(make_cfg, folder_16px):
+    # The requirement shows in the config: a batch-norm critic is refused in
+    # one line, before anything is built, and the fix it names runs.
+    with pytest.raises(UserError) as caught:
+        run(make_cfg("objective=wgan_gp", *_dcgan_on(folder_16px), tiny=False))
+    assert str(caught.value) == ("objective=wgan_gp needs a critic without batch norm (its penalty "
+                                 "is per sample); add model.d_norm=layer (or none), as "
+                                 "experiment=wgan_gp_mnist does")
+    assert not (folder_16px.parent / "run0" / "checkpoints").exists()
+    cfg = make_cfg("objective=wgan_gp", *_dcgan_on(folder_16px), "model.d_norm=layer", tiny=False)
+    assert cfg.model.d_norm == "layer"                               # what --cfg job shows
     run(cfg)
-    assert "using model.d_norm=layer" in capsys.readouterr().err
     state = load_checkpoint(cfg.run_dir)
     assert state["config"]["model"]["d_norm"] == "layer"
     G, D = build_models(state["config"], state["model_args"])
@@ -186,15 +195,17 @@ def test_wgan_gp_swaps_the_critics_batch_norm_for_layer_norm(make_cfg, folder_16
     assert "BatchNorm2d" in {type(m).__name__ for m in G.modules()}  # G keeps its batch norm
 
 
-def test_only_an_objective_that_forbids_it_changes_the_critics_norm(make_cfg, capsys):
-    for objective, expected in ((HingeGAN(), True), (FGAN(), True), (WGANGP(), "layer")):
-        model = make_cfg("model=dcgan", tiny=False).model
-        objective.configure_model(model)
-        assert model.d_norm == expected
-    model = make_cfg("model=dcgan", "model.d_norm=none", tiny=False).model
-    WGANGP().configure_model(model)                   # nothing to switch away from
-    assert model.d_norm == "none"
-    assert capsys.readouterr().err.count("using model.d_norm=layer") == 1
+@pytest.mark.parametrize("objective,refused", [("hinge", False), ("fgan", False), ("wgan", False),
+                                               ("wgan_gp", True)])
+def test_only_an_objective_that_forbids_it_refuses_a_batch_norm_critic(make_cfg, objective, refused):
+    cfg = make_cfg(f"objective={objective}", "model=dcgan", tiny=False)
+    if refused:
+        with pytest.raises(UserError, match="needs a critic without batch norm"):
+            validate(cfg)
+    else:
+        validate(cfg)
+    for norm in ("layer", "none"):                    # nothing to refuse
+        validate(make_cfg(f"objective={objective}", "model=dcgan", f"model.d_norm={norm}", tiny=False))
 
 
 # --- bad input ----------------------------------------------------------------------

@@ -65,8 +65,20 @@ def test_gan_sample_writes_npz_and_grid_with_label_control(make_cfg, tmp_path):
     arrays = np.load(out)
     assert arrays["samples"].shape == (12, 1, 8, 8) and arrays["samples"].dtype == np.float32
     assert arrays["labels"].dtype == np.int64 and set(arrays["labels"].tolist()) == {7}
+    # 12 samples of one class: a 3 x 4 grid of 8x8 cells, 2-pixel padding.
     with Image.open(grid) as png:
-        assert png.size[0] > 8 and png.size[1] > 8
+        assert png.size == (3 * 10 + 2, 4 * 10 + 2)
+    # Without --label, 20 samples cycle through the 10 classes: one class per
+    # column, each cell the sample's pixels as the run's grids round them.
+    sample_main([cfg.run_dir, "--num", "20", "--grid", str(grid), "--out", str(out)])
+    samples = np.load(out)["samples"]
+    with Image.open(grid) as png:
+        assert png.size == (10 * 10 + 2, 2 * 10 + 2)
+        pixels = np.asarray(png.convert("L"), dtype=np.int64)
+    cells = [pixels[2 + 10 * r: 10 + 10 * r, 2 + 10 * c: 10 + 10 * c] for r in range(2) for c in range(10)]
+    expected = np.floor(np.clip((samples[:, 0] + 1) / 2, 0, 1) * 255 + 0.5)
+    assert all(np.abs(cell - want).max() <= 1 for cell, want in zip(cells, expected))
+    assert len({cell.tobytes() for cell in cells[:10]}) == 10         # each label its own image
     # Class control is real: the same noise under two labels gives two images.
     state = load_checkpoint(cfg.run_dir)
     three, _ = draw(state, 4, label=3, seed=1)

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import TINY, run_cli
+from gan_cli.checkpoint import load_checkpoint
 from gan_cli.report import main as report_main
 from gan_cli.runner import run
 
@@ -140,8 +141,12 @@ def test_a_failed_job_leaves_the_rest_of_the_sweep_running(tmp_path):
     assert f"gan-train: error: {message}" in done.stderr       # Hydra's report after the sweep
     assert "Traceback" not in done.stderr
     failed, trained = _job_dirs(sweep)
-    assert not (failed / "metrics.json").exists()
-    assert json.loads((trained / "metrics.json").read_text())["toy/modes"] >= 0
+    assert not (failed / "metrics.json").exists() and not (failed / "checkpoints").exists()
+    # The other job ran to its end: its 3 steps, its losses and its toy metrics.
+    assert load_checkpoint(trained)["step"] == 3
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert math.isfinite(metrics["loss/g"]) and math.isfinite(metrics["loss/d"])
+    assert metrics["toy/modes"] in range(9) and metrics["toy/w1"] > 0
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_and_gan_report_averages_the_seeds(tmp_path):
@@ -191,12 +196,10 @@ def test_optuna_sweeper_optimises_the_returned_metric(tmp_path):
 
 def test_submitit_launcher_configs_compose(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    from hydra import compose, initialize_config_module
+    from gan_cli.compose import compose_config
 
-    with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
-        cfg = compose(config_name="config", return_hydra_config=True,
-                      overrides=["run_dir=.", "hydra/launcher=submitit_slurm",
-                                 "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1"])
+    cfg = compose_config(["run_dir=.", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
+                          "hydra.launcher.gpus_per_node=1"], hydra_node=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.timeout_min > 0

@@ -12,19 +12,13 @@ from PIL import Image
 
 from conftest import assert_pictures, tensorboard_events
 from gan_cli.data import load_toy
+from gan_cli.config import validate
 from gan_cli.errors import UserError
+from gan_cli.evaluation.toys import ToyEvaluation
 from gan_cli.latent import Latent
 from gan_cli.metrics import toy as metrics
 from gan_cli.runner import run
 from gan_cli.sample import main as sample_main
-
-
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    """A toy run sets torch's CPU threads to 1; later tests get theirs back."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def draw(name: str, n: int, seed: int):
@@ -83,17 +77,16 @@ def test_sampler_state_is_its_generator_and_resumes_the_same_batches():
     assert not torch.equal(a.next().x, first.x)                         # fresh every batch
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"name": "ring9", "std": 0.02}, "dataset.name must be one of ring8, grid25, spiral, moons, "
-                                     "circles, got 'ring9'"),
-    ({"name": "ring8", "std": 0}, "dataset.std must be a number > 0, got 0"),
-    ({"name": "ring8", "std": 0.02, "arrows": -1}, "dataset.arrows must be a whole number >= 0, got -1"),
-    ({"name": "ring8", "std": 0.02, "eval_points": 1},
-     "dataset.eval_points must be a whole number >= 2, got 1"),
+@pytest.mark.parametrize("override,message", [
+    ("dataset.name=ring9", "dataset.name must be one of ring8, grid25, spiral, moons, "
+                           "circles, got 'ring9'"),
+    ("dataset.std=0", "dataset.std must be a number > 0, got 0"),
+    ("dataset.arrows=-1", "dataset.arrows must be a whole number >= 0, got -1"),
+    ("dataset.eval_points=1", "dataset.eval_points must be a whole number >= 2, got 1"),
 ])
-def test_bad_toy_settings_name_the_key_and_what_is_allowed(kwargs, message):
+def test_bad_toy_settings_name_the_key_and_what_is_allowed(make_cfg, override, message):
     with pytest.raises(UserError) as info:
-        load_toy(**kwargs)
+        validate(make_cfg("dataset=ring8", override, tiny=False))
     assert str(info.value) == message
 
 
@@ -178,19 +171,19 @@ class _Points(torch.nn.Module):
 def test_evaluate_scores_a_perfect_generator_and_asks_each_class_equally():
     toy = load_toy("ring8", 0.02, eval_points=1000)
     latent = Latent(4, "normal", torch.device("cpu"), seed=0)
-    m = toy.evaluate(_Points(toy), latent, num_classes=0)
+    m = ToyEvaluation(toy, None, "cpu", 8).metrics(_Points(toy), latent, num_classes=0)
     assert set(m) == {"toy/high_quality", "toy/modes", "toy/reverse_kl", "toy/w1"}
     assert m["toy/modes"] == 8 and m["toy/high_quality"] > 0.98 and m["toy/w1"] < 0.2
-    m = toy.evaluate(_Points(toy, conditional=True), latent, num_classes=8)
+    m = ToyEvaluation(toy, None, "cpu", 8).metrics(_Points(toy, conditional=True), latent, num_classes=8)
     assert m["toy/high_quality"] == 1.0 and m["toy/reverse_kl"] < 1e-4
     shape = load_toy("moons", 0.05, eval_points=1000)
-    assert set(shape.evaluate(_Points(shape), latent, 0)) == {"toy/w1"}
+    assert set(ToyEvaluation(shape, None, "cpu", 8).metrics(_Points(shape), latent, 0)) == {"toy/w1"}
 
 
 # --- the picture ------------------------------------------------------------------
 
 def test_generator_arrows_follow_the_discriminator_uphill():
-    from gan_cli.data.toy_picture import _generator_moves
+    from gan_cli.evaluation.toy_picture import _generator_moves
     from gan_cli.objectives import MinimaxGAN, WGAN
 
     D = torch.nn.Linear(2, 1)
@@ -224,13 +217,11 @@ SHORT = ["train.log_every=50", "train.checkpoint_every=1000", "dataset.eval_poin
 @pytest.fixture(scope="module")
 def mse_ring8(tmp_path_factory):
     """The failure every objective must beat: mse's blob at the mean."""
-    from hydra import compose, initialize_config_module
+    from gan_cli.compose import compose_config
 
     run_dir = tmp_path_factory.mktemp("mse") / "run"
-    with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "experiment=toy_mse", "train.steps=150", "train.sample_every=50", *SHORT,
-            f"run_dir={run_dir}"])
+    cfg = compose_config(["experiment=toy_mse", "train.steps=150", "train.sample_every=50",
+                          *SHORT, f"run_dir={run_dir}"])
     return run(cfg), run_dir
 
 

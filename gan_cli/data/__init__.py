@@ -1,5 +1,7 @@
-"""Data sets: each loader returns an object with `shape`, `num_classes` and
-`sampler(batch_size, device, seed)`; the training loop sees only the sampler."""
+"""Data sets: each loader returns an object with its `kind` (which the
+evaluation room reads), `shape`, `num_classes`, real reference samples, and
+`sampler(batch_size, device, seed)`; the training loop sees only the sampler.
+Nothing here draws, scores, or sets process-wide state."""
 
 from gan_cli.data.images import (
     ImageSet,

@@ -5,7 +5,7 @@ import gzip
 import importlib.util
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +17,14 @@ from gan_cli.errors import UserError
 
 @dataclass
 class ImageSet:
+    """Images held whole in memory: what a run trains on, what the
+    evaluation room compares G with, and the batches the loop draws."""
+
     name: str
     images: torch.Tensor            # uint8 [N, C, H, W], 0..255
     labels: torch.Tensor | None     # int64 [N]
     num_classes: int
-    # Scores G for evaluate(): set by the run when eval.classifier=auto
-    # (gan_cli.metrics.scorer.make_scorer); None means no metrics.
-    scorer: object = field(default=None, repr=False, compare=False)
+    kind = "images"                 # picks the evaluation room's metrics and pictures
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -34,26 +35,6 @@ class ImageSet:
 
     def sampler(self, batch_size: int, device: torch.device, seed: int) -> TensorSampler:
         return TensorSampler(self.images, self.labels, batch_size, device, seed)
-
-    def picture(self, G, D, fixed_z, fixed_y, columns: int, objective=None) -> tuple[str, torch.Tensor]:
-        """The TensorBoard tag and a [C, H, W] grid in [0, 1] of G on the fixed
-        noise: one row per class for conditional models. (The objective, which
-        reads D's output, matters only to pictures that show D.)"""
-        from torchvision.utils import make_grid
-
-        from gan_cli.models.inference import generate
-
-        images = generate(G, fixed_z, fixed_y)
-        grid = make_grid((images.cpu() + 1) / 2, nrow=columns, padding=2)
-        return "samples", grid.clamp_(0, 1)
-
-    def evaluate(self, G, latent, num_classes: int) -> dict[str, float]:
-        """Quality metrics of G on this data set, every train.eval_every steps;
-        `latent` (a seeded Latent on the run's device) gives G its noise."""
-        return self.scorer(G, latent, num_classes) if self.scorer is not None else {}
-
-    def finish(self, run_dir) -> None:
-        """Called once when training ends (toy sets write their GIF here)."""
 
     def scaled(self) -> torch.Tensor:
         """All images as floats in [-1, 1], the scale G is trained to produce."""
@@ -79,9 +60,9 @@ def _read_csv_gz(path: Path) -> np.ndarray:
 
 def _parse_small_ints(raw: bytes) -> np.ndarray:
     """Rows of comma-separated integers 0..999 (pixels and labels) -> float32
-    [rows, columns]. Vectorised, about 3x faster than numpy.loadtxt on the
-    4 million values of mnist_subset (part of every run's start-up); any other
-    text goes to numpy.loadtxt."""
+    [rows, columns], vectorised: numpy.loadtxt is several times slower on the
+    4 million values of mnist_subset, and this is part of every run's
+    start-up. Any other text goes to numpy.loadtxt."""
     buf = np.frombuffer(raw, np.uint8)
     stop = np.flatnonzero(buf <= ord(","))                     # the ',' or '\n' after each value
     digits_only = np.all((buf >= ord("0")) & (buf <= ord("9")) | (buf == ord(",")) | (buf == ord("\n")))
@@ -146,8 +127,6 @@ def load_torchvision(name: str, root: str = "data", download: bool = True,
     `root` on first use, then held in memory as one uint8 tensor."""
     if name not in _TORCHVISION:
         raise UserError(f"no torchvision loader for dataset {name!r}; known: {', '.join(_TORCHVISION)}")
-    if split not in ("train", "test"):
-        raise UserError(f"dataset.split must be train or test, got {split!r}")
     class_name, folder, files = _TORCHVISION[name]
     import torchvision.datasets  # late: only these data sets need it
 
@@ -174,6 +153,9 @@ def load_torchvision(name: str, root: str = "data", download: bool = True,
     return ImageSet(name, images, labels, len(ds.classes))
 
 
+# Read by gan_cli.config.validate.
+load_torchvision.choices = {"split": ("train", "test")}
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
@@ -183,10 +165,6 @@ def load_image_folder(path: str, size: int = 32, channels: int = 3,
     size x size with 1 (grey) or 3 (RGB) channels. No labels."""
     from PIL import Image
 
-    if channels not in (1, 3):
-        raise UserError(f"dataset.channels must be 1 or 3, got {channels!r}")
-    if not isinstance(size, int) or size < 2:
-        raise UserError(f"dataset.size must be a whole number >= 2, got {size!r}")
     folder = Path(path)
     if not folder.is_dir():
         raise UserError(f"dataset.path={path!r} is not a folder; point it at a folder of images")
@@ -204,3 +182,6 @@ def load_image_folder(path: str, size: int = 32, channels: int = 3,
             raise UserError(f"cannot read image {file}: {exc}") from exc
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return ImageSet(name, images, None, 0)
+
+
+load_image_folder.choices = {"channels": (1, 3)}      # read by gan_cli.config.validate

@@ -20,7 +20,7 @@ def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
 class TensorSampler:
     """Shuffled epochs over a uint8 image tensor kept on the device.
 
-    Pixels stay uint8 until a batch is drawn (4x less memory traffic), and the
+    Pixels stay uint8 until a batch is drawn (a quarter of float32's memory traffic), and the
     only per-batch work is one gather and one scale. The shuffle uses its own
     seeded generator; `state_dict` captures it with the epoch position.
     """

@@ -4,22 +4,17 @@ without modes (spiral, moons, circles)."""
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
 import torch
 
 from gan_cli.data.sampler import Batch
-from gan_cli.errors import UserError
-from gan_cli.models.inference import generate
 
 MIXTURES = ("ring8", "grid25")
 SHAPES = ("spiral", "moons", "circles")
 TOYS = MIXTURES + SHAPES
 
-# Fixed seeds for the points a run is judged against, so every evaluation and
-# every frame of every run compares with the same real points.
-EVAL_SEED = 2_500
+# A fixed seed for the real points pictures show, so every frame of every run
+# compares with the same points.
 PICTURE_SEED = 1_000
 PICTURE_REAL_POINTS = 1_000
 
@@ -60,17 +55,17 @@ def _shape_points(name: str, n: int, generator: torch.Generator) -> torch.Tensor
 
 @dataclass
 class ToySet:
+    """A 2D distribution: its components (the labels, for mixtures), fixed
+    real points for pictures, and fresh batches from a seeded sampler."""
+
     name: str
     centres: torch.Tensor | None        # [K, 2] for mixtures, None for shapes
     std: float                          # of each Gaussian, or of the shapes' noise
     arrows: int = 0                     # generator-gradient arrows drawn per picture
-    eval_points: int = 2_500
+    eval_points: int = 2_500            # generated and real points behind each evaluation
     real: torch.Tensor = field(init=False)      # fixed real points shown in pictures
-    # The runner trains on this many CPU threads. With nets this small a
-    # second thread only synchronises: a toy_cgan run took 42 s on one thread,
-    # and the same test run 17x longer on two threads of a busy 2-core machine.
-    cpu_threads = 1
     extent: float = field(init=False)           # pictures show [-extent, extent]^2
+    kind = "toy"                        # picks the evaluation room's metrics and pictures
 
     def __post_init__(self):
         self.real = self.draw(PICTURE_REAL_POINTS, torch.Generator().manual_seed(PICTURE_SEED))[0]
@@ -85,11 +80,6 @@ class ToySet:
     def num_classes(self) -> int:
         """The mixture component is the label (for cgan); shapes have none."""
         return 0 if self.centres is None else len(self.centres)
-
-    def __len__(self) -> int:
-        # Only mse's fixed pairing asks: it gives each example its own z.
-        raise UserError(f"dataset={self.name} draws fresh points every batch, so there are no "
-                        f"fixed examples to pair; use objective.pairing=resample")
 
     def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
         """n points [n, 2] and their components [n] (None for shapes), on the generator's device."""
@@ -110,33 +100,6 @@ class ToySet:
 
     def sampler(self, batch_size: int, device: torch.device, seed: int) -> "ToySampler":
         return ToySampler(self, batch_size, device, seed)
-
-    def picture(self, G, D, fixed_z, fixed_y, columns: int, objective=None) -> tuple[str, torch.Tensor]:
-        """GAN Lab's view: real (green) and generated (red) points over D's surface."""
-        from gan_cli.data.toy_picture import scatter
-        return "toy/scatter", scatter(self, G, D, fixed_z, fixed_y, objective)
-
-    @torch.no_grad()
-    def evaluate(self, G, latent, num_classes: int) -> dict[str, float]:
-        """toy/* metrics of eval_points generated points (cgan: every class
-        equally often, as in the mixture) against as many real points."""
-        from gan_cli.metrics.toy import mixture_metrics, w1
-
-        n = self.eval_points
-        y = torch.arange(n, device=latent.device) % num_classes if num_classes else None
-        fake = generate(G, latent.sample(n), y).cpu().numpy()
-        real = self.draw(n, torch.Generator().manual_seed(EVAL_SEED))[0].numpy()
-        keys = ("toy/high_quality", "toy/modes", "toy/reverse_kl", "toy/w1")
-        if not np.isfinite(fake).all():                               # diverged
-            return {k: float("nan") for k in (keys if self.centres is not None else keys[-1:])}
-        if self.centres is None:
-            return {"toy/w1": w1(fake, real)}
-        return mixture_metrics(fake, real, self.centres.numpy(), self.std)
-
-    def finish(self, run_dir) -> None:
-        """At the end of a run: samples/evolution.gif from all its frames."""
-        from gan_cli.data.toy_picture import write_gif
-        write_gif(Path(run_dir) / "samples", Path(run_dir) / "samples" / "evolution.gif")
 
 
 class ToySampler:
@@ -160,22 +123,15 @@ class ToySampler:
         self.generator.set_state(state["generator"])
 
 
-def _number(value, key: str, minimum: float, whole: bool = False):
-    kind = int if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum \
-            or (not whole and value <= 0):
-        what = f"a whole number >= {minimum}" if whole else "a number > 0"
-        raise UserError(f"{key} must be {what}, got {value!r}")
-    return value
-
-
 def load_toy(name: str, std: float, arrows: int = 0, eval_points: int = 2_500) -> ToySet:
-    """A toy set by name. std: each Gaussian's standard deviation (ring8 0.02,
-    grid25 0.05), or the noise added to a shape."""
-    if name not in TOYS:
-        raise UserError(f"dataset.name must be one of {', '.join(TOYS)}, got {name!r}")
-    _number(std, "dataset.std", 0)
-    _number(arrows, "dataset.arrows", 0, whole=True)
-    _number(eval_points, "dataset.eval_points", 2, whole=True)
+    """A toy set by name (values checked by gan_cli.config). std: each
+    Gaussian's standard deviation (ring8 0.02, grid25 0.05), or the noise
+    added to a shape."""
     centres = {"ring8": ring_centres, "grid25": grid_centres}.get(name)
     return ToySet(name, centres() if centres else None, float(std), arrows, eval_points)
+
+
+# Read by gan_cli.config.validate: the names, and that batches are drawn
+# fresh (no fixed examples for mse's fixed pairing).
+load_toy.choices = {"name": TOYS}
+load_toy.streaming = True

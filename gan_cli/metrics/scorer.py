@@ -6,7 +6,6 @@ import sys
 
 import torch
 
-from gan_cli.errors import UserError
 from gan_cli.metrics import classifier as classifiers
 from gan_cli.metrics.image import (class_accuracy, class_histogram, classes_present, confidence,
                                    feature_stats, frechet_distance, kl_to_uniform)
@@ -36,7 +35,7 @@ def score(probabilities: torch.Tensor, features: torch.Tensor, real_stats, num_c
 
 
 class ImageScorer:
-    """Called as data.evaluate(G, latent, num_classes). The classifier and the
+    """Called as scorer(G, latent, num_classes). The classifier and the
     real images' feature statistics are obtained once (prepare), and kept."""
 
     def __init__(self, data, split: str | None, num_samples: int, cache_dir, device,
@@ -99,24 +98,3 @@ def held_out_split(dataset_cfg):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def make_scorer(data, cfg, device) -> ImageScorer | None:
-    """An ImageScorer for labelled image data when eval.classifier is auto;
-    None for eval.classifier=off, unlabelled images or other kinds of data.
-    Its classifier is loaded (or trained, saying so) at the first evaluation,
-    so building an Experiment that never evaluates (gan-bench) costs nothing."""
-    from gan_cli.data.images import ImageSet
-
-    options = cfg.get("eval") if hasattr(cfg, "get") else None
-    if not options or options.get("classifier", "auto") == "off":
-        return None
-    if not isinstance(data, ImageSet) or data.labels is None or not data.num_classes:
-        return None
-    if data.images.dim() != 4:
-        raise UserError(f"eval.classifier=auto needs images [N, C, H, W]; {data.name} is "
-                        f"{list(data.images.shape)} (set eval.classifier=off)")
-    dataset_cfg = cfg.get("dataset")
-    split = dataset_cfg.get("split") if dataset_cfg is not None else None
-    return ImageScorer(data, split, int(options.get("num_samples", 5000)),
-                       options.get("cache_dir"), device, held_out_split(dataset_cfg))

@@ -71,10 +71,10 @@ def reverse_kl(points, centres, std: float) -> float:
 
 def w1(a, b) -> float:
     """Exact Wasserstein-1 distance between two sets of N points each (equal
-    weights, Euclidean ground cost). POT's network simplex takes ~1 s for
-    2,500 points; SciPy's assignment solver gives the same optimum (with equal
-    weights an optimal plan is a permutation) but can take tens of seconds on
-    collapsed samples, so it is only the fallback."""
+    weights, Euclidean ground cost) by POT's network simplex. SciPy's
+    assignment solver gives the same optimum (with equal weights an optimal
+    plan is a permutation) but is far slower on collapsed samples, so it is
+    only the fallback."""
     a, b = _points(a), _points(b)
     if len(a) != len(b):
         raise ValueError(f"w1 needs equally many points, got {len(a)} and {len(b)}")

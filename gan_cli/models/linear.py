@@ -20,7 +20,7 @@ def build_linear(data_shape, num_classes: int, latent_dim: int, g_hidden: int = 
         nn.Linear(latent_dim + num_classes, g_hidden),   # [B, h]   W1 z + b1
         nn.Linear(g_hidden, out),                        # [B, C*H*W]  W2 (.) + b2
     ), latent_dim, data_shape, num_classes)
-    widths = [out + num_classes, *widths_list(d_hidden, "d_hidden"), 1]
+    widths = [out + num_classes, *widths_list(d_hidden), 1]
     # Default [64, 64]: d(x) = w3 [w2 (w1 x + b1) + b2] + b3, [B, d] -> [B, 1].
     discriminator = Discriminator(nn.Sequential(
         *(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))), num_classes)

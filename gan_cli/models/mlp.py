@@ -5,17 +5,15 @@ from torch import nn
 from gan_cli.models.conditioning import Discriminator, Generator, flat_size
 
 
-def widths_list(value, key: str) -> list[int]:
-    from gan_cli.errors import UserError
-    widths = [value] if isinstance(value, int) else list(value)
-    if not widths or not all(isinstance(w, int) and w > 0 for w in widths):
-        raise UserError(f"model.{key} must be a list of positive widths, got {value!r}")
-    return widths
+def widths_list(value) -> list[int]:
+    """model.g_hidden / d_hidden (checked by gan_cli.config) as a list: one
+    width may be given as a number."""
+    return [value] if isinstance(value, int) else list(value)
 
 
 def build_mlp(data_shape, num_classes: int, latent_dim: int, g_hidden=(128, 256, 512, 1024),
               d_hidden=(512, 256), batch_norm: bool = True, name: str = "mlp"):
-    g_hidden, d_hidden = widths_list(g_hidden, "g_hidden"), widths_list(d_hidden, "d_hidden")
+    g_hidden, d_hidden = widths_list(g_hidden), widths_list(d_hidden)
     out = flat_size(data_shape)
 
     layers, width = [], latent_dim + num_classes            # [B, latent + K]

@@ -17,7 +17,7 @@ def _stack(widths: list[int], activation) -> list[nn.Module]:
 
 def build_toy_mlp(data_shape, num_classes: int, latent_dim: int, g_hidden=(128, 128, 128),
                   d_hidden=(128, 128, 128), name: str = "toy_mlp"):
-    g_hidden, d_hidden = widths_list(g_hidden, "g_hidden"), widths_list(d_hidden, "d_hidden")
+    g_hidden, d_hidden = widths_list(g_hidden), widths_list(d_hidden)
     out = flat_size(data_shape)
     g_widths = [latent_dim + num_classes, *g_hidden]                 # [B, latent + K] -> [B, h]
     generator = Generator(nn.Sequential(*_stack(g_widths, nn.ReLU),

@@ -3,7 +3,6 @@ f-divergence in fdiv.DIVERGENCES. D maximises the lower bound
 E_P[g_f(v(x))] - E_Q[f*(g_f(v(x)))] on D_f(P_data || P_G), logged as
 `fdiv_estimate`."""
 
-from gan_cli.errors import UserError
 from gan_cli.objectives import fdiv
 from gan_cli.objectives.base import Objective
 
@@ -15,22 +14,19 @@ GENERATOR_LOSSES = {
 
 class FGAN(Objective):
     estimate_name = "fdiv_estimate"
+    choices = {"divergence": tuple(fdiv.DIVERGENCES), "generator_loss": tuple(GENERATOR_LOSSES)}
 
     def __init__(self, name: str = "fgan", divergence: str = "kl", critic_steps: int = 1,
                  generator_loss: str = "alternative", conditional: bool = False):
         super().__init__(name, critic_steps, conditional)
         self.divergence = fdiv.divergence(divergence)
-        if generator_loss not in GENERATOR_LOSSES:
-            raise UserError(f"objective.generator_loss must be one of "
-                            f"{', '.join(GENERATOR_LOSSES)}, got {generator_loss!r}")
-        self.generator_loss_fn = GENERATOR_LOSSES[generator_loss]
+        self.generator_loss_name = generator_loss
 
     def d_loss(self, real_out, fake_out):
         return fdiv.fgan_discriminator_loss(real_out, fake_out, self.divergence)
 
     def g_loss(self, fake_out):
-        return self.generator_loss_fn(fake_out, self.divergence)
+        return GENERATOR_LOSSES[self.generator_loss_name](fake_out, self.divergence)
 
-    @staticmethod
-    def estimate(d_loss):
-        return -d_loss
+    def estimate(self, d_loss):
+        return -d_loss                            # the bound D maximises

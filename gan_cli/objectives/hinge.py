@@ -11,6 +11,11 @@ class HingeGAN(Objective):
     def __init__(self, name: str = "hinge", critic_steps: int = 1, conditional: bool = False):
         super().__init__(name, critic_steps, conditional)
 
-    d_loss = staticmethod(losses.hinge_discriminator_loss)
-    g_loss = staticmethod(losses.hinge_generator_loss)
-    estimate = staticmethod(losses.total_variation_estimate)
+    def d_loss(self, real_out, fake_out):
+        return losses.hinge_discriminator_loss(real_out, fake_out)
+
+    def g_loss(self, fake_out):
+        return losses.hinge_generator_loss(fake_out)
+
+    def estimate(self, d_loss):
+        return losses.total_variation_estimate(d_loss)

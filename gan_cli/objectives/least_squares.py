@@ -1,7 +1,6 @@
 """Least squares GAN (Mao et al. 2017) with the a-b-c coding: D regresses real
 samples to b and fakes to a; G wants D to say c for its samples."""
 
-from gan_cli.errors import UserError
 from gan_cli.objectives import losses
 from gan_cli.objectives.base import Objective
 
@@ -12,12 +11,6 @@ class LeastSquaresGAN(Objective):
     def __init__(self, name: str = "lsgan", critic_steps: int = 1, a: float = -1.0, b: float = 1.0,
                  c: float = 0.0, conditional: bool = False):
         super().__init__(name, critic_steps, conditional)
-        for key, value in (("a", a), ("b", b), ("c", c)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UserError(f"objective.{key} must be a number, got {value!r}")
-        if a == b:
-            raise UserError(f"objective.a and objective.b must differ (the codes for fake and "
-                            f"real), both are {a!r}")
         self.a, self.b, self.c = float(a), float(b), float(c)
 
     def d_loss(self, real_out, fake_out):

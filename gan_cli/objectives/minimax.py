@@ -1,6 +1,5 @@
 """The original GAN and, with conditional=true, cGAN (Mirza & Osindero 2014)."""
 
-from gan_cli.errors import UserError
 from gan_cli.objectives import losses
 from gan_cli.objectives.base import Objective
 
@@ -12,17 +11,19 @@ GENERATOR_LOSSES = {
 
 class MinimaxGAN(Objective):
     estimate_name = "js_estimate"
+    d_output = "logit"
+    choices = {"generator_loss": tuple(GENERATOR_LOSSES)}
 
     def __init__(self, name: str = "gan", critic_steps: int = 1,
                  generator_loss: str = "non_saturating", conditional: bool = False):
         super().__init__(name, critic_steps, conditional)
-        if generator_loss not in GENERATOR_LOSSES:
-            raise UserError(f"objective.generator_loss must be one of "
-                            f"{', '.join(GENERATOR_LOSSES)}, got {generator_loss!r}")
-        self.g_loss = GENERATOR_LOSSES[generator_loss]
+        self.generator_loss_name = generator_loss
 
-    d_loss = staticmethod(losses.minimax_discriminator_loss)
-    estimate = staticmethod(losses.js_estimate)
+    def d_loss(self, real_out, fake_out):
+        return losses.minimax_discriminator_loss(real_out, fake_out)
 
-    def surface(self, scores):
-        return scores.sigmoid(), "D(x) = P(real)", (0.0, 1.0)
+    def g_loss(self, fake_out):
+        return GENERATOR_LOSSES[self.generator_loss_name](fake_out)
+
+    def estimate(self, d_loss):
+        return losses.js_estimate(d_loss)

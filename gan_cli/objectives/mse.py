@@ -18,36 +18,23 @@ SOLVERS = ("gradient", "analytic")
 class MSE(Objective):
     uses_discriminator = False
     estimate_name = "mse"
+    choices = {"pairing": PAIRINGS, "solver": SOLVERS}
 
     def __init__(self, name: str = "mse", pairing: str = "resample", solver: str = "gradient",
                  conditional: bool = False):
-        super().__init__(name, 1, conditional)
-        if pairing not in PAIRINGS:
-            raise UserError(f"objective.pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
-        if solver not in SOLVERS:
-            raise UserError(f"objective.solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-        if solver == "analytic" and pairing != "fixed":
-            raise UserError("objective.solver=analytic needs objective.pairing=fixed "
-                            "(with fresh z every step there is no fixed problem to solve)")
+        super().__init__(name, critic_steps=0, conditional=conditional)   # no discriminator
         self.pairing = pairing
-        self.solver = solver
+        self.closed_form = solver == "analytic"
         self.fixed_z: torch.Tensor | None = None
-        self.closed_form_loss: float | None = None
 
-    def critic_steps_at(self, step: int) -> int:
-        return 0
-
-    @property
-    def trains(self) -> bool:
-        """False when the closed-form solution replaces gradient descent."""
-        return self.solver == "gradient"
-
-    def setup(self, data, latent, generator) -> None:
+    def setup(self, data, latent) -> None:
         if self.pairing == "fixed":
             self.fixed_z = latent.sample(len(data))      # z_i for example i, for good
-        if self.solver == "analytic":
-            targets = data.scaled().flatten(1).to(self.fixed_z.device)
-            self.closed_form_loss = solve_linear_generator(generator, self.fixed_z, targets)
+
+    def solve(self, G, data) -> dict[str, float]:
+        """objective.solver=analytic: G set to the least-squares fit, dL/dθ = 0."""
+        targets = data.scaled().flatten(1).to(self.fixed_z.device)
+        return {"mse": solve_linear_generator(G, self.fixed_z, targets)}
 
     def generator_loss(self, G, D, batch, latent):
         if self.fixed_z is not None:

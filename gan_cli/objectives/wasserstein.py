@@ -1,6 +1,5 @@
 """WGAN with weight clipping: Algorithm 1 of Arjovsky, Chintala & Bottou (2017)."""
 
-from gan_cli.errors import UserError
 from gan_cli.objectives import losses
 from gan_cli.objectives.base import Objective
 
@@ -11,8 +10,6 @@ class WGAN(Objective):
     def __init__(self, name: str = "wgan", critic_steps: int = 5, clip_value: float = 0.01,
                  reference_schedule: bool = False, conditional: bool = False):
         super().__init__(name, critic_steps, conditional)
-        if not isinstance(clip_value, (int, float)) or clip_value <= 0:
-            raise UserError(f"objective.clip_value must be a number > 0, got {clip_value!r}")
         self.clip_value = float(clip_value)
         self.reference_schedule = bool(reference_schedule)
 
@@ -23,12 +20,14 @@ class WGAN(Objective):
             return 100
         return self.critic_steps
 
-    d_loss = staticmethod(losses.wasserstein_critic_loss)
-    g_loss = staticmethod(losses.wasserstein_generator_loss)
+    def d_loss(self, real_out, fake_out):
+        return losses.wasserstein_critic_loss(real_out, fake_out)
 
-    @staticmethod
-    def estimate(critic_loss):
-        return -critic_loss                       # E[d(real)] - E[d(fake)]
+    def g_loss(self, fake_out):
+        return losses.wasserstein_generator_loss(fake_out)
+
+    def estimate(self, d_loss):
+        return -d_loss                            # E[d(real)] - E[d(fake)]
 
     def after_discriminator_step(self, D) -> None:
         losses.clip_parameters_(D, self.clip_value)

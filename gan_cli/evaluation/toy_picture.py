@@ -4,13 +4,13 @@ frames. Drawn on matplotlib's Agg canvas directly: no display, no pyplot state.
 """
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gan_cli.models.inference import evaluating, generate
+from gan_cli.run_files import step_files, step_of
 
 WIDTH, HEIGHT, DPI = 5.6, 5.0, 100     # inches: a 560 x 500 pixel picture
 SURFACE_CELLS = 160                    # D is evaluated on a 160 x 160 grid
@@ -29,8 +29,10 @@ def _surface(toy, D, objective, device):
         labels = torch.cdist(points, toy.centres.to(device)).argmin(1)
     with evaluating(D):
         scores = D(points, labels).float()
-    read = getattr(objective, "surface", None)
-    values, label, limits = read(scores) if read else (scores, "D(x), raw score", None)
+    if getattr(objective, "d_output", "score") == "logit":            # D(x) = sigmoid(logit)
+        values, label, limits = scores.sigmoid(), "D(x) = P(real)", (0.0, 1.0)
+    else:
+        values, label, limits = scores, "critic value d(x)", None
     return values.view(SURFACE_CELLS, SURFACE_CELLS).cpu().numpy(), label, limits
 
 
@@ -95,16 +97,11 @@ def scatter(toy, G, D, fixed_z, fixed_y, objective=None) -> torch.Tensor:
     return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1).float().div_(255)
 
 
-def _step(path: Path) -> int:
-    match = re.fullmatch(r"step_(\d+)\.png", path.name)
-    return int(match.group(1)) if match else -1
-
-
 def write_gif(folder: Path, path: Path, frame_ms: int = 300, last_ms: int = 2000) -> Path | None:
     """Animate every samples/step_<N>.png in step order, the step written on each frame."""
     from PIL import Image, ImageDraw, ImageFont
 
-    files = sorted((p for p in folder.glob("step_*.png") if _step(p) >= 0), key=_step)
+    files = step_files(folder, ".png")
     if not files:
         return None
     try:
@@ -115,7 +112,7 @@ def write_gif(folder: Path, path: Path, frame_ms: int = 300, last_ms: int = 2000
     for file in files:
         with Image.open(file) as image:
             frame = image.convert("RGB")
-        ImageDraw.Draw(frame).text((6, 4), f"step {_step(file)}", fill=(0, 0, 0), font=font)
+        ImageDraw.Draw(frame).text((6, 4), f"step {step_of(file)}", fill=(0, 0, 0), font=font)
         frames.append(frame.quantize(colors=256))
     durations = [frame_ms] * (len(frames) - 1) + [last_ms]
     tmp = path.with_name(f".{path.name}.tmp")

@@ -1,0 +1,47 @@
+"""Labelled or not, image data sets get a sample grid; labelled ones the
+classifier-based eval/* metrics (gan_cli.metrics.scorer)."""
+
+import torch
+
+from gan_cli.errors import UserError
+from gan_cli.metrics.scorer import ImageScorer, held_out_split
+from gan_cli.models.inference import generate
+
+
+class ImageEvaluation:
+    def __init__(self, data, cfg, device: torch.device, grid_columns: int):
+        self.columns = grid_columns
+        self.scorer = make_scorer(data, cfg, device)
+
+    def picture(self, G, D, objective, fixed_z, fixed_y) -> tuple[str, torch.Tensor]:
+        """An 8 x 8 grid, or one row per class for conditional models."""
+        from torchvision.utils import make_grid
+
+        images = generate(G, fixed_z, fixed_y)
+        grid = make_grid((images.cpu() + 1) / 2, nrow=self.columns, padding=2)
+        return "samples", grid.clamp_(0, 1)
+
+    def metrics(self, G, latent, num_classes: int) -> dict[str, float]:
+        return self.scorer(G, latent, num_classes) if self.scorer is not None else {}
+
+    def finish(self, run_dir) -> None:
+        pass
+
+
+def make_scorer(data, cfg, device) -> ImageScorer | None:
+    """An ImageScorer for labelled image data when eval.classifier is auto;
+    None for eval.classifier=off or unlabelled images. Its classifier is
+    loaded (or trained, saying so) at the first evaluation, so building a run
+    that never evaluates (gan-bench) costs nothing."""
+    options = cfg.get("eval") if hasattr(cfg, "get") else None
+    if not options or options.get("classifier", "auto") == "off":
+        return None
+    if data.labels is None or not data.num_classes:
+        return None
+    if data.images.dim() != 4:
+        raise UserError(f"eval.classifier=auto needs images [N, C, H, W]; {data.name} is "
+                        f"{list(data.images.shape)} (set eval.classifier=off)")
+    dataset_cfg = cfg.get("dataset")
+    split = dataset_cfg.get("split") if dataset_cfg is not None else None
+    return ImageScorer(data, split, int(options.get("num_samples", 5000)),
+                       options.get("cache_dir"), device, held_out_split(dataset_cfg))
