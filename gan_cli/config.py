@@ -11,7 +11,8 @@ DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_POLICIES = ("stop", "rollback")
 # Keys that may differ when a run is resumed: where it runs and how long.
 # (eval.* only changes what is measured, never the training itself.)
-RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps", "eval")
+RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps", "eval",
+                     "train.cuda_graphs")
 EVAL_CLASSIFIER = ("auto", "off")
 
 
@@ -62,6 +63,9 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"eval.classifier must be one of {', '.join(EVAL_CLASSIFIER)}, "
                             f"got {cfg.eval.classifier!r}")
         _whole(cfg, "eval.num_samples", 2)      # a covariance needs two images
+    graphs = cfg.train.get("cuda_graphs", "auto")
+    if not (graphs is True or graphs is False or graphs == "auto"):
+        raise UserError(f"train.cuda_graphs must be auto, true or false, got {graphs!r}")
     if cfg.device not in DEVICES:
         raise UserError(f"device must be one of {', '.join(DEVICES)}, got {cfg.device!r}")
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from gan_cli import cuda_graphs
 from gan_cli.checkpoint import Checkpointer, find_checkpoint, load_checkpoint
 from gan_cli.config import changed_keys, validate
 from gan_cli.errors import UserError
 from gan_cli.experiment import Experiment
-from gan_cli.loop import train
 from gan_cli.monitor import Meter, Monitor, run_hparams
 
 
@@ -120,6 +120,8 @@ class Session:
         # Without a checkpoint yet, a rollback returns to the initial state.
         self.initial = (copy.deepcopy(exp.snapshot(start, self.meter.state_dict()))
                         if t.on_nonfinite == "rollback" else None)
+        # loop.train itself, or the same steps replayed as CUDA graphs.
+        self.train_steps = cuda_graphs.trainer(exp.cfg, exp.parts, exp.device)
 
     def train(self) -> dict[str, float]:
         exp = self.exp
@@ -136,7 +138,7 @@ class Session:
                 step = self.start
                 while step < self.steps:
                     try:
-                        train(exp.parts, step, self.steps, self.meter, self.after_step)
+                        self.train_steps(exp.parts, step, self.steps, self.meter, self.after_step)
                         step = self.steps
                     except NonFinite as bad:
                         step = self.recover(bad)
