@@ -145,8 +145,7 @@ def _batches_kind(sampler):
     if isinstance(sampler, TensorSampler):
         return IndexedBatches
     generator = getattr(sampler, "generator", None)
-    if isinstance(generator, torch.Generator) and generator.device.type != "cpu" \
-            and set(sampler.state_dict()) == {"generator"}:
+    if isinstance(generator, torch.Generator) and set(sampler.state_dict()) == {"generator"}:
         return GeneratorBatches
     return None
 
@@ -161,9 +160,10 @@ class IndexedBatches:
 
     generators = ()
 
-    def __init__(self, sampler: TensorSampler, min_slots: int = 256):
+    def __init__(self, sampler: TensorSampler, slots: int | None = None):
         self.sampler = sampler
-        self.slots = max(len(sampler) // sampler.batch_size, min_slots)
+        # About an epoch, and room for the 101 batches of a reference-schedule step.
+        self.slots = slots or max(len(sampler) // sampler.batch_size, 256)
         self.positions = torch.zeros(self.slots, sampler.batch_size, dtype=torch.long,
                                      device=sampler.device)
         self.cursor = torch.zeros(1, dtype=torch.long, device=sampler.device)
