@@ -266,3 +266,41 @@ def test_a_graphed_run_logs_what_an_eager_run_logs(make_cfg, capsys):
     eager = run(make_cfg(*common, "train.cuda_graphs=false"))
     _means_close({k: v for k, v in graphed.items() if k != "steps_per_sec"},
                  {k: v for k, v in eager.items() if k != "steps_per_sec"})
+
+
+# --- gan-bench --cuda-graphs ------------------------------------------------------
+
+def test_bench_graph_loop_counts_the_updates_its_replays_make(tmp_path):
+    from gan_cli.bench import compose_config, graph_loop
+    cfg = compose_config(["objective=wgan", "model.g_hidden=[32]", "model.d_hidden=[32]",
+                          "train.batch_size=16", "device=cpu"])
+    loop = graph_loop(Experiment(cfg))        # the CPU stand-in: same bookkeeping, no capture
+    loop.warm(2)
+    assert loop.time(3) > 0 and loop.updates == {"g": 3, "d": 15}
+
+
+def test_bench_on_a_cpu_says_graphs_need_cuda(capsys):
+    from gan_cli.bench import main
+    main(["--steps", "1", "--rounds", "1", "--warmup", "0", "--configs", "mlp-wgan-b64",
+          "--no-reference", "--device", "cpu", "--cuda-graphs"])
+    out, err = capsys.readouterr()
+    assert "gan-bench: note: CUDA graphs need a CUDA device (this is cpu); timing the eager " \
+           "loops only" in err
+    assert "graph G steps/s" not in out and "mlp-wgan-b64" in out
+
+
+@CUDA
+def test_bench_times_graphs_beside_eager_steps(tmp_path, capsys):
+    import json
+
+    from gan_cli.bench import main
+    out = tmp_path / "bench.json"
+    main(["--steps", "3", "--rounds", "1", "--warmup", "1", "--configs",
+          "mlp-wgan-b64,mlp-wgan-b64-compile", "--no-reference", "--device", "cuda",
+          "--cuda-graphs", "--json", str(out)])
+    text, err = capsys.readouterr()
+    assert "graph G steps/s" in text and "graph/eager" in text
+    assert "mlp-wgan-b64-compile: no CUDA graphs: train.compile=true" in err
+    rows = {r["config"]: r for r in json.loads(out.read_text())["configs"]}
+    assert rows["mlp-wgan-b64"]["graph_updates"] == rows["mlp-wgan-b64"]["updates"] == {"g": 3, "d": 15}
+    assert "graph_g_steps_per_s" not in rows["mlp-wgan-b64-compile"]
