@@ -94,9 +94,12 @@ class TimedLoop:
     untimed, `time(n)` returns the seconds n more take (device synchronised)
     and leaves the optimizer updates of that round in `updates`."""
 
-    def __init__(self, generator_step, opt_g, opt_d, device, finish=lambda: None):
+    def __init__(self, generator_step, opt_g, opt_d, device, finish=lambda: None, counts=None):
         self.generator_step, self.device, self.finish = generator_step, device, finish
-        self.counter = UpdateCounter(opt_g, opt_d)
+        # counts: the updates taken so far, where optimizer hooks cannot tell
+        # (a CUDA graph replays its optimizer steps without calling them).
+        self.counts = counts
+        self.counter = UpdateCounter(opt_g, opt_d) if counts is None else None
         self.updates = {}
 
     def warm(self, steps: int) -> None:
@@ -106,14 +109,17 @@ class TimedLoop:
         _sync(self.device)
 
     def time(self, steps: int) -> float:
-        self.counter.reset()
+        if self.counter is not None:
+            self.counter.reset()
+        before = dict(self.counts()) if self.counts else {}
         start = time.perf_counter()
         for _ in range(steps):
             self.generator_step()
         self.finish()
         _sync(self.device)
         seconds = time.perf_counter() - start
-        self.updates = dict(self.counter.counts)
+        self.updates = (dict(self.counter.counts) if self.counter is not None else
+                        {k: v - before.get(k, 0) for k, v in self.counts().items()})
         return seconds
 
 
@@ -130,6 +136,26 @@ def fast_loop(exp) -> TimedLoop:
         run_steps(exp.parts, step, step + 1, meter, lambda s: True)
         step += 1
     return TimedLoop(generator_step, exp.parts.opt_g, exp.parts.opt_d, exp.device, meter.means)
+
+
+def graph_loop(exp) -> TimedLoop:
+    """The runner's graphed steps (train.cuda_graphs): each generator step
+    replayed from one CUDA graph. Its first step runs eagerly and is then
+    captured, so warm it up for at least two steps."""
+    from gan_cli.cuda_graphs import GraphedStep
+    from gan_cli.monitor import Meter
+
+    meter, steps, step = Meter(), GraphedStep(exp.parts, exp.device), 0
+    steps.begin(meter)
+
+    def generator_step():
+        nonlocal step
+        steps.run(step)
+        step += 1
+    loop = TimedLoop(generator_step, None, None, exp.device, meter.means,
+                     counts=lambda: steps.updates)
+    loop.graphed = steps
+    return loop
 
 
 def reference_loop(cfg, data_root: Path) -> TimedLoop:
@@ -226,6 +252,9 @@ def main(argv=None) -> None:
                              f"(default: {', '.join(DEFAULT_CONFIGS)})")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--no-reference", action="store_true", help="skip the naive loop")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="also time each config with train.cuda_graphs (CUDA only), in turns "
+                             "with the eager loop")
     parser.add_argument("--startup", type=int, nargs="?", const=5, default=0, metavar="REPEATS",
                         help="also time gan-train start-up, best of REPEATS (default 5) runs")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -242,6 +271,10 @@ def main(argv=None) -> None:
     from gan_cli.experiment import Experiment, pick_device
 
     device = pick_device(args.device)
+    graphs = args.cuda_graphs and device.type == "cuda"
+    if args.cuda_graphs and not graphs:
+        print(f"gan-bench: note: CUDA graphs need a CUDA device (this is {device.type}); "
+              f"timing the eager loops only", file=sys.stderr)
     peak = matmul_peak_gflops(device)
     print(f"device {device} ({torch.get_num_threads()} threads), fp32 matmul peak "
           f"{peak:.1f} GFLOP/s; best of {args.rounds} rounds of {args.steps} generator steps "
@@ -257,9 +290,21 @@ def main(argv=None) -> None:
             loops = {"fast": fast_loop(exp)}
             if name in REFERENCE and not args.no_reference:
                 loops["reference"] = reference_loop(cfg, Path(tmp))
+            if graphs:
+                from gan_cli.cuda_graphs import capture_plan
+                # Its own experiment: capturable optimizers would slow the eager loop.
+                graphed_exp = Experiment(cfg)
+                ok, why = capture_plan(cfg, graphed_exp.parts, device)
+                if ok:
+                    loops["graph"] = graph_loop(graphed_exp)
+                else:
+                    print(f"gan-bench: note: {name}: no CUDA graphs: {why}", file=sys.stderr)
             seconds = {}
-            for loop in loops.values():
-                loop.warm(args.warmup)
+            for key, loop in loops.items():
+                loop.warm(max(args.warmup, 2) if key == "graph" else args.warmup)
+            if "graph" in loops and loops["graph"].graphed.failed:
+                print(f"gan-bench: note: {name}: no CUDA graphs: "
+                      f"{loops.pop('graph').graphed.failed}", file=sys.stderr)
             for _ in range(args.rounds):          # in turns, so a burst of other work hits both
                 for key, loop in loops.items():
                     seconds[key] = min(seconds.get(key, float("inf")), loop.time(args.steps))
@@ -280,6 +325,10 @@ def main(argv=None) -> None:
                 row["reference_g_steps_per_s"] = reference
                 row["reference_updates"] = loops["reference"].updates
                 row["speedup_vs_reference"] = rate / reference
+            if "graph" in loops:
+                row["graph_g_steps_per_s"] = args.steps / seconds["graph"]
+                row["graph_updates"] = loops["graph"].updates
+                row["graph_speedup_vs_eager"] = row["graph_g_steps_per_s"] / rate
             rows.append(row)
     # The peak again, after the configs: the best of both readings counts.
     peak_after = matmul_peak_gflops(device)
@@ -307,6 +356,9 @@ def main(argv=None) -> None:
 def _print_table(rows: list[dict]) -> None:
     header = ["config", "G steps/s", "critic steps/s", "D images/s", "GFLOP/s", "% peak",
               "peak MB", "naive G steps/s", "speed-up"]
+    graphed = any("graph_g_steps_per_s" in r for r in rows)
+    if graphed:
+        header += ["graph G steps/s", "graph/eager"]
     lines = [header]
     for r in rows:
         lines.append([r["config"], f"{r['g_steps_per_s']:.2f}", f"{r['critic_steps_per_s']:.1f}",
@@ -314,6 +366,9 @@ def _print_table(rows: list[dict]) -> None:
                       f"{r['percent_of_peak']:.0f}%", f"{r['peak_memory_mb']:.0f}",
                       f"{r['reference_g_steps_per_s']:.2f}" if "reference_g_steps_per_s" in r else "-",
                       f"{r['speedup_vs_reference']:.2f}x" if "speedup_vs_reference" in r else "-"])
+        if graphed:
+            lines[-1] += [f"{r['graph_g_steps_per_s']:.2f}" if "graph_g_steps_per_s" in r else "-",
+                          f"{r['graph_speedup_vs_eager']:.2f}x" if "graph_speedup_vs_eager" in r else "-"]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for line in lines:
         print("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))))

@@ -13,7 +13,8 @@ DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_POLICIES = ("stop", "rollback")
 # Keys that may differ when a run is resumed: where it runs and how long.
 # (eval.* only changes what is measured, never the training itself.)
-RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps", "eval")
+RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps", "eval",
+                     "train.cuda_graphs")
 EVAL_CLASSIFIER = ("auto", "off")
 LATENT_DISTRIBUTIONS = ("normal", "uniform")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -61,7 +62,8 @@ def _number(cfg, key: str, minimum: float | None = None, strict: bool = False):
 def _one_of(cfg, key: str, allowed):
     value = _get(cfg, key)
     if value not in allowed:
-        raise UserError(f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+        shown = ", ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
+        raise UserError(f"{key} must be one of {shown}, got {value!r}")
 
 
 def _widths(cfg, key: str):
@@ -116,6 +118,7 @@ def validate(cfg: DictConfig) -> None:
     if "eval" in cfg:
         _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
         _whole(cfg, "eval.num_samples", 2)      # a covariance needs two images
+    _one_of(cfg, "train.cuda_graphs", ("auto", True, False))
     _one_of(cfg, "device", DEVICES)
     _component_values(cfg)
     _combinations(cfg)

@@ -16,6 +16,13 @@ class Meter:
     def __init__(self):
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
+        # Sums kept elsewhere (a CUDA graph's static ones): each source(meter)
+        # folds its sums in whenever the meter is read.
+        self.sources: list = []
+
+    def _fold(self) -> None:
+        for fold in self.sources:
+            fold(self)
 
     def add(self, values: dict[str, torch.Tensor]) -> None:
         for key, value in values.items():
@@ -30,11 +37,13 @@ class Meter:
 
     def all_finite(self) -> bool:
         """True when no loss since the last `means()` was inf or nan (one sync)."""
+        self._fold()
         if not self.sums:
             return True
         return bool(torch.isfinite(torch.stack([v.float() for v in self.sums.values()])).all())
 
     def state_dict(self) -> dict:
+        self._fold()
         return {"sums": dict(self.sums), "counts": dict(self.counts)}
 
     def load_state_dict(self, state: dict) -> None:
@@ -42,6 +51,7 @@ class Meter:
         self.counts = dict(state.get("counts", {}))
 
     def means(self) -> dict[str, float]:
+        self._fold()
         if not self.sums:
             return {}
         keys = list(self.sums)

@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from gan_cli import cuda_graphs
 from gan_cli.checkpoint import Checkpointer, find_checkpoint, load_checkpoint
 from gan_cli.config import changed_keys, parse_override, validate
 from gan_cli.errors import UserError
 from gan_cli.experiment import Experiment
-from gan_cli.loop import run_steps
 from gan_cli.monitor import Meter, Monitor, run_hparams
 from gan_cli.run_files import step_name
 
@@ -138,6 +138,8 @@ class Session:
         # Without a checkpoint yet, a rollback returns to the initial state.
         self.initial = (copy.deepcopy(exp.snapshot(start, self.meter.state_dict()))
                         if t.on_nonfinite == "rollback" else None)
+        # loop.run_steps itself, or the same steps replayed as CUDA graphs.
+        self.run_steps = cuda_graphs.trainer(exp.cfg, exp.parts, exp.device)
 
     def run(self) -> dict[str, float]:
         exp = self.exp
@@ -158,7 +160,7 @@ class Session:
                     elif self.stop.signum is not None:
                         self.interrupt(step)
                     else:
-                        step = run_steps(exp.parts, step, self.steps, self.meter, self.after_step)
+                        step = self.run_steps(exp.parts, step, self.steps, self.meter, self.after_step)
                 if self.stop.signum is not None and self.steps > self.start:
                     self.interrupt(step)
                 exp.evaluation.finish(self.run_dir)   # e.g. the toys' evolution.gif

@@ -44,12 +44,18 @@ class TensorSampler:
     def __len__(self) -> int:
         return len(self.images)
 
-    def next(self) -> Batch:
+    def next_indices(self) -> torch.Tensor:
+        """The next batch's positions in the data set (on the CPU); the
+        epoch moves on as `next` moves it (CUDA graphs draw through this)."""
         if self.position + self.batch_size > len(self.order):   # new epoch, drop the ragged end
             self.order = torch.randperm(len(self.images), generator=self.generator)
             self.position = 0
-        index = self.order[self.position:self.position + self.batch_size].to(self.device)
+        index = self.order[self.position:self.position + self.batch_size]
         self.position += self.batch_size
+        return index
+
+    def next(self) -> Batch:
+        index = self.next_indices().to(self.device)
         x = to_unit_range(self.images[index])
         y = None if self.labels is None else self.labels[index]
         return Batch(x, y, index)

@@ -47,7 +47,8 @@ def _shape_points(name: str, n: int, generator: torch.Generator) -> torch.Tensor
         outer = torch.stack([t.cos(), t.sin()], 1)
         inner = torch.stack([1 - t.cos(), 0.5 - t.sin()], 1)
         points = torch.where(half[:, None], outer, inner)
-        return 2 * (points - torch.tensor([0.5, 0.25], device=points.device))
+        # scalars, not a tensor made from a list: no host copy, so a CUDA graph can capture it
+        return 2 * torch.stack([points[:, 0] - 0.5, points[:, 1] - 0.25], 1)
     t = 2 * math.pi * u                     # circles: radius 2 and, inside it, 1
     radius = torch.where(half, 2.0, 1.0)
     return radius[:, None] * torch.stack([t.cos(), t.sin()], 1)
