@@ -11,10 +11,12 @@ from gan_cli.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_POLICIES = ("stop", "rollback")
-# Keys that may differ when a run is resumed: where it runs and how long.
-# (eval.* only changes what is measured, never the training itself.)
+# Keys that may differ when a run is resumed: where and how long it runs, how
+# often it reports, and what is measured (evaluation and pictures draw from
+# their own generators, so none of these changes what is trained).
 RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps", "eval",
-                     "train.cuda_graphs")
+                     "train.cuda_graphs", "train.log_every", "train.sample_every",
+                     "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints")
 EVAL_CLASSIFIER = ("auto", "off")
 LATENT_DISTRIBUTIONS = ("normal", "uniform")
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -26,16 +26,16 @@ The graphed steps are the eager steps:
 
 import contextlib
 import dataclasses
-import sys
 from collections import Counter
 from typing import Callable
 
 import torch
 
 from gan_cli.data.sampler import Batch, TensorSampler, to_unit_range
+from gan_cli.run_log import log
 
 def note(text: str) -> None:
-    print(f"note: {text}", file=sys.stderr)
+    log.info(f"note: {text}")
 
 
 def _optimizers(parts) -> list[torch.optim.Optimizer]:

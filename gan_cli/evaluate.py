@@ -50,7 +50,7 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
     cfg = OmegaConf.create({**config, "eval": options})
     dev = pick_device(device)
     data = build(cfg.dataset)
-    scorer = make_scorer(data, cfg, dev) if data.kind == "images" else None
+    scorer = make_scorer(data, cfg, dev, say=None) if data.kind == "images" else None
     if scorer is None:
         raise UserError(f"dataset {getattr(data, 'name', '?')} has no class labels: the eval/* "
                         f"metrics need a labelled image data set")

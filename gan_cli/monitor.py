@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from gan_cli.run_log import log
+
 
 class Meter:
     """Running sums kept on the device: adding a loss never waits for the
@@ -74,6 +76,8 @@ class Monitor:
                                     purge_step=start_step + 1 if start_step else None)
         self.total = total_steps
         self.interactive = sys.stderr.isatty()
+        self.bar = None                        # the terminal's progress bar, once shown
+        self.last_shown = start_step
         self.last_time = time.perf_counter()
         self.last_step = start_step
         self.logged: set[str] = set()          # scalar tags written so far
@@ -105,15 +109,20 @@ class Monitor:
         return path
 
     def progress(self, step: int, values: dict[str, float], rate: float) -> None:
+        """A log line (train.log, and stderr when it is not a terminal) with
+        the time left; on a terminal, a progress bar with rate and ETA instead."""
         shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
+        left = (self.total - step) / rate if rate > 0 else float("inf")
+        line = f"step {step}/{self.total}  {shown}  {rate:.1f} it/s  eta {_duration(left)}"
         if self.interactive:
-            width = 24
-            done = int(width * step / max(self.total, 1))
-            bar = "#" * done + "-" * (width - done)
-            print(f"\r[{bar}] {step}/{self.total}  {shown}  {rate:.1f} it/s\033[K",
-                  end="", file=sys.stderr, flush=True)
-        else:
-            print(f"step {step}/{self.total}  {shown}  {rate:.1f} it/s", file=sys.stderr, flush=True)
+            if self.bar is None:
+                from tqdm import tqdm
+                self.bar = tqdm(total=self.total, initial=self.last_shown, file=sys.stderr,
+                                unit="step", dynamic_ncols=True, leave=True)
+            self.bar.update(step - self.last_shown)
+            self.bar.set_postfix_str(shown, refresh=True)
+        self.last_shown = step
+        log.info(line, extra={"shown_on_terminal": self.interactive})
 
     def hparams(self, params: dict, metrics: dict[str, float], step: int) -> None:
         """TensorBoard's HPARAMS tab: this run's settings against its final
@@ -145,11 +154,28 @@ class Monitor:
         self.writer.close()
         self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=step + 1)
         self.last_time, self.last_step = time.perf_counter(), step
+        self.last_shown = step
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.refresh()
 
     def close(self) -> None:
-        if self.interactive:
-            print(file=sys.stderr)
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
         self.writer.close()
+
+
+def _duration(seconds: float) -> str:
+    """4h05m, 12m30s or 45s."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def run_hparams(cfg) -> dict:

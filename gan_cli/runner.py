@@ -7,7 +7,6 @@ import copy
 import json
 import math
 import signal
-import sys
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from gan_cli.errors import UserError
 from gan_cli.experiment import Experiment
 from gan_cli.monitor import Meter, Monitor, run_hparams
 from gan_cli.run_files import step_name
+from gan_cli.run_log import log, logging_to
 
 
 class Interrupted(Exception):
@@ -93,10 +93,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     steps = 0 if exp.objective.closed_form else cfg.train.steps
     if start > steps:
         raise UserError(f"the checkpoint is at step {start}, past train.steps={steps}")
-    if state:
-        print(f"resuming {run_dir} at step {start} of {steps}", file=sys.stderr)
-    with cpu_threads(cfg.train.cpu_threads, exp):
-        return Session(exp, run_dir, start, steps, state).run()
+    with logging_to(run_dir), cpu_threads(cfg.train.cpu_threads, exp):
+        if state:
+            log.info(f"resuming {run_dir} at step {start} of {steps}")
+        final = Session(exp, run_dir, start, steps, state).run()
+        log.info(summary(run_dir, final))
+    return final
 
 
 @contextlib.contextmanager
@@ -252,10 +254,34 @@ class Session:
         self.meter = Meter()
         self.meter.load_state_dict(state.get("meter", {}))
         self.monitor.restart(step)
-        print(f"{bad}: rolled back to step {step}, learning rates x"
-              f"{t.rollback_lr_factor ** self.rollbacks:g} (rollback {self.rollbacks} of "
-              f"{t.max_rollbacks})", file=sys.stderr)
+        log.info(f"{bad}: rolled back to step {step}, learning rates x"
+                 f"{t.rollback_lr_factor ** self.rollbacks:g} (rollback {self.rollbacks} of "
+                 f"{t.max_rollbacks})")
         return step
+
+
+# The metrics a summary shows, in this order, where a run has them; a floor
+# (what real data scores) is shown beside its metric.
+SUMMARY = ("eval/fd", "eval/classes_present", "eval/classes_kl", "eval/confidence",
+           "eval/class_accuracy", "toy/modes", "toy/high_quality", "toy/reverse_kl", "toy/w1")
+FLOORS = {"eval/fd": "eval/fd_floor"}
+
+
+def summary(run_dir: Path, final: dict[str, float]) -> str:
+    """The end of a run: where it is, how good it got, how to look at it."""
+    losses = [k for k in final if k.startswith("loss/") or k.endswith("_estimate") or k == "mse"]
+    quality = [k for k in SUMMARY if k in final]
+    def shown(key):
+        floor = f" (floor {final[FLOORS[key]]:.4g})" if FLOORS.get(key) in final else ""
+        return f"{key} {final[key]:.4g}{floor}"
+    lines = [f"run finished: {run_dir}"]
+    if quality:
+        lines.append("  quality: " + ", ".join(shown(k) for k in quality))
+    if losses:
+        lines.append("  last losses: " + ", ".join(shown(k) for k in losses))
+    lines += [f"  curves and pictures: tensorboard --logdir {run_dir}",
+              f"  samples: gan-sample {run_dir} --num 64 --grid {Path(run_dir) / 'grid.png'}"]
+    return "\n".join(lines)
 
 
 def _weights_finite(exp: Experiment) -> bool:

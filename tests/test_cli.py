@@ -14,6 +14,12 @@ def test_gan_train_then_gan_sample(tmp_path):
     done = run_cli("gan-train", *TINY, "objective=cgan", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "step 20/20" in done.stderr                      # log lines when not a terminal
+    # The same lines, with their time, in the run's train.log; then a summary.
+    logged = (run_dir / "train.log").read_text()
+    assert "] step 20/20  loss/d" in logged and " eta " in logged
+    for text in (logged, done.stderr):
+        assert f"run finished: {run_dir}" in text and "eval/fd_floor" not in text
+        assert "(floor " in text and f"tensorboard --logdir {run_dir}" in text
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"loss/d", "loss/g", "js_estimate", "steps_per_sec"} <= set(metrics)
     assert (run_dir / ".hydra" / "config.yaml").exists()
@@ -35,6 +41,7 @@ def test_multirun_sweep_writes_one_run_per_job(tmp_path):
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(jobs) == 2 and "objective=gan" in jobs[0] and "objective=wgan" in jobs[1]
     for job in jobs:
+        assert "step 4/4" in (sweep / job / "train.log").read_text()     # each job its own log
         acc = EventAccumulator(str(sweep / job / "tb"))
         acc.Reload()
         assert "loss/d" in acc.Tags()["scalars"] and "samples" in acc.Tags()["images"]

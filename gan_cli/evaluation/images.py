@@ -6,6 +6,7 @@ import torch
 from gan_cli.errors import UserError
 from gan_cli.metrics.scorer import ImageScorer, held_out_split
 from gan_cli.models.inference import generate
+from gan_cli.run_log import log
 
 
 class ImageEvaluation:
@@ -28,11 +29,12 @@ class ImageEvaluation:
         pass
 
 
-def make_scorer(data, cfg, device) -> ImageScorer | None:
+def make_scorer(data, cfg, device, say=log.info) -> ImageScorer | None:
     """An ImageScorer for labelled image data when eval.classifier is auto;
     None for eval.classifier=off or unlabelled images. Its classifier is
     loaded (or trained, saying so) at the first evaluation, so building a run
-    that never evaluates (gan-bench) costs nothing."""
+    that never evaluates (gan-bench) costs nothing. `say` reports a
+    classifier being trained (a run's log; None: stderr)."""
     options = cfg.get("eval") if hasattr(cfg, "get") else None
     if not options or options.get("classifier", "auto") == "off":
         return None
@@ -44,4 +46,4 @@ def make_scorer(data, cfg, device) -> ImageScorer | None:
     dataset_cfg = cfg.get("dataset")
     split = dataset_cfg.get("split") if dataset_cfg is not None else None
     return ImageScorer(data, split, int(options.get("num_samples", 5000)),
-                       options.get("cache_dir"), device, held_out_split(dataset_cfg))
+                       options.get("cache_dir"), device, held_out_split(dataset_cfg), say=say)

@@ -2,14 +2,13 @@
 through the data set's own classifier (gan_cli.metrics.classifier) and are
 compared with the real images' features and with the classes asked for."""
 
-import sys
-
 import torch
 
 from gan_cli.metrics import classifier as classifiers
 from gan_cli.metrics.image import (class_accuracy, class_histogram, classes_present, confidence,
                                    feature_stats, frechet_distance, kl_to_uniform)
 from gan_cli.models.inference import generate
+from gan_cli.run_log import log
 
 CHUNK = 500                    # images generated and scored at a time: bounded memory
 
@@ -88,8 +87,8 @@ def held_out_split(dataset_cfg):
         try:
             test = instantiate(dataset_cfg, split="test")
         except Exception as exc:       # no test files here: fall back to a stratified split
-            print(f"{dataset_cfg.get('name')}: no test split ({_first_line(exc)}); "
-                  f"holding out 20% of the training images instead", file=sys.stderr)
+            log.info(f"{dataset_cfg.get('name')}: no test split ({_first_line(exc)}); "
+                  f"holding out 20% of the training images instead")
             return None
         return test.images, test.labels
     return load
