@@ -25,6 +25,7 @@ D_NORMS = ("batch", "layer", "none")
 # Present in some configs only (an objective's, a data set's or a model's own
 # keys): checked where they exist.
 WHOLE = {"objective.critic_steps": 1, "dataset.arrows": 0, "dataset.eval_points": 2,
+         "dataset.eval_samples": 1,
          "dataset.size": 2}
 POSITIVE = ("objective.clip_value", "dataset.std")
 AT_LEAST_ZERO = ("objective.gp_weight",)

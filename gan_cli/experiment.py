@@ -22,6 +22,9 @@ from gan_cli.latent import Latent, evaluation_latent
 from gan_cli.loop import Parts
 
 
+MAX_GRID_ROWS = 32          # classes a sample grid shows one row each
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -71,13 +74,17 @@ class Experiment:
         self.parts = Parts(G, D, opt_g, opt_d, objective, sampler, latent,
                            accel.autocast(cfg.train.precision, device))
 
-        # The grid's noise is fixed for the whole run so its frames compare.
-        columns = cfg.train.grid_columns
-        rows = self.num_classes or columns
+        # The grid's noise is fixed for the whole run so its frames compare:
+        # one row per class, or (unconditional, or too many classes for a
+        # row each, as stacked MNIST's 1,000) a square of classes in turn.
+        columns, classes = cfg.train.grid_columns, self.num_classes
+        rows = classes if 0 < classes <= MAX_GRID_ROWS else columns
         self.fixed_z = Latent(cfg.latent.dim, cfg.latent.distribution, device,
                               seed=cfg.seed + 2, portable=True).sample(rows * columns)
-        self.fixed_y = (torch.arange(self.num_classes, device=device).repeat_interleave(columns)
-                        if self.num_classes else None)
+        self.fixed_y = None
+        if classes:
+            self.fixed_y = (torch.arange(classes, device=device).repeat_interleave(columns)
+                            if rows == classes else torch.arange(rows * columns, device=device) % classes)
         self.evaluation = Evaluation(data, cfg, device, columns)
 
     @property

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from gan_cli.evaluation.images import ImageEvaluation
+from gan_cli.evaluation.stacked import StackedEvaluation
 from gan_cli.evaluation.toys import ToyEvaluation
 
-KINDS = {"images": ImageEvaluation, "toy": ToyEvaluation}
+KINDS = {"images": ImageEvaluation, "stacked": StackedEvaluation, "toy": ToyEvaluation}
 
 
 class Evaluation:

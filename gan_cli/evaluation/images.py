@@ -16,17 +16,21 @@ class ImageEvaluation:
 
     def picture(self, G, D, objective, fixed_z, fixed_y) -> tuple[str, torch.Tensor]:
         """An 8 x 8 grid, or one row per class for conditional models."""
-        from torchvision.utils import make_grid
-
-        images = generate(G, fixed_z, fixed_y)
-        grid = make_grid((images.cpu() + 1) / 2, nrow=self.columns, padding=2)
-        return "samples", grid.clamp_(0, 1)
+        return "samples", grid(G, fixed_z, fixed_y, self.columns)
 
     def metrics(self, G, latent, num_classes: int) -> dict[str, float]:
         return self.scorer(G, latent, num_classes) if self.scorer is not None else {}
 
     def finish(self, run_dir) -> None:
         pass
+
+
+def grid(G, fixed_z, fixed_y, columns: int) -> torch.Tensor:
+    """G's images for the fixed noise as one [C, H, W] picture in [0, 1]."""
+    from torchvision.utils import make_grid
+
+    images = generate(G, fixed_z, fixed_y)
+    return make_grid((images.cpu() + 1) / 2, nrow=columns, padding=2).clamp_(0, 1)
 
 
 def make_scorer(data, cfg, device, say=log.info) -> ImageScorer | None:

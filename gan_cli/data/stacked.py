@@ -1,0 +1,93 @@
+"""Stacked MNIST: three digits of one data set as the three colour channels of
+a 28x28 image, so the label is a three-digit number and there are 1,000 modes
+(Metz et al. 2017; the mode-collapse benchmark of VEEGAN and PacGAN). Each
+batch draws three digits afresh per image from a seeded generator."""
+
+from dataclasses import dataclass
+
+import torch
+
+from gan_cli.data.sampler import Batch, to_unit_range
+
+DIGITS = 3                                 # channels, and digits in the label
+
+
+@dataclass
+class StackedDigits:
+    """Three-digit images built from `digits` (uint8 [N, 1, H, W]) and their
+    `labels` (0..9), drawn fresh every batch."""
+
+    name: str
+    digits: torch.Tensor
+    labels: torch.Tensor
+    source: str                            # the data set the digits come from
+    eval_samples: int = 26_000             # generated images behind each evaluation
+    kind = "stacked"                       # picks the evaluation room's metrics and pictures
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (DIGITS, *self.digits.shape[2:])
+
+    @property
+    def num_classes(self) -> int:
+        return 10 ** DIGITS
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n stacked images as uint8 [n, 3, H, W] and their numbers [n]
+        (100 x first + 10 x second + third channel's digit)."""
+        picks = torch.randint(len(self.digits), (n, DIGITS), generator=generator,
+                              device=generator.device)
+        images = self._on(generator.device, "digits")[picks].squeeze(2)    # [n, 3, H, W]
+        numbers = (self._on(generator.device, "labels")[picks]
+                   * torch.tensor([100, 10, 1], device=generator.device)).sum(1)
+        return images, numbers
+
+    def _on(self, device: torch.device, what: str) -> torch.Tensor:
+        """The digits or labels on `device`, copied there once."""
+        cache = self.__dict__.setdefault("_by_device", {})
+        if (what, device) not in cache:
+            cache[what, device] = getattr(self, what).to(device)
+        return cache[what, device]
+
+    def sampler(self, batch_size: int, device: torch.device, seed: int) -> "StackedSampler":
+        return StackedSampler(self, batch_size, device, seed)
+
+
+class StackedSampler:
+    """Fresh stacks every batch; the seeded generator is its whole state."""
+
+    def __init__(self, data: StackedDigits, batch_size: int, device: torch.device, seed: int):
+        self.data = data
+        self.batch_size = batch_size
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.index = torch.arange(batch_size, device=device)
+
+    def next(self) -> Batch:
+        images, numbers = self.data.draw(self.batch_size, self.generator)
+        return Batch(to_unit_range(images), numbers, self.index)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+SOURCES = ("mnist_subset", "mnist")
+
+
+def load_stacked(source: str = "mnist_subset", root: str = "data", download: bool = True,
+                 name: str = "stacked_mnist", eval_samples: int = 26_000) -> StackedDigits:
+    """Stacked digits from `source`: the bundled 5,000 (mnist_subset, offline)
+    or torchvision's MNIST training set (in `root`, downloaded if allowed)."""
+    from gan_cli.data.images import load_mnist_subset, load_torchvision
+
+    digits = load_mnist_subset() if source == "mnist_subset" else \
+        load_torchvision("mnist", root=root, download=download, split="train")
+    return StackedDigits(name, digits.images, digits.labels, digits.name, eval_samples)
+
+
+# Read by gan_cli.config.validate: the sources, and that batches are drawn
+# fresh (no fixed examples to pair).
+load_stacked.choices = {"source": SOURCES}
+load_stacked.streaming = True
