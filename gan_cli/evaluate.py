@@ -1,19 +1,18 @@
 """gan-eval: the eval/* metrics of any checkpoint, from the checkpoint alone
 (plus its data set and the cached classifier, trained first if missing)."""
 
-import argparse
 import json
 import re
 import sys
 from pathlib import Path
 
-from gan_cli.errors import UserError, reported
+from gan_cli.errors import OneLineParser, UserError, reported
 
 PER_CLASS = re.compile(r"^(.*)/(\d+)$")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+def parse_args(argv=None):
+    parser = OneLineParser(
         prog="gan-eval",
         description="Score a run's generator (checkpoints/last.pt) or a checkpoint file with the "
                     "same eval/* metrics a run logs.")
@@ -34,9 +33,10 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
     from omegaconf import OmegaConf
 
     from gan_cli.checkpoint import generator_from_checkpoint
-    from gan_cli.experiment import build, pick_device
+    from gan_cli.experiment import build
     from gan_cli.latent import evaluation_latent
     from gan_cli.metrics.scorer import make_scorer
+    from gan_cli.sample import pick_device
 
     config = state["config"]
     options = {"num_samples": 5000, "cache_dir": None, **(config.get("eval") or {}),
