@@ -43,7 +43,7 @@ class _FillsUp:
 @pytest.fixture(params=["python", "dev_full"])
 def full_disk(request, monkeypatch):
     """full_disk(name_part): from now on, writing any temporary file whose
-    name contains `name_part` fails with ENOSPC: after 1000 bytes from
+    name contains `name_part` fails with ENOSPC: after 64 bytes from
     Python's write ("python"), or from the kernel itself ("dev_full", the
     bytes going to /dev/full through a buffered file, as on a real disk)."""
     real_fdopen = os.fdopen
@@ -54,7 +54,7 @@ def full_disk(request, monkeypatch):
             if name_part not in Path(name).name or "w" not in mode:
                 return real_fdopen(fd, mode, *args, **kwargs)
             if request.param == "python":
-                return _FillsUp(real_fdopen(fd, mode, *args, **kwargs), room=1000)
+                return _FillsUp(real_fdopen(fd, mode, *args, **kwargs), room=64)
             os.close(fd)
             return open("/dev/full", "wb")
         monkeypatch.setattr(os, "fdopen", fdopen)
