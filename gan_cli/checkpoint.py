@@ -6,45 +6,24 @@ checkpoint can never run code.
 """
 
 import os
-import re
-import tempfile
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 
 from gan_cli.errors import UserError
+from gan_cli.files import atomic_write, fsync_dir
+from gan_cli.run_files import step_files, step_name, step_of
 
 FORMAT = "gan-cli/1"
 REQUIRED = ("format", "generator", "step", "config", "model_args")
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """torch.save, atomically: a full or read-only disk ends in
+    UserError("cannot write PATH: reason"), the file under `path` untouched
+    and no temporary file left."""
+    atomic_write(path, lambda file: torch.save(obj, file))
 
 
 class Checkpointer:
@@ -60,24 +39,28 @@ class Checkpointer:
         return self.folder / "last.pt"
 
     def save(self, state: dict, step: int, keep_step_file: bool) -> Path:
-        if not keep_step_file:
-            save_atomic(state, self.last)
-            return self.last
-        path = self.folder / f"step_{step}.pt"
-        save_atomic(state, path)
-        _replace_with_link(path, self.last)
+        """The newest state as step_<step>.pt (when kept) and last.pt. A write
+        that fails raises one line naming the file; the checkpoints already on
+        disk stay loadable, and nothing is pruned."""
+        kept = self.last.exists()
+        try:
+            if not keep_step_file:
+                save_atomic(state, self.last)
+                return self.last
+            path = self.folder / step_name(step, ".pt")
+            save_atomic(state, path)
+            _replace_with_link(path, self.last)
+        except UserError as error:
+            if not kept:
+                raise
+            raise UserError(f"{error}; last.pt still holds the previous checkpoint") from error
         self._prune()
         return path
 
     def _prune(self) -> None:
-        steps = sorted(self.folder.glob("step_*.pt"), key=_step_of)
+        steps = step_files(self.folder, ".pt")
         for old in steps[:-self.keep]:
             old.unlink(missing_ok=True)
-
-
-def _step_of(path: Path) -> int:
-    match = re.fullmatch(r"step_(\d+)\.pt", path.name)
-    return int(match.group(1)) if match else -1
 
 
 def _replace_with_link(source: Path, target: Path) -> None:
@@ -87,8 +70,9 @@ def _replace_with_link(source: Path, target: Path) -> None:
     try:
         os.link(source, tmp)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except OSError:                           # file systems without hard links
+        fsync_dir(target.parent)
+    except OSError:                           # file systems without hard links, a full folder
+        tmp.unlink(missing_ok=True)
         save_atomic(torch.load(source, weights_only=True), target)
 
 
@@ -116,6 +100,45 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
             or any(k not in state for k in REQUIRED):
         raise UserError(f"{file} is not a gan-cli checkpoint (a torch file, but not one this tool wrote)")
     return state
+
+
+def newest_readable(folder: str | os.PathLike, skip: str | os.PathLike | None = None) -> Path | None:
+    """The step_<N>.pt of highest N in `folder` that loads as a gan-cli
+    checkpoint (other than `skip`), or None. Each candidate is loaded in
+    full: a truncated file can still have an intact start."""
+    skipped = Path(skip).resolve() if skip is not None else None
+    for path in reversed(step_files(folder, ".pt")):
+        if path.resolve() == skipped:
+            continue
+        try:
+            load_checkpoint(path)
+        except UserError:
+            continue
+        return path
+    return None
+
+
+def load_resumable(path: str | os.PathLike, map_location="cpu") -> dict:
+    """load_checkpoint for resuming. When the file does not load, the one
+    line also names the newest readable step_<N>.pt beside it and the exact
+    resume=... that continues from it. It does not switch to that file by
+    itself: that would silently drop the steps after it (and their curves),
+    which the user should choose."""
+    try:
+        return load_checkpoint(path, map_location)
+    except UserError as error:
+        file = find_checkpoint(path)
+        raise UserError(f"cannot resume: {error}; {resume_hint(file.parent, skip=file)}") from error
+
+
+def resume_hint(folder: str | os.PathLike, skip: str | os.PathLike | None = None) -> str:
+    """What to resume from instead: the newest readable step file, or that there is none."""
+    found = newest_readable(folder, skip)
+    if found is None:
+        return (f"no readable step_<N>.pt in {Path(folder)} either: start afresh in another "
+                f"hydra.run.dir")
+    step = step_of(found)
+    return f"the newest readable checkpoint is step {step}: continue with resume={found.resolve()}"
 
 
 def build_models(config: dict, model_args: dict):

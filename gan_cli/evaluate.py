@@ -1,19 +1,18 @@
 """gan-eval: the eval/* metrics of any checkpoint, from the checkpoint alone
 (plus its data set and the cached classifier, trained first if missing)."""
 
-import argparse
 import json
 import re
 import sys
 from pathlib import Path
 
-from gan_cli.errors import UserError, reported
+from gan_cli.errors import OneLineParser, UserError, reported
 
 PER_CLASS = re.compile(r"^(.*)/(\d+)$")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+def parse_args(argv=None):
+    parser = OneLineParser(
         prog="gan-eval",
         description="Score a run's generator (checkpoints/last.pt) or a checkpoint file with the "
                     "same eval/* metrics a run logs.")
@@ -48,7 +47,7 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
     if cache_dir is not None:
         options["cache_dir"] = cache_dir
     cfg = OmegaConf.create({**config, "eval": options})
-    dev = pick_device(device)
+    dev = pick_device(device, key="--device")
     data = build(cfg.dataset)
     scorer = make_scorer(data, cfg, dev, say=None) if data.kind == "images" else None
     if scorer is None:

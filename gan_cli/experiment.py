@@ -25,12 +25,18 @@ from gan_cli.loop import Parts
 MAX_GRID_ROWS = 32          # classes a sample grid shows one row each
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, key: str = "device") -> torch.device:
+    """auto (CUDA when present), cpu, cuda or cuda:N; one line naming `key`
+    (the config key or command-line flag) for anything else."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device=cuda but no CUDA device is available; use device=auto or device=cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):          # torch.device("gpu"): not a device type
+        raise UserError(f"{key} must be cpu, cuda, cuda:N or auto, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{key}={name} but no CUDA device is available; use {key}=auto or {key}=cpu")
+    return device
 
 
 def build(node, **kwargs):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from gan_cli.errors import writing
+from gan_cli.files import atomic_write
 from gan_cli.run_log import log
 
 
@@ -69,6 +71,7 @@ class Monitor:
         from torch.utils.tensorboard import SummaryWriter   # late: heavy import
 
         self.run_dir = Path(run_dir)
+        self.events = self.run_dir / "tb"
         self.samples_dir = self.run_dir / "samples"
         # A resumed run drops the events an earlier process wrote after the
         # checkpoint it resumes from (steps > start_step): no duplicate points.
@@ -84,6 +87,10 @@ class Monitor:
 
     def scalars(self, step: int, values: dict[str, float], throughput: bool = True) -> float:
         """Log scalars plus throughput since the last call; returns steps/s."""
+        with writing(self.events):
+            return self._scalars(step, values, throughput)
+
+    def _scalars(self, step: int, values: dict[str, float], throughput: bool) -> float:
         self.logged.update(values)
         if not throughput:
             for key, value in values.items():
@@ -102,10 +109,10 @@ class Monitor:
         """image: [C, H, W] floats in [0, 1]; also written as samples/<file_name>."""
         from torchvision.utils import save_image
 
-        self.writer.add_image(tag, image, step)
-        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        with writing(self.events):
+            self.writer.add_image(tag, image, step)
         path = self.samples_dir / file_name
-        save_image(image, path)
+        atomic_write(path, lambda file: save_image(image, file, format="png"))
         return path
 
     def progress(self, step: int, values: dict[str, float], rate: float) -> None:
@@ -141,10 +148,11 @@ class Monitor:
                 tagged[tag] = float(value)
         params = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
                   for k, v in params.items() if v is not None}
-        writer = self.writer._get_file_writer()
-        for summary in hparams(params, tagged):
-            writer.add_summary(summary, step)
-        self.writer.flush()
+        with writing(self.events):
+            writer = self.writer._get_file_writer()
+            for summary in hparams(params, tagged):
+                writer.add_summary(summary, step)
+            self.writer.flush()
 
     def restart(self, step: int) -> None:
         """Continue from an earlier step (after a rollback): TensorBoard drops
@@ -163,7 +171,8 @@ class Monitor:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        self.writer.close()
+        with writing(self.events):
+            self.writer.close()
 
 
 def _duration(seconds: float) -> str:

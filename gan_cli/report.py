@@ -4,10 +4,10 @@ Every job folder of a multirun (one with .hydra/overrides.yaml and
 metrics.json) is read; jobs are grouped by each override key whose value
 differs between jobs, except `seed`, and each metric is shown as mean ± std
 over the group (the seeds). The table is printed and written as report.md
-and report.csv.
+and report.csv; --plot adds one picture of every job's curves (from its
+TensorBoard events) and last sample grid.
 """
 
-import argparse
 import csv
 import io
 import json
@@ -18,7 +18,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan_cli.errors import UserError, reported
+from gan_cli.config import parse_override
+from gan_cli.errors import OneLineParser, UserError, reported
+from gan_cli.files import atomic_write, write_text_atomic
+from gan_cli.run_files import step_files, step_of
 
 IGNORED_KEYS = {"seed", "run_dir", "resume", "resume_allow"}
 PER_CLASS = re.compile(r"/\d+$")
@@ -30,13 +33,6 @@ class Job:
     folder: Path
     overrides: dict[str, str]
     metrics: dict[str, float]
-
-
-def parse_override(text: str) -> tuple[str, str] | None:
-    key, sep, value = text.partition("=")
-    if not sep or key.startswith("~"):
-        return None
-    return key.lstrip("+"), value
 
 
 def find_jobs(folder: Path) -> tuple[list[Job], list[Path]]:
@@ -178,8 +174,144 @@ def build_table(jobs: list[Job], metrics: list[str] | None = None) -> Table:
     return Table(keys, metrics, rows, fixed, floor)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+# --- the plot ------------------------------------------------------------------
+PANEL_COLUMNS = 3            # curve panels per row
+IMAGE_COLUMNS = 6            # sample grids per row
+LINE_STYLES = ["-", "--", ":", "-."]      # the seeds of one group: one colour, these styles
+MARKED_POINTS = 30           # curves with at most this many points show each as a dot
+
+
+def read_curves(job_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
+    """{tag: (steps, values)} of every scalar in <job>/tb, as TensorBoard shows
+    them (a resumed run's purged points dropped); {} without events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = job_dir / "tb"
+    if not folder.is_dir():
+        return {}
+    # Scalars only: images and the HPARAMS record are not needed here.
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 1, "tensors": 1,
+                                                       "histograms": 1, "audio": 1})
+    acc.Reload()
+    curves = {}
+    for tag in acc.Tags()["scalars"]:
+        events = acc.Scalars(tag)
+        curves[tag] = ([e.step for e in events], [e.value for e in events])
+    return curves
+
+
+def last_sample(job_dir: Path) -> tuple[int, Path] | None:
+    """(N, samples/step_N.png) of the highest N, or None."""
+    found = step_files(job_dir / "samples", ".png")
+    return (step_of(found[-1]), found[-1]) if found else None
+
+
+def curve_tag(metric: str, tags) -> str | None:
+    """The TensorBoard tag of a metrics.json key: the same name, or the tag
+    it is the last part of (steps_per_sec is perf/steps_per_sec)."""
+    if metric in tags:
+        return metric
+    return next((t for t in sorted(tags) if t.endswith("/" + metric)), None)
+
+
+def job_labels(jobs: list[Job], keys: list[str]) -> list[str]:
+    """Each job's name in the legend: its swept values, with the seed when
+    seeds differ; the folder name when nothing tells them apart."""
+    seeds = {j.overrides.get("seed") for j in jobs}
+    shown = keys + (["seed"] if len(seeds) > 1 else [])
+    labels = [" ".join(f"{k}={j.overrides[k]}" for k in shown if k in j.overrides) for j in jobs]
+    if len(set(labels)) < len(labels) or not shown:
+        return [j.folder.name for j in jobs]
+    return labels
+
+
+def plot_report(jobs: list[Job], metrics: list[str]):
+    """A matplotlib Figure (Agg canvas, no pyplot): one panel per metric with
+    a curve per job that logged it, then each job's last sample grid. The
+    jobs of one group (same swept values) share a colour, one style per seed."""
+    import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from PIL import Image
+
+    keys, _ = swept_keys(jobs)
+    labels = job_labels(jobs, keys)
+    groups: dict[tuple, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(tuple(job.overrides.get(k, "") for k in keys), []).append(i)
+    palette = colormaps["tab10" if len(groups) <= 10 else "tab20"].colors
+    style = {}
+    for g, members in enumerate(groups.values()):
+        for n, i in enumerate(members):
+            style[i] = {"color": palette[g % len(palette)], "linestyle": LINE_STYLES[n % len(LINE_STYLES)]}
+
+    curves = [read_curves(job.folder) for job in jobs]
+    panels = []
+    for metric in metrics:
+        lines = [(i, curve_tag(metric, c)) for i, c in enumerate(curves)]
+        lines = [(i, tag) for i, tag in lines if tag]
+        if lines:
+            panels.append((metric, lines))
+    samples = [last_sample(job.folder) for job in jobs]
+    if not panels and not any(samples):
+        raise UserError("--plot: no TensorBoard curves (<job>/tb) or sample grids "
+                        "(<job>/samples/step_N.png) in any job")
+
+    columns = max(1, min(PANEL_COLUMNS, len(panels)))
+    curve_rows = -(-len(panels) // columns)
+    image_columns = max(1, min(IMAGE_COLUMNS, len(jobs)))
+    image_rows = -(-len(jobs) // image_columns)
+    fig = Figure(figsize=(max(4.5 * columns, 2.4 * image_columns), 3.2 * curve_rows + 2.8 * image_rows + 0.6))
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3.2 * curve_rows + 0.6, 2.8 * image_rows])
+    if panels:
+        axes = top.subplots(curve_rows, columns, squeeze=False).flatten()
+        for ax, (metric, lines) in zip(axes, panels):
+            for i, tag in lines:
+                steps, values = curves[i][tag]
+                # Markers where points are few: a lone evaluation is a dot, not nothing.
+                marker = "o" if len(steps) <= MARKED_POINTS else None
+                ax.plot(steps, values, label=labels[i], linewidth=1.2, marker=marker,
+                        markersize=3, **style[i])
+            ax.set_title(metric, fontsize=10)
+            ax.set_xlabel("step", fontsize=8)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+        for ax in axes[len(panels):]:
+            ax.set_axis_off()
+        handles = [Line2D([], [], **style[i]) for i in range(len(jobs))]
+        top.legend(handles, labels, loc="upper center", ncols=min(len(jobs), 4), fontsize=8,
+                   frameon=False)
+        top.subplots_adjust(top=0.82 if curve_rows == 1 else 0.9, hspace=0.5, wspace=0.3)
+    pictures = bottom.subplots(image_rows, image_columns, squeeze=False).flatten()
+    for ax in pictures:
+        ax.set_axis_off()
+    for ax, label, found in zip(pictures, labels, samples):
+        if found is None:
+            ax.set_title(f"{label}\n(no samples)", fontsize=8)
+            continue
+        step, path = found
+        with Image.open(path) as png:
+            image = np.asarray(png.convert("RGB"))
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(f"{label}\nstep {step}", fontsize=8)
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
+    """The figure as a PNG, written atomically (one line naming the file if
+    the disk refuses)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write(path, lambda file: file.write(buffer.getvalue()))
+
+
+def parse_args(argv=None):
+    parser = OneLineParser(
         prog="gan-report",
         description="Table of a sweep's final metrics (metrics.json of every job), grouped by "
                     "every swept key except seed, as mean ± std over seeds.")
@@ -188,6 +320,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "per-class ones)")
     parser.add_argument("--out", type=Path, help="folder for report.md and report.csv "
                         "(default: the multirun folder)")
+    parser.add_argument("--plot", nargs="?", const="", metavar="FILE",
+                        help="also draw every job's curves and last sample grid into one PNG "
+                             "(default FILE: report.png beside report.md)")
     return parser.parse_args(argv)
 
 
@@ -210,13 +345,17 @@ def main(argv=None) -> None:
                                 f"known: {', '.join(sorted(k for k in known if not PER_CLASS.search(k)))}")
         table = build_table(jobs, metrics)
         out = args.out or args.folder
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.md").write_text(table.markdown())
-        (out / "report.csv").write_text(table.csv())
+        figure = plot_report(jobs, table.metrics) if args.plot is not None else None
+        write_text_atomic(out / "report.md", table.markdown())
+        write_text_atomic(out / "report.csv", table.csv())
         print(table.text())
         skipped = f"; {len(unfinished)} unfinished job(s) skipped" if unfinished else ""
         print(f"\n{len(jobs)} job(s) in {len(table.rows)} group(s){skipped}; wrote "
               f"{out / 'report.md'} and {out / 'report.csv'}")
+        if figure is not None:
+            plot = Path(args.plot) if args.plot else out / "report.png"
+            save_figure(figure, plot)
+            print(f"wrote the curves and last sample grids of {len(jobs)} job(s) to {plot}")
 
 
 if __name__ == "__main__":

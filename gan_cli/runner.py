@@ -13,10 +13,12 @@ import torch
 from omegaconf import DictConfig
 
 from gan_cli import cuda_graphs
-from gan_cli.checkpoint import Checkpointer, find_checkpoint, load_checkpoint
+from gan_cli.checkpoint import Checkpointer, find_checkpoint, load_checkpoint, load_resumable
 from gan_cli.config import changed_keys, parse_override, validate
 from gan_cli.errors import UserError
 from gan_cli.experiment import Experiment
+from gan_cli.files import write_text_atomic
+from gan_cli.lock import RunLock
 from gan_cli.monitor import Meter, Monitor, run_hparams
 from gan_cli.run_files import step_name
 from gan_cli.run_log import log, logging_to
@@ -76,12 +78,24 @@ def _run_dir_of(checkpoint: Path) -> Path:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
+def _folder_written(cfg: DictConfig, run_dir: Path) -> Path:
+    """The folder this run writes: its own, or for resume=PATH that checkpoint's run."""
+    if cfg.resume in (False, None, "false", "", True, "true"):
+        return run_dir
+    return _run_dir_of(find_checkpoint(cfg.resume))
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train the run a config names (or continue one) and return its final metrics."""
     validate(cfg)
     run_dir = Path(cfg.run_dir)
+    with RunLock(_folder_written(cfg, run_dir)):
+        return _run(cfg, run_dir)
+
+
+def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     source = _resume_source(cfg, run_dir)
-    state = load_checkpoint(source) if source is not None else None
+    state = load_resumable(source) if source is not None else None
     exp = Experiment(cfg)
     if state is not None:
         run_dir = _run_dir_of(source)
@@ -168,9 +182,14 @@ class Session:
                 exp.evaluation.finish(self.run_dir)   # e.g. the toys' evolution.gif
             # HPARAMS tab: the run's settings against its final metrics.
             self.monitor.hparams(run_hparams(exp.cfg), self.final, self.steps)
-        finally:
-            self.monitor.close()
-        (self.run_dir / "metrics.json").write_text(json.dumps(self.final, indent=2) + "\n")
+        except BaseException:
+            try:                                   # the first failure is the one to report
+                self.monitor.close()
+            except Exception:
+                pass
+            raise
+        self.monitor.close()
+        write_text_atomic(self.run_dir / "metrics.json", json.dumps(self.final, indent=2) + "\n")
         return self.final
 
     # --- cadence -------------------------------------------------------------

@@ -1,36 +1,44 @@
 """gan-sample: draw from a trained generator, using its checkpoint alone."""
 
-import argparse
 import sys
 from pathlib import Path
 
-from gan_cli.errors import UserError, reported
+from gan_cli.errors import OneLineParser, UserError, os_reason, reported, writing
+
+PNG_BATCH = 256          # images generated at a time for --png-dir: memory stays flat for 50,000
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+def parse_args(argv=None):
+    parser = OneLineParser(
         prog="gan-sample",
         description="Draw samples from a run's generator (checkpoints/last.pt) or a checkpoint file.")
     parser.add_argument("path", help="a run dir (uses checkpoints/last.pt) or a checkpoint .pt file")
     parser.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
     parser.add_argument("--out", type=Path, help="write samples (and labels) to this .npz")
     parser.add_argument("--grid", type=Path, help="write a picture of the samples to this .png")
+    parser.add_argument("--png-dir", type=Path,
+                        help="write each sample as its own 8-bit PNG into this new (or empty) "
+                             "folder, e.g. for clean-fid or torch-fidelity")
     parser.add_argument("--label", type=int, help="conditional models: draw only this class")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     return parser.parse_args(argv)
 
 
-def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device: str = "cpu"):
-    """(samples [N, *shape] float32 in the data's [-1, 1] scale, labels [N] or None)."""
+def draw_batches(state: dict, num: int, label: int | None = None, seed: int = 0,
+                 device: str = "cpu", batch: int | None = None):
+    """An iterator of (samples [n, *shape] float32 on the CPU in the data's [-1, 1]
+    scale, labels [n] or None) for `num` samples, `batch` at a time (all at
+    once by default). The noise is drawn for all `num` first, so the samples
+    are those of one draw whatever the batch."""
     import torch
 
     from gan_cli.checkpoint import generator_from_checkpoint
+    from gan_cli.experiment import pick_device
     from gan_cli.latent import Latent
     from gan_cli.models.inference import generate
-    from gan_cli.experiment import pick_device
 
-    dev = pick_device(device)
+    dev = pick_device(device, key="--device")
     G = generator_from_checkpoint(state, dev)
     latent_cfg = state["config"]["latent"]
     z = Latent(latent_cfg["dim"], latent_cfg["distribution"], dev, seed, portable=True).sample(num)
@@ -45,8 +53,75 @@ def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device:
             raise UserError(f"--label must be a class from 0 to {classes - 1}, got {label}")
     elif label is not None:
         raise UserError("--label needs a conditional model (e.g. objective=cgan); this one has no classes")
-    samples = generate(G, z, labels).cpu()
-    return samples, None if labels is None else labels.cpu()
+    batch = batch or num
+
+    def batches():                     # the checks above run now, before anything is written
+        for start in range(0, num, batch):
+            part = slice(start, start + batch)
+            y = None if labels is None else labels[part]
+            yield generate(G, z[part], y).cpu(), None if y is None else y.cpu()
+    return batches()
+
+
+def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device: str = "cpu"):
+    """(samples [N, *shape] float32 in the data's [-1, 1] scale, labels [N] or None)."""
+    [(samples, labels)] = draw_batches(state, num, label, seed, device)
+    return samples, labels
+
+
+def to_pixels(samples):
+    """[N, C, H, W] floats in [-1, 1] -> uint8 [N, H, W, C], rounded exactly as
+    the run's sample grids are: (x + 1) / 2 clamped to [0, 1], then
+    torchvision's save_image: * 255 + 0.5, clamped, truncated to uint8."""
+    import torch
+
+    unit = ((samples + 1) / 2).clamp(0, 1)
+    return unit.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def png_name(index: int, label: int | None, digits: int) -> str:
+    """000123.png, or 000123_class7.png for a conditional model's class 7."""
+    return f"{index:0{digits}d}" + ("" if label is None else f"_class{label}") + ".png"
+
+
+def check_png_dir(folder: Path, data_shape) -> None:
+    """--png-dir never overwrites: a new folder, or an empty one; and only
+    image samples (1 or 3 channels) make PNGs."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--png-dir {folder} is a file, not a folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise UserError(f"--png-dir {folder} already exists and is not empty; gan-sample never "
+                        f"overwrites: give a new or empty folder")
+    shape = list(data_shape)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise UserError(f"--png-dir writes images of 1 or 3 channels; this model's samples have "
+                        f"shape {shape}")
+
+
+def write_pngs(batches, folder: Path, num: int) -> int:
+    """One 8-bit PNG per sample (grey for 1 channel, RGB for 3) from
+    draw_batches' output; returns how many were written. A failed write
+    removes its partial file and raises one line naming it."""
+    from PIL import Image
+
+    digits = max(6, len(str(num - 1)))
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    index = 0
+    for samples, labels in batches:
+        pixels = to_pixels(samples)
+        for i, image in enumerate(pixels):
+            label = None if labels is None else int(labels[i])
+            path = folder / png_name(index, label, digits)
+            picture = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+            try:
+                picture.save(path, format="PNG")
+            except OSError as error:
+                path.unlink(missing_ok=True)     # no half-written image among the good ones
+                raise UserError(f"cannot write {path}: {os_reason(error)} ({index} of {num} "
+                                f"written)") from error
+            index += 1
+    return index
 
 
 def main(argv=None) -> None:
@@ -57,26 +132,55 @@ def main(argv=None) -> None:
         from gan_cli.checkpoint import load_checkpoint
 
         state = load_checkpoint(args.path)
-        samples, labels = draw(state, args.num, args.label, args.seed, args.device)
-        out = args.out if args.out or args.grid else Path("samples.npz")
-        if out:
-            import numpy as np
+        if args.png_dir:
+            check_png_dir(args.png_dir, state["model_args"]["data_shape"])
+        out = args.out if args.out or args.grid or args.png_dir else Path("samples.npz")
+        keep_all = bool(out or args.grid)
+        batches = draw_batches(state, args.num, args.label, args.seed, args.device,
+                               batch=PNG_BATCH if args.png_dir else None)
+        kept = []
+        if args.png_dir:
+            written = write_pngs(_keeping(batches, kept if keep_all else None), args.png_dir,
+                                 args.num)
+            print(f"wrote {written} PNG files to {args.png_dir}")
+        else:
+            kept = list(batches)
+        if keep_all:
+            write_arrays(kept, out, args.grid)
 
-            arrays = {"samples": samples.numpy().astype("float32")}
-            if labels is not None:
-                arrays["labels"] = labels.numpy().astype("int64")
+
+def _keeping(batches, kept: list | None):
+    """Pass batches on, keeping a copy when --out or --grid need them all."""
+    for item in batches:
+        if kept is not None:
+            kept.append(item)
+        yield item
+
+
+def write_arrays(batches: list, out: Path | None, grid: Path | None) -> None:
+    """--out's .npz and --grid's picture from all the samples."""
+    import numpy as np
+    import torch
+
+    samples = torch.cat([s for s, _ in batches])
+    labels = None if batches[0][1] is None else torch.cat([y for _, y in batches])
+    if out:
+        arrays = {"samples": samples.numpy().astype("float32")}
+        if labels is not None:
+            arrays["labels"] = labels.numpy().astype("int64")
+        with writing(out):
             out.parent.mkdir(parents=True, exist_ok=True)
             np.savez(out, **arrays)
-            print(f"wrote {len(samples)} samples {list(samples.shape[1:])} to {out}")
-        if args.grid:
-            from torchvision.utils import save_image
+        print(f"wrote {len(samples)} samples {list(samples.shape[1:])} to {out}")
+    if grid:
+        from torchvision.utils import save_image
 
-            if samples.dim() != 4:
-                raise UserError("--grid draws images; this model's samples are not images")
-            args.grid.parent.mkdir(parents=True, exist_ok=True)
-            columns = grid_columns(len(samples), labels)
-            save_image((samples + 1) / 2, args.grid, nrow=columns, padding=2)
-            print(f"wrote a grid of {len(samples)} samples to {args.grid}")
+        if samples.dim() != 4:
+            raise UserError("--grid draws images; this model's samples are not images")
+        with writing(grid):
+            grid.parent.mkdir(parents=True, exist_ok=True)
+            save_image((samples + 1) / 2, grid, nrow=grid_columns(len(samples), labels), padding=2)
+        print(f"wrote a grid of {len(samples)} samples to {grid}")
 
 
 def grid_columns(num: int, labels) -> int:

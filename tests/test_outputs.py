@@ -124,3 +124,85 @@ def test_meter_sums_bf16_losses_in_fp32_and_continues_restored_sums():
     mean = restored.means()["loss/d"]
     assert mean == pytest.approx(float(torch.tensor(0.1, dtype=torch.bfloat16)), rel=1e-5)
     assert restored.means() == {}
+
+
+def _png_pixels(path) -> np.ndarray:
+    with Image.open(path) as png:
+        return np.asarray(png)
+
+
+@pytest.mark.parametrize("batch", [256, 5])
+def test_gan_sample_png_dir_writes_one_8_bit_png_per_sample(make_cfg, tmp_path, monkeypatch, batch):
+    import gan_cli.sample
+    from torchvision.utils import save_image
+
+    monkeypatch.setattr(gan_cli.sample, "PNG_BATCH", batch)    # 5: the samples come in 5 batches
+    monkeypatch.chdir(tmp_path)
+    cfg = make_cfg("objective=cgan", "train.steps=5")
+    run(cfg)
+    folder = tmp_path / "pngs"
+    sample_main([cfg.run_dir, "--png-dir", str(folder), "--num", "23", "--seed", "4"])
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [f"{i:06d}_class{i % 10}.png" for i in range(23)]
+    assert not (tmp_path / "samples.npz").exists()            # only what was asked for
+    samples, labels = draw(load_checkpoint(cfg.run_dir), 23, seed=4)
+    expected = np.floor(np.clip((samples.numpy()[:, 0] + 1) / 2, 0, 1) * 255 + 0.5).astype(np.uint8)
+    assert len(np.unique(expected)) > 20                      # real images, not a constant
+    for i, name in enumerate(names):
+        with Image.open(folder / name) as png:
+            assert (png.mode, png.size) == ("L", (8, 8))
+        pixels = _png_pixels(folder / name)
+        assert np.array_equal(pixels, expected[i]), name
+        # The same bytes the run's grids get from the same image.
+        single = tmp_path / "single.png"
+        save_image(((samples[i:i + 1] + 1) / 2).clamp(0, 1), single, padding=0)
+        assert np.array_equal(_png_pixels(single)[..., 0], pixels)
+
+
+def test_gan_sample_png_dir_unconditional_names_and_refusals(make_cfg, tmp_path, capsys):
+    cfg = make_cfg("objective=gan", "train.steps=2")
+    run(cfg)
+    folder = tmp_path / "pngs"
+    sample_main([cfg.run_dir, "--png-dir", str(folder), "--num", "3"])
+    assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    toy = make_cfg("dataset=ring8", "objective=gan", "train.steps=2", tiny=False)
+    run(toy)
+    capsys.readouterr()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    cases = [
+        ([cfg.run_dir, "--png-dir", str(folder)], "already exists and is not empty"),
+        ([cfg.run_dir, "--png-dir", str(a_file)], "is a file, not a folder"),
+        ([toy.run_dir, "--png-dir", str(tmp_path / "toy")], "writes images of 1 or 3 channels"),
+        ([cfg.run_dir, "--num", "many"], "argument --num: invalid int value: 'many'"),
+        ([cfg.run_dir, "--device", "gpu"], "--device must be cpu, cuda, cuda:N or auto"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            sample_main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gan-sample: error:") and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    assert not (tmp_path / "toy").exists()
+
+
+def test_gan_eval_bad_input_gets_one_line(make_cfg, tmp_path, capsys):
+    from gan_cli.evaluate import main as eval_main
+
+    cfg = make_cfg("objective=gan", "train.steps=2", "eval.classifier=off")
+    run(cfg)
+    capsys.readouterr()
+    cases = [
+        ([str(tmp_path / "nope")], "no such run dir or checkpoint"),
+        ([cfg.run_dir, "--num-samples", "1"], "--num-samples must be >= 2"),
+        ([cfg.run_dir, "--num-samples", "x"], "argument --num-samples: invalid int value"),
+        ([cfg.run_dir, "--device", "gpu"], "--device must be cpu, cuda, cuda:N or auto"),
+        ([], "the following arguments are required: path"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            eval_main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gan-eval: error:") and message in err and err.count("\n") == 1
