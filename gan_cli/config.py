@@ -109,6 +109,12 @@ def validate(cfg: DictConfig) -> None:
         _whole(cfg, f"train.{key}", 1)
     if cfg.train.cpu_threads != "auto":
         _whole(cfg, "train.cpu_threads", 1)
+    from gan_cli.models.augment import POLICIES
+
+    augment = _get(cfg, "train.augment")
+    if not OmegaConf.is_list(augment) or any(a not in POLICIES for a in augment):
+        raise UserError(f"train.augment must be a list from {', '.join(POLICIES)}, got "
+                        f"{OmegaConf.to_container(augment) if OmegaConf.is_config(augment) else augment!r}")
     _one_of(cfg, "train.precision", PRECISIONS)
     _one_of(cfg, "train.channels_last", ("auto", True, False))
     for net in ("g", "d"):

@@ -20,6 +20,7 @@ from gan_cli.errors import UserError, user_error_in
 from gan_cli.evaluation import Evaluation
 from gan_cli.latent import Latent, evaluation_latent
 from gan_cli.loop import Parts
+from gan_cli.models.augment import DiffAugment
 
 
 MAX_GRID_ROWS = 32          # classes a sample grid shows one row each
@@ -76,6 +77,11 @@ class Experiment:
                 accel.compile_step(opt)
         sampler = data.sampler(cfg.train.batch_size, device, seed=cfg.seed)
         latent = Latent(cfg.latent.dim, cfg.latent.distribution, device, seed=cfg.seed + 1)
+        if cfg.train.augment:
+            if len(data.shape) != 3:
+                raise UserError(f"train.augment transforms images; dataset {data.name} gives "
+                                f"points of shape {list(data.shape)}: leave train.augment=[]")
+            D.augment = DiffAugment(cfg.train.augment, latent.generator)
         objective.setup(data, latent)
         self.parts = Parts(G, D, opt_g, opt_d, objective, sampler, latent,
                            accel.autocast(cfg.train.precision, device))

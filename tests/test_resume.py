@@ -63,14 +63,17 @@ def _assert_same(a, b, where="checkpoint"):
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-@pytest.mark.parametrize("objective,dataset", [("gan", "digits"), ("wgan_gp", "ring8")])
-def test_the_whole_checkpoint_does_not_depend_on_where_a_run_stopped(make_cfg, objective, dataset):
+@pytest.mark.parametrize("objective,dataset,extra", [
+    ("gan", "digits", []), ("wgan_gp", "ring8", []),
+    ("hinge", "digits", ["train.augment=[color,translation,cutout]"])])
+def test_the_whole_checkpoint_does_not_depend_on_where_a_run_stopped(make_cfg, objective, dataset,
+                                                                     extra):
     # The half run ends at step 10, so it evaluates and draws a picture there
     # (and, on digits, trains the scoring classifier) before its checkpoint;
     # the straight run does neither at 10. The checkpoints at 20 must still be
     # the same, process-wide random states included.
     cadence = ["seed=1", "train.log_every=5", "train.checkpoint_every=5", "train.sample_every=20",
-               "train.eval_every=20", f"objective={objective}", f"dataset={dataset}"]
+               "train.eval_every=20", f"objective={objective}", f"dataset={dataset}", *extra]
     if dataset != "digits":
         cadence += ["model.g_hidden=[16]", "model.d_hidden=[16]", "dataset.eval_points=200"]
     straight = make_cfg(*cadence, "train.steps=20")

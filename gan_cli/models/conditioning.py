@@ -54,8 +54,13 @@ class Discriminator(nn.Module):
         # must stay apart so each is normalised by its own statistics.
         self.joint_batches = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                      for m in net.modules())
+        # train.augment: a callable applied to every image D judges while it
+        # trains (models/augment.py); pictures, in eval mode, see plain images.
+        self.augment = None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.augment is not None and self.training:
+            x = self.augment(x)
         if self.image_input:
             h = join_onehot_planes(x, y, self.num_classes)
         else:
