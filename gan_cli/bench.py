@@ -242,6 +242,10 @@ def startup_seconds(repeats: int = 5) -> dict[str, float]:
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--quality" in argv:                     # quality against time: its own options
+        from gan_cli.quality import main as quality_main
+        return quality_main([a for a in argv if a != "--quality"])
     parser = argparse.ArgumentParser(prog="gan-bench", description=__doc__)
     parser.add_argument("--steps", type=int, default=30, help="timed generator steps per config")
     parser.add_argument("--warmup", type=int, default=5, help="untimed generator steps first")
@@ -258,6 +262,8 @@ def main(argv=None) -> None:
     parser.add_argument("--startup", type=int, nargs="?", const=5, default=0, metavar="REPEATS",
                         help="also time gan-train start-up, best of REPEATS (default 5) runs")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--quality", action="store_true",
+                        help="instead: sample quality against training time (gan-bench --quality -h)")
     args = parser.parse_args(argv)
     names = [n for n in args.configs.split(",") if n]
     unknown = [n for n in names if n not in CONFIGS]
