@@ -17,7 +17,8 @@ def test_groups_ship_inside_the_package():
     assert options("objective") == ["cgan", "fgan", "gan", "hinge", "lsgan", "mse", "wgan", "wgan_gp"]
     assert options("model") == ["dcgan", "linear", "mlp", "toy_mlp"]
     assert options("dataset") == ["cifar10", "circles", "digits", "fashion_mnist", "grid25",
-                                  "image_folder", "mnist", "mnist_subset", "moons", "ring8", "spiral"]
+                                  "image_folder", "mnist", "mnist_subset", "moons", "ring8", "spiral",
+                                  "stacked_mnist"]
     assert options("optimizer") == ["adam", "adam_gp", "rmsprop", "sgd"]
 
 
