@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,22 @@ def run_cli(name: str, *args, cwd, timeout=300) -> subprocess.CompletedProcess:
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(gan_cli_command(name) + [str(a) for a in args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_gan_train(tmp_path, *overrides) -> subprocess.Popen:
+    """gan-train on TINY plus `overrides`, running in the background."""
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(gan_cli_command("gan-train") + TINY + list(overrides), cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Until `path` exists; fails if the process ends first or time runs out."""
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
 
 
 def tensorboard_events(run_dir):

@@ -1,16 +1,13 @@
 """Runs that survive: bit-exact resume, refusals, signals, non-finite losses."""
 
-import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, gan_cli_command, run_cli
+from conftest import TINY, run_cli, start_gan_train, wait_for
 from gan_cli.checkpoint import load_checkpoint
 from gan_cli.errors import UserError
 from gan_cli.runner import run
@@ -154,26 +151,12 @@ def test_rollback_reloads_lowers_the_learning_rate_and_finishes(make_cfg, monkey
     assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(cfg.optimizer.lr * 0.25)
 
 
-def _start(tmp_path, *extra):
-    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(gan_cli_command("gan-train") + TINY + list(extra), cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(path: Path, process, timeout=120):
-    deadline = time.time() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-
-
 def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
     run_dir = tmp_path / "run"
     args = ["train.steps=100000", "train.checkpoint_every=5", "train.log_every=5",
             f"hydra.run.dir={run_dir}"]
-    process = _start(tmp_path, *args)
-    _wait_for(run_dir / "checkpoints" / "step_15.pt", process)
+    process = start_gan_train(tmp_path, *args)
+    wait_for(run_dir / "checkpoints" / "step_15.pt", process)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     state = load_checkpoint(run_dir)
@@ -186,9 +169,9 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
 
 def test_sigint_checkpoints_says_how_to_resume_and_exits_nonzero(tmp_path):
     run_dir = tmp_path / "run"
-    process = _start(tmp_path, "train.steps=100000", "train.checkpoint_every=5",
+    process = start_gan_train(tmp_path, "train.steps=100000", "train.checkpoint_every=5",
                      f"hydra.run.dir={run_dir}")
-    _wait_for(run_dir / "checkpoints" / "step_5.pt", process)
+    wait_for(run_dir / "checkpoints" / "step_5.pt", process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGINT

@@ -3,13 +3,11 @@ file: what gan-train itself does."""
 
 import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import TINY, gan_cli_command, run_cli
+from conftest import TINY, run_cli, start_gan_train, wait_for
 from gan_cli.checkpoint import load_checkpoint
 from gan_cli.errors import UserError
 from gan_cli.lock import LOCK_NAME
@@ -17,27 +15,13 @@ from gan_cli.runner import run
 from test_run_safety import full_disk  # noqa: F401  (fixture)
 
 
-def _start(tmp_path, *extra):
-    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(gan_cli_command("gan-train") + TINY + list(extra), cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(path: Path, process, timeout=120):
-    deadline = time.time() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.time() < deadline, f"{path} did not appear"
-        time.sleep(0.05)
-
-
 def test_a_live_run_refuses_a_second_writer_and_a_killed_one_is_taken_over(tmp_path, make_cfg,
                                                                             capsys):
     run_dir = tmp_path / "run"
-    process = _start(tmp_path, "train.steps=100000", "train.checkpoint_every=5",
+    process = start_gan_train(tmp_path, "train.steps=100000", "train.checkpoint_every=5",
                      f"hydra.run.dir={run_dir}")
     try:
-        _wait_for(run_dir / "checkpoints" / "step_5.pt", process)
+        wait_for(run_dir / "checkpoints" / "step_5.pt", process)
         with pytest.raises(UserError, match=f"{run_dir} is in use by pid {process.pid} on "):
             run(make_cfg("resume=true", f"run_dir={run_dir}"))
         last = run_dir / "checkpoints" / "last.pt"          # (step files are pruned as it runs)
@@ -85,10 +69,10 @@ def test_a_full_disk_for_other_files_is_one_line(make_cfg, full_disk, capsys, na
 
 def test_gan_train_cli_refuses_a_folder_in_use(tmp_path):
     run_dir = tmp_path / "run"
-    process = _start(tmp_path, "train.steps=100000", "train.checkpoint_every=5",
+    process = start_gan_train(tmp_path, "train.steps=100000", "train.checkpoint_every=5",
                      f"hydra.run.dir={run_dir}")
     try:
-        _wait_for(run_dir / "checkpoints" / "step_5.pt", process)
+        wait_for(run_dir / "checkpoints" / "step_5.pt", process)
         done = run_cli("gan-train", *TINY, f"hydra.run.dir={run_dir}", "resume=true", cwd=tmp_path)
     finally:
         process.send_signal(signal.SIGKILL)
