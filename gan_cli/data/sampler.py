@@ -68,3 +68,25 @@ class TensorSampler:
         self.generator.set_state(state["generator"])
         self.order = state["order"]
         self.position = int(state["position"])
+
+
+class DrawSampler:
+    """Fresh examples every batch from `draw(n, generator) -> (x, y)` (2D toys,
+    stacked digits), `scale` applied to x. The seeded generator is its whole
+    state, so a resumed run draws exactly the batches an uninterrupted one would."""
+
+    def __init__(self, draw, batch_size: int, device: torch.device, seed: int, scale=None):
+        self.draw, self.scale = draw, scale
+        self.batch_size = batch_size
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.index = torch.arange(batch_size, device=device)
+
+    def next(self) -> Batch:
+        x, y = self.draw(self.batch_size, self.generator)
+        return Batch(x if self.scale is None else self.scale(x), y, self.index)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])

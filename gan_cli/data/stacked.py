@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gan_cli.data.sampler import Batch, to_unit_range
+from gan_cli.data.sampler import DrawSampler, to_unit_range
 
 DIGITS = 3                                 # channels, and digits in the label
 
@@ -49,28 +49,8 @@ class StackedDigits:
             cache[what, device] = getattr(self, what).to(device)
         return cache[what, device]
 
-    def sampler(self, batch_size: int, device: torch.device, seed: int) -> "StackedSampler":
-        return StackedSampler(self, batch_size, device, seed)
-
-
-class StackedSampler:
-    """Fresh stacks every batch; the seeded generator is its whole state."""
-
-    def __init__(self, data: StackedDigits, batch_size: int, device: torch.device, seed: int):
-        self.data = data
-        self.batch_size = batch_size
-        self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.index = torch.arange(batch_size, device=device)
-
-    def next(self) -> Batch:
-        images, numbers = self.data.draw(self.batch_size, self.generator)
-        return Batch(to_unit_range(images), numbers, self.index)
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+    def sampler(self, batch_size: int, device: torch.device, seed: int) -> DrawSampler:
+        return DrawSampler(self.draw, batch_size, device, seed, scale=to_unit_range)
 
 
 SOURCES = ("mnist_subset", "mnist")

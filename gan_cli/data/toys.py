@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gan_cli.data.sampler import Batch
+from gan_cli.data.sampler import DrawSampler
 
 MIXTURES = ("ring8", "grid25")
 SHAPES = ("spiral", "moons", "circles")
@@ -99,29 +99,8 @@ class ToySet:
             cache[device] = self.centres.to(device)
         return cache[device]
 
-    def sampler(self, batch_size: int, device: torch.device, seed: int) -> "ToySampler":
-        return ToySampler(self, batch_size, device, seed)
-
-
-class ToySampler:
-    """Fresh points every batch. The seeded generator is its whole state, so a
-    resumed run draws exactly the batches an uninterrupted one would."""
-
-    def __init__(self, toy: ToySet, batch_size: int, device: torch.device, seed: int):
-        self.toy = toy
-        self.batch_size = batch_size
-        self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.index = torch.arange(batch_size, device=device)
-
-    def next(self) -> Batch:
-        x, y = self.toy.draw(self.batch_size, self.generator)
-        return Batch(x, y, self.index)
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+    def sampler(self, batch_size: int, device: torch.device, seed: int) -> DrawSampler:
+        return DrawSampler(self.draw, batch_size, device, seed)
 
 
 def load_toy(name: str, std: float, arrows: int = 0, eval_points: int = 2_500) -> ToySet:
