@@ -11,12 +11,13 @@ from gan_cli.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_POLICIES = ("stop", "rollback")
-# Keys that may differ when a run is resumed: where and how long it runs, how
-# often it reports, and what is measured (evaluation and pictures draw from
-# their own generators, so none of these changes what is trained).
+# Keys that may differ when a run is resumed: where, how long and on how many
+# processes it runs, how often it reports, and what is measured (evaluation and
+# pictures draw from their own generators, so none of these changes what is trained).
 RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps", "eval",
                      "train.cuda_graphs", "train.log_every", "train.sample_every",
-                     "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints")
+                     "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
+                     "distributed")
 EVAL_CLASSIFIER = ("auto", "off")
 LATENT_DISTRIBUTIONS = ("normal", "uniform")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -122,6 +123,9 @@ def validate(cfg: DictConfig) -> None:
         _whole(cfg, "eval.num_samples", 2)      # a covariance needs two images
     _one_of(cfg, "train.cuda_graphs", ("auto", True, False))
     _one_of(cfg, "device", DEVICES)
+    if "distributed" in cfg:
+        _whole(cfg, "distributed.timeout_s", 1)
+        _one_of(cfg, "distributed.sync_batch_norm", (True, False))
     _component_values(cfg)
     _combinations(cfg)
 
