@@ -171,11 +171,21 @@ def _combinations(cfg: DictConfig) -> None:
     if o.get("pairing") == "fixed" and getattr(target_of(d), "streaming", False):
         raise UserError(f"dataset={d.name} draws fresh points every batch, so there are no "
                         f"fixed examples to pair; use objective.pairing=resample")
+    if cfg.get("distributed") and cfg.distributed.get("sync_batch_norm") and not _cuda_run(cfg.device):
+        raise UserError("distributed.sync_batch_norm=true needs CUDA (SyncBatchNorm does not "
+                        "run on CPU); leave it false on a CPU run")
     batch_norm_critic = _has(cfg, "model.d_norm") and _get(cfg, "model.d_norm") in (True, "batch")
     if batch_norm_critic and not getattr(target_of(o), "critic_batch_norm", True):
         raise UserError(f"objective={o.name} needs a critic without batch norm (its penalty "
                         f"is per sample); add model.d_norm=layer (or none), as "
                         f"experiment=wgan_gp_mnist does")
+
+
+def _cuda_run(device: str) -> bool:
+    if device == "auto":
+        import torch                # late: only this check needs it
+        return torch.cuda.is_available()
+    return device == "cuda"
 
 
 def _flatten(tree, prefix: str = "") -> dict:

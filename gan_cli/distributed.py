@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import inspect
 import os
+import re
 import socket
 import subprocess
 from datetime import timedelta
@@ -41,67 +42,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gan_cli.data.sampler import Batch
 from gan_cli.errors import UserError
+from gan_cli.launch import PeerLost, Place, everywhere, place
 from gan_cli.run_log import log
 
 DEFAULT_TIMEOUT_S = 1800
 # Newer torch names broadcast_buffers forward_sync_buffers (buffers then still
 # start alike, broadcast once at construction).
 _HAS_FORWARD_SYNC = "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
-
-
-@dataclasses.dataclass(frozen=True)
-class Place:
-    """Where this process sits in its run, as its launcher says."""
-    rank: int = 0
-    size: int = 1
-    local_rank: int = 0
-    local_size: int = 1
-    launcher: str = ""              # "torchrun" (or any env:// launcher), "slurm", "" alone
-
-
-def place() -> Place:
-    """torchrun's RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE, else the
-    tasks of a SLURM step (srun, which submitit uses): SLURM_PROCID,
-    SLURM_STEP_NUM_TASKS, SLURM_LOCALID. A SLURM batch script itself (one
-    process, however many tasks it asked for) is a single process."""
-    env = os.environ
-    if "RANK" in env and "WORLD_SIZE" in env:
-        size = int(env["WORLD_SIZE"])
-        return Place(int(env["RANK"]), size, int(env.get("LOCAL_RANK", 0)),
-                     int(env.get("LOCAL_WORLD_SIZE", size)), "torchrun")
-    tasks = int(env.get("SLURM_STEP_NUM_TASKS", "1") or 1)
-    if tasks > 1:
-        return Place(int(env.get("SLURM_PROCID", 0)), tasks, int(env.get("SLURM_LOCALID", 0)),
-                     tasks, "slurm")
-    return Place()
-
-
-def follower_overrides() -> list[str]:
-    """Extra Hydra overrides for a process other than rank 0 of a torchrun
-    launch, so it creates no run folder of its own: it runs in the launch
-    folder, writes no .hydra/ files and opens no train.log (rank 0 tells it
-    its run folder once the processes have met). Empty otherwise."""
-    where = place()
-    if where.size == 1 or where.rank == 0:
-        return []
-    return ["hydra.run.dir=.", "hydra.output_subdir=null", "~hydra.job_logging.handlers.file",
-            "hydra.job_logging.root.handlers=[console]"]
-
-
-class PeerLost(UserError):
-    """A collective failed: another process of the run stopped or failed."""
-
-
-def everywhere(error: BaseException) -> BaseException:
-    """Mark an error that every process raises alike, so that only rank 0
-    reports it (gan_cli.train) and the processes leave together."""
-    error.everywhere = True
-    return error
-
-
-def echoed(error: BaseException) -> bool:
-    """True on ranks other than 0 for an error rank 0 reports for all."""
-    return bool(getattr(error, "everywhere", False)) and place().rank != 0
 
 
 def _to_cpu(tree):
@@ -398,14 +345,14 @@ def session(cfg):
     options = cfg.get("distributed") or {}
     timeout = timedelta(seconds=int(options.get("timeout_s", DEFAULT_TIMEOUT_S)))
     sync_bn = bool(options.get("sync_batch_norm", False))
-    device = pick_device(cfg.device)
-    if sync_bn and device.type != "cuda":
-        raise everywhere(UserError("distributed.sync_batch_norm=true needs CUDA (SyncBatchNorm "
-                                   "does not run on CPU); leave it false"))
+    try:                                       # the same answer in every process
+        device = pick_device(cfg.device)
+        if device.type == "cuda":
+            _pick_gpu(where)
+    except UserError as error:
+        raise everywhere(error) from None
     if where.launcher == "slurm":
         _slurm_rendezvous(where)
-    if device.type == "cuda":
-        _pick_gpu(where)
     backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
     try:
         dist.init_process_group(backend, timeout=timeout, rank=where.rank, world_size=where.size)
@@ -426,9 +373,9 @@ def session(cfg):
     except BaseException as exc:
         agreed_end = getattr(exc, "everywhere", False)
         if _collective_failed(exc):
+            said = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [""])[0])  # no source path
             raise PeerLost(f"rank {where.rank}: lost the other processes of this run (one of them "
-                           f"stopped or failed; its output says why): "
-                           f"{str(exc).strip().splitlines()[0][:200]}") from None
+                           f"stopped or failed; its output says why): {said[:160]}") from None
         raise
     finally:
         _world = World()

@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from gan_cli import cuda_graphs, distributed
+from gan_cli.launch import everywhere, relaunch_command
 from gan_cli.checkpoint import Checkpointer, find_checkpoint, load_checkpoint
 from gan_cli.config import changed_keys, parse_override, validate
 from gan_cli.errors import UserError
@@ -95,13 +96,13 @@ def _run(cfg: DictConfig, world: distributed.World) -> dict[str, float]:
         run_dir = _run_dir_of(source)
         changed = changed_keys(state["config"], exp.resolved_config, allowed=list(cfg.resume_allow))
         if changed:
-            raise distributed.everywhere(UserError(
+            raise everywhere(UserError(
                 f"cannot resume {source}: the config differs in {', '.join(changed)}; "
                 f"restore them, or allow with resume_allow=[{','.join(changed)}]"))
     start = exp.restore(state) if state else 0
     steps = 0 if exp.objective.closed_form else cfg.train.steps
     if start > steps:
-        raise distributed.everywhere(UserError(
+        raise everywhere(UserError(
             f"the checkpoint is at step {start}, past train.steps={steps}"))
     logs = logging_to(run_dir) if world.writes else contextlib.nullcontext()   # rank 0's train.log
     with logs, cpu_threads(cfg.train.cpu_threads, exp):
@@ -268,7 +269,8 @@ class Session:
         name = signal.Signals(self.stop.signum).name
         raise Interrupted(self.stop.signum,
                           f"{name}: stopped after step {step}; checkpoint {path}. Continue with: "
-                          f"gan-train {_overrides()} hydra.run.dir={self.run_dir} resume=true".replace("  ", " "))
+                          f"{relaunch_command()} {_overrides()} hydra.run.dir={self.run_dir} "
+                          f"resume=true".replace("  ", " "))
 
     def recover(self, step: int) -> int:
         """train.on_nonfinite: stop with one line, or roll back to the last
@@ -278,11 +280,11 @@ class Session:
         last = self.checkpointer.last
         kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written"
         if t.on_nonfinite != "rollback":
-            raise distributed.everywhere(UserError(
+            raise everywhere(UserError(
                 f"training diverged: {bad}; stopped ({kept}); lower optimizer.lr "
                 f"or set train.on_nonfinite=rollback"))
         if self.rollbacks >= t.max_rollbacks:
-            raise distributed.everywhere(UserError(
+            raise everywhere(UserError(
                 f"training diverged: {bad}; gave up after {self.rollbacks} rollbacks "
                 f"({kept}); lower optimizer.lr"))
         self.rollbacks += 1

@@ -6,7 +6,7 @@ import hydra
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
-from gan_cli import distributed
+from gan_cli import launch
 from gan_cli.errors import UserError, exit_with
 
 
@@ -24,7 +24,7 @@ def main(cfg: DictConfig) -> float | None:
     except UserError as error:
         fail(error)
     except Interrupted as stopped:
-        if not distributed.echoed(stopped):      # several processes: rank 0 says it for all
+        if not launch.echoed(stopped):      # several processes: rank 0 says it for all
             print(f"gan-train: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
     # A sweeper (e.g. Optuna) optimises the value the main returns.
@@ -44,7 +44,7 @@ def fail(error: UserError):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    quiet = distributed.echoed(error)           # several processes: rank 0 says it for all
+    quiet = launch.echoed(error)           # several processes: rank 0 says it for all
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         if not quiet:
             print(f"gan-train: error: job {HydraConfig.get().job.num}: {error}", file=sys.stderr)
@@ -61,7 +61,7 @@ def cli() -> None:
     args = sys.argv[1:]
     flags = {a for a in args if a.startswith("-")}
     overrides = [a for a in args if not a.startswith("-")]
-    where = distributed.place()
+    where = launch.place()
     try:
         if where.size > 1 and flags & {"-m", "--multirun"}:
             raise UserError(f"-m under a launcher of {where.size} processes would run the whole "
@@ -77,7 +77,7 @@ def cli() -> None:
             sys.exit(2)
         exit_with(error, "gan-train")
     # Under torchrun, processes other than rank 0 make no run folder of their own.
-    sys.argv += distributed.follower_overrides()
+    sys.argv += launch.follower_overrides()
     main()
 
 
