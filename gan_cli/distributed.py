@@ -286,12 +286,15 @@ def _first_slurm_host() -> str:
         return out.split()[0]
 
 
-def _slurm_rendezvous(where: Place) -> None:
-    """env:// from a SLURM step: rank 0 listens on the step's first node, on
-    MASTER_PORT or a port derived from the job id (the same in every task)."""
+def _task_rendezvous(where: Place) -> None:
+    """env:// for SLURM tasks (or submitit's local ones): rank 0 listens on the
+    step's first node, on MASTER_PORT or a port derived from the job id (the
+    same in every task of the job)."""
     env = os.environ
-    env.setdefault("MASTER_ADDR", _first_slurm_host())
-    env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 40000))
+    slurm = where.launcher == "slurm"
+    job = env.get("SLURM_JOB_ID" if slurm else "SUBMITIT_LOCAL_JOB_ID", "0")
+    env.setdefault("MASTER_ADDR", _first_slurm_host() if slurm else "127.0.0.1")
+    env.setdefault("MASTER_PORT", str(20000 + int("".join(filter(str.isdigit, job)) or 0) % 40000))
     env["RANK"], env["WORLD_SIZE"] = str(where.rank), str(where.size)
     env["LOCAL_RANK"] = str(where.local_rank)
 
@@ -351,8 +354,8 @@ def session(cfg):
             _pick_gpu(where)
     except UserError as error:
         raise everywhere(error) from None
-    if where.launcher == "slurm":
-        _slurm_rendezvous(where)
+    if where.launcher in ("slurm", "submitit_local"):
+        _task_rendezvous(where)
     backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
     try:
         dist.init_process_group(backend, timeout=timeout, rank=where.rank, world_size=where.size)

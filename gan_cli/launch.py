@@ -15,14 +15,15 @@ class Place:
     size: int = 1
     local_rank: int = 0
     local_size: int = 1
-    launcher: str = ""              # "torchrun" (or any env:// launcher), "slurm", "" alone
+    launcher: str = ""              # "torchrun" (or any env:// launcher), "slurm", "submitit_local"
 
 
 def place() -> Place:
     """torchrun's RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE, else the
     tasks of a SLURM step (srun, which submitit uses): SLURM_PROCID,
-    SLURM_STEP_NUM_TASKS, SLURM_LOCALID. A SLURM batch script itself (one
-    process, however many tasks it asked for) is a single process."""
+    SLURM_STEP_NUM_TASKS, SLURM_LOCALID, else submitit's local tasks. A SLURM
+    batch script itself (one process, however many tasks it asked for) is a
+    single process."""
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env:
         size = int(env["WORLD_SIZE"])
@@ -32,6 +33,11 @@ def place() -> Place:
     if tasks > 1:
         return Place(int(env.get("SLURM_PROCID", 0)), tasks, int(env.get("SLURM_LOCALID", 0)),
                      tasks, "slurm")
+    # submitit's local executor (hydra/launcher=submitit_local), SLURM's stand-in on one machine.
+    tasks = int(env.get("SUBMITIT_LOCAL_NTASKS", "1") or 1)
+    if tasks > 1 and "SUBMITIT_LOCAL_GLOBALID" in env:
+        return Place(int(env["SUBMITIT_LOCAL_GLOBALID"]), tasks,
+                     int(env.get("SUBMITIT_LOCAL_LOCALID", 0)), tasks, "submitit_local")
     return Place()
 
 
@@ -67,7 +73,7 @@ def relaunch_command() -> str:
     """The command that starts this launch again (for a resume line): gan-train,
     or torchrun with this launch's process counts."""
     where = place()
-    if where.launcher != "torchrun" or where.size == 1:
+    if "TORCHELASTIC_RUN_ID" not in os.environ or where.size == 1:     # not under torchrun
         return "gan-train"
     nodes = where.size // max(where.local_size, 1)
     spread = f"--nnodes={nodes} <rendezvous options> " if nodes > 1 else ""

@@ -238,3 +238,39 @@ def test_under_a_launcher_bad_input_is_one_line_from_rank_0(tmp_path):
                                env={**env, "RANK": "1"}, capture_output=True, text=True, timeout=120)
         assert quiet.returncode == 2 and "gan-train" not in quiet.stderr, quiet.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_slurm_tasks_meet_from_their_environment(tmp_path):
+    # Two processes with the environment srun gives the tasks of one step
+    # (what hydra/launcher=submitit_slurm starts): rank, task count, node list.
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR",
+                                                            "MASTER_PORT", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", SLURM_STEP_NUM_TASKS="2", SLURM_JOB_ID=str(_free_port()),
+               SLURM_STEP_NODELIST="localhost", PYTHONUNBUFFERED="1")
+    env["MASTER_PORT"] = env["SLURM_JOB_ID"]
+    run_dir = tmp_path / "job"
+    tasks = [subprocess.Popen([sys.executable, "-m", "gan_cli.train", *PLAIN, "train.steps=4",
+                               f"hydra.run.dir={run_dir}"], cwd=tmp_path, text=True,
+                              env={**env, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in range(2)]
+    outcomes = [t.communicate(timeout=180) for t in tasks]
+    assert [t.returncode for t in tasks] == [0, 0], outcomes
+    assert load_checkpoint(run_dir)["step"] == 4
+    assert "run finished" in outcomes[0][1] and outcomes[1][1].strip() == "", outcomes[1][1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]
+
+
+@pytest.mark.slow      # ~20 s: submitit's local engine, SLURM's stand-in
+def test_submitit_launcher_runs_one_job_on_two_tasks(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from conftest import run_cli
+
+    sweep = tmp_path / "sweep"
+    done = run_cli("gan-train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+                   "hydra.launcher.tasks_per_node=2", *PLAIN, "train.steps=4", "objective=gan",
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [job] = [p for p in sweep.iterdir() if (p / "checkpoints").is_dir()]
+    assert load_checkpoint(job)["step"] == 4
+    log = (job / "train.log").read_text()
+    assert log.count("step 3/4") == 1 and log.count("run finished") == 1
