@@ -13,11 +13,11 @@ import torch
 from omegaconf import DictConfig
 
 from gan_cli import cuda_graphs, distributed
-from gan_cli.launch import everywhere, relaunch_command
 from gan_cli.checkpoint import Checkpointer, find_checkpoint, load_checkpoint
 from gan_cli.config import changed_keys, parse_override, validate
 from gan_cli.errors import UserError
 from gan_cli.experiment import Experiment
+from gan_cli.launch import everywhere, relaunch_command
 from gan_cli.monitor import Meter, Monitor, run_hparams
 from gan_cli.run_files import step_name
 from gan_cli.run_log import log, logging_to
@@ -258,7 +258,7 @@ class Session:
         elif weights and not _weights_finite(self.exp):
             self.diverged = f"non-finite weights at step {step}"
         if not self.world.all_true(self.diverged is None) and self.diverged is None:
-            self.diverged = f"non-finite losses on another process at step {step}"
+            self.diverged = f"non-finite losses or weights on another process at step {step}"
         return self.diverged is None
 
     # --- policies --------------------------------------------------------------
