@@ -152,13 +152,15 @@ RESUMABLE = [*PLAIN, "objective=gan", "dataset=digits", "model.batch_norm=true"]
 
 
 def test_a_run_on_two_processes_resumes_on_two_bit_for_bit(tmp_path):
-    straight = run_processes(tmp_path, [*RESUMABLE, "train.steps=12"], name="straight")
-    half = run_processes(tmp_path, [*RESUMABLE, "train.steps=6"], name="half")
-    run_processes(tmp_path, [*RESUMABLE, "train.steps=12", f"resume={half}"],
-                  name="resumed", continues=half)
-    a, b = _weights(straight), _weights(half)
-    assert load_checkpoint(half)["step"] == 12
-    assert all(torch.equal(a[k], b[k]) for k in a), "resumed on 2 processes differs from straight"
+    run_dir = run_processes(tmp_path, [*RESUMABLE, "train.steps=12"])
+    straight = _weights(run_dir)
+    # Continue from step 6 in the same folder: its step 12 must come out the same.
+    step_6 = run_dir / "checkpoints" / "step_6.pt"
+    run_processes(tmp_path, [*RESUMABLE, "train.steps=12", f"resume={step_6}"], name="resumed",
+                  continues=run_dir)
+    resumed = _weights(run_dir)
+    assert load_checkpoint(run_dir)["step"] == 12
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight), "resumed on 2 processes differs"
 
 
 @pytest.mark.slow      # ~30 s: four launches
