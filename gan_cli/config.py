@@ -11,12 +11,13 @@ from gan_cli.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_POLICIES = ("stop", "rollback")
-# Keys that may differ when a run is resumed: where and how long it runs, how
-# often it reports, and what is measured (evaluation and pictures draw from
-# their own generators, so none of these changes what is trained).
+# Keys that may differ when a run is resumed: where, how long and on how many
+# processes it runs, how often it reports, and what is measured (evaluation and
+# pictures draw from their own generators, so none of these changes what is trained).
 RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps", "eval",
                      "train.cuda_graphs", "train.log_every", "train.sample_every",
-                     "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints")
+                     "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
+                     "distributed")
 EVAL_CLASSIFIER = ("auto", "off")
 LATENT_DISTRIBUTIONS = ("normal", "uniform")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -129,6 +130,9 @@ def validate(cfg: DictConfig) -> None:
         _whole(cfg, "eval.num_samples", 2)      # a covariance needs two images
     _one_of(cfg, "train.cuda_graphs", ("auto", True, False))
     _one_of(cfg, "device", DEVICES)
+    if "distributed" in cfg:
+        _whole(cfg, "distributed.timeout_s", 1)
+        _one_of(cfg, "distributed.sync_batch_norm", (True, False))
     _component_values(cfg)
     _combinations(cfg)
 
@@ -174,11 +178,21 @@ def _combinations(cfg: DictConfig) -> None:
     if o.get("pairing") == "fixed" and getattr(target_of(d), "streaming", False):
         raise UserError(f"dataset={d.name} draws fresh points every batch, so there are no "
                         f"fixed examples to pair; use objective.pairing=resample")
+    if cfg.get("distributed") and cfg.distributed.get("sync_batch_norm") and not _cuda_run(cfg.device):
+        raise UserError("distributed.sync_batch_norm=true needs CUDA (SyncBatchNorm does not "
+                        "run on CPU); leave it false on a CPU run")
     batch_norm_critic = _has(cfg, "model.d_norm") and _get(cfg, "model.d_norm") in (True, "batch")
     if batch_norm_critic and not getattr(target_of(o), "critic_batch_norm", True):
         raise UserError(f"objective={o.name} needs a critic without batch norm (its penalty "
                         f"is per sample); add model.d_norm=layer (or none), as "
                         f"experiment=wgan_gp_mnist does")
+
+
+def _cuda_run(device: str) -> bool:
+    if device == "auto":
+        import torch                # late: only this check needs it
+        return torch.cuda.is_available()
+    return device == "cuda"
 
 
 def _flatten(tree, prefix: str = "") -> dict:

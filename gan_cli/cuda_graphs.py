@@ -55,6 +55,8 @@ def capture_plan(cfg, parts, device: torch.device) -> tuple[bool, str]:
         return False, "train.cuda_graphs=false"
     if device.type != "cuda":
         return False, f"CUDA graphs need a CUDA device and this run trains on {device.type}"
+    if isinstance(parts.generator, torch.nn.parallel.DistributedDataParallel):
+        return False, "several processes average gradients through DistributedDataParallel, not captured"
     if parts.objective.closed_form:
         return False, f"objective={parts.objective.name} is solved in closed form, no steps to capture"
     if cfg.train.compile:

@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli import accel
+from gan_cli import accel, distributed
 from gan_cli.checkpoint import FORMAT
 from gan_cli.errors import UserError, user_error_in
 from gan_cli.evaluation import Evaluation
@@ -75,16 +75,22 @@ class Experiment:
         if cfg.train.compile:
             for opt in (opt_g, opt_d):
                 accel.compile_step(opt)
-        sampler = data.sampler(cfg.train.batch_size, device, seed=cfg.seed)
+        # Several processes (gan_cli.distributed): each trains on its own rows
+        # of every global batch and of its noise; one process: the whole batch.
+        world = distributed.current()
+        sampler = world.sampler(data, cfg.train.batch_size, device, seed=cfg.seed)
         latent = Latent(cfg.latent.dim, cfg.latent.distribution, device, seed=cfg.seed + 1)
+        objective.setup(data, latent)
+        self.parts = Parts(G, D, opt_g, opt_d, objective, sampler, world.latent(latent),
+                           accel.autocast(cfg.train.precision, device))
         if cfg.train.augment:
             if len(data.shape) != 3:
                 raise UserError(f"train.augment transforms images; dataset {data.name} gives "
                                 f"points of shape {list(data.shape)}: leave train.augment=[]")
-            D.augment = DiffAugment(cfg.train.augment, latent.generator)
-        objective.setup(data, latent)
-        self.parts = Parts(G, D, opt_g, opt_d, objective, sampler, latent,
-                           accel.autocast(cfg.train.precision, device))
+            D.augment = DiffAugment(cfg.train.augment, self.parts.latent)
+        # What the step loop runs: the same parts, G and D in DistributedDataParallel
+        # when there are several processes. Snapshots and pictures use self.parts.
+        self.step_parts = world.replicate(self.parts)
 
         # The grid's noise is fixed for the whole run so its frames compare:
         # one row per class, or (unconditional, or too many classes for a

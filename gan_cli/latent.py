@@ -26,6 +26,11 @@ class Latent:
         draw = torch.rand if self.distribution == "uniform" else torch.randn
         return draw(shape, generator=self.generator, device=self.draw_device).to(self.device)
 
+    def uniform(self, n: int) -> torch.Tensor:
+        """n numbers from U(0, 1) off the same stream (e.g. WGAN-GP's mixing
+        coefficients), so they too are split between processes like z."""
+        return torch.rand(n, generator=self.generator, device=self.draw_device).to(self.device)
+
 
 def evaluation_latent(dim: int, distribution: str, device, run_seed: int) -> Latent:
     """The noise every evaluation of a run starts from, in the run and in

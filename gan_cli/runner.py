@@ -12,12 +12,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from gan_cli import cuda_graphs
+from gan_cli import cuda_graphs, distributed
 from gan_cli.checkpoint import Checkpointer, find_checkpoint, load_checkpoint, load_resumable
 from gan_cli.config import changed_keys, parse_override, validate
 from gan_cli.errors import UserError
 from gan_cli.experiment import Experiment
 from gan_cli.files import write_text_atomic
+from gan_cli.launch import everywhere, relaunch_command
 from gan_cli.lock import RunLock
 from gan_cli.monitor import Meter, Monitor, run_hparams
 from gan_cli.run_files import step_name
@@ -26,6 +27,8 @@ from gan_cli.run_log import log, logging_to
 
 class Interrupted(Exception):
     """SIGINT or SIGTERM arrived; the run stopped after a checkpoint."""
+
+    everywhere = True           # several processes stop together (gan_cli.distributed)
 
     def __init__(self, signum: int, message: str):
         super().__init__(message)
@@ -88,31 +91,49 @@ def _folder_written(cfg: DictConfig, run_dir: Path) -> Path:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train the run a config names (or continue one) and return its final metrics."""
     validate(cfg)
-    run_dir = Path(cfg.run_dir)
-    with RunLock(_folder_written(cfg, run_dir)):
-        return _run(cfg, run_dir)
+    with distributed.session(cfg) as world:
+        return _run(cfg, world)
 
 
-def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
-    source = _resume_source(cfg, run_dir)
-    state = load_resumable(source) if source is not None else None
+def _run(cfg: DictConfig, world: distributed.World) -> dict[str, float]:
+    # Several processes: rank 0's run folder, lock and resume decision hold
+    # for all (the others may not even see its files).
+    run_dir = Path(world.from_leader(lambda: str(cfg.run_dir)))
+    with contextlib.ExitStack() as held:
+        def lock() -> None:                    # held by rank 0 until the run ends
+            held.enter_context(RunLock(_folder_written(cfg, run_dir)))
+        world.from_leader(lock)
+        source, state = world.from_leader(lambda: _resume_state(cfg, run_dir))
+        return _train(cfg, world, run_dir, source, state)
+
+
+def _train(cfg: DictConfig, world: distributed.World, run_dir: Path, source, state) -> dict[str, float]:
+    """Build the experiment, restore its state if resuming, and train it."""
     exp = Experiment(cfg)
     if state is not None:
         run_dir = _run_dir_of(source)
         changed = changed_keys(state["config"], exp.resolved_config, allowed=list(cfg.resume_allow))
         if changed:
-            raise UserError(f"cannot resume {source}: the config differs in {', '.join(changed)}; "
-                            f"restore them, or allow with resume_allow=[{','.join(changed)}]")
+            raise everywhere(UserError(
+                f"cannot resume {source}: the config differs in {', '.join(changed)}; "
+                f"restore them, or allow with resume_allow=[{','.join(changed)}]"))
     start = exp.restore(state) if state else 0
     steps = 0 if exp.objective.closed_form else cfg.train.steps
     if start > steps:
-        raise UserError(f"the checkpoint is at step {start}, past train.steps={steps}")
-    with logging_to(run_dir), cpu_threads(cfg.train.cpu_threads, exp):
+        raise everywhere(UserError(
+            f"the checkpoint is at step {start}, past train.steps={steps}"))
+    logs = logging_to(run_dir) if world.writes else contextlib.nullcontext()   # rank 0's train.log
+    with logs, cpu_threads(cfg.train.cpu_threads, exp):
         if state:
             log.info(f"resuming {run_dir} at step {start} of {steps}")
         final = Session(exp, run_dir, start, steps, state).run()
         log.info(summary(run_dir, final))
     return final
+
+
+def _resume_state(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, dict | None]:
+    source = _resume_source(cfg, run_dir)
+    return source, (load_resumable(source) if source is not None else None)
 
 
 @contextlib.contextmanager
@@ -140,6 +161,9 @@ class Session:
     def __init__(self, exp: Experiment, run_dir: Path, start: int, steps: int, state: dict | None):
         t = exp.cfg.train
         self.exp, self.t, self.run_dir, self.start, self.steps = exp, t, run_dir, start, steps
+        # Several processes: rank 0 alone writes and evaluates; all agree on
+        # stopping and divergence (gan_cli.distributed).
+        self.world = distributed.current()
         self.checkpointer = Checkpointer(run_dir / "checkpoints", t.keep_checkpoints)
         self.meter = Meter()
         if state:
@@ -147,7 +171,7 @@ class Session:
         self.final: dict[str, float] = {}
         if state and (run_dir / "metrics.json").exists():
             self.final.update(json.loads((run_dir / "metrics.json").read_text()))
-        self.monitor = Monitor(run_dir, steps, start_step=start)
+        self.monitor = Monitor(run_dir, steps, start_step=start) if self.world.writes else Unseen()
         self.stop = StopOnSignal()
         self.diverged: str | None = None        # what went non-finite, found between steps
         self.rollbacks = 0
@@ -155,7 +179,7 @@ class Session:
         self.initial = (copy.deepcopy(exp.snapshot(start, self.meter.state_dict()))
                         if t.on_nonfinite == "rollback" else None)
         # loop.run_steps itself, or the same steps replayed as CUDA graphs.
-        self.run_steps = cuda_graphs.trainer(exp.cfg, exp.parts, exp.device)
+        self.run_steps = cuda_graphs.trainer(exp.cfg, exp.step_parts, exp.device)
 
     def run(self) -> dict[str, float]:
         exp = self.exp
@@ -173,13 +197,15 @@ class Session:
                 while step < self.steps or self.diverged:
                     if self.diverged:
                         step = self.recover(step)
-                    elif self.stop.signum is not None:
+                    elif self.stopping():
                         self.interrupt(step)
                     else:
-                        step = self.run_steps(exp.parts, step, self.steps, self.meter, self.after_step)
-                if self.stop.signum is not None and self.steps > self.start:
+                        step = self.run_steps(exp.step_parts, step, self.steps, self.meter,
+                                              self.after_step)
+                if self.stopping() and self.steps > self.start:
                     self.interrupt(step)
-                exp.evaluation.finish(self.run_dir)   # e.g. the toys' evolution.gif
+                if self.world.writes:
+                    exp.evaluation.finish(self.run_dir)   # e.g. the toys' evolution.gif
             # HPARAMS tab: the run's settings against its final metrics.
             self.monitor.hparams(run_hparams(exp.cfg), self.final, self.steps)
         except BaseException:
@@ -189,8 +215,15 @@ class Session:
                 pass
             raise
         self.monitor.close()
-        write_text_atomic(self.run_dir / "metrics.json", json.dumps(self.final, indent=2) + "\n")
+        if self.world.writes:
+            write_text_atomic(self.run_dir / "metrics.json", json.dumps(self.final, indent=2) + "\n")
         return self.final
+
+    def stopping(self) -> bool:
+        """Whether a signal asks the run to stop; with several processes,
+        whether any of them got one, so that all stop after the same step."""
+        self.stop.signum = self.world.agree_signal(self.stop.signum)
+        return self.stop.signum is not None
 
     # --- cadence -------------------------------------------------------------
     def after_step(self, step: int) -> bool:
@@ -206,22 +239,26 @@ class Session:
         if (step % t.checkpoint_every == 0 or last) and \
                 self.save(step, keep_step_file=step % t.checkpoint_every == 0) is None:
             return False
-        return self.stop.signum is None
+        return not self.stopping()
 
     def log(self, step: int) -> bool:
         if not self._finite(step, weights=False):
             return False
-        values = self.meter.means()
+        values = self.world.mean(self.meter.means())
         rate = self.monitor.scalars(step, values)
         self.monitor.progress(step, values, rate)
         self.final.update(values, steps_per_sec=rate)
         return True
 
     def show(self, step: int) -> None:
+        if not self.world.writes:
+            return
         tag, picture = self.exp.picture()
         self.monitor.image(tag, step, picture, step_name(step, ".png"))
 
     def evaluate(self, step: int) -> None:
+        if not self.world.writes:
+            return
         values = self.exp.evaluate()
         if values:
             self.monitor.scalars(step, values, throughput=False)
@@ -231,8 +268,10 @@ class Session:
         """Checkpoint, but never a state that has gone non-finite (None then)."""
         if not self._finite(step, weights=True):
             return None
-        return self.checkpointer.save(self.exp.snapshot(step, self.meter.state_dict()), step,
-                                      keep_step_file)
+        meter = self.world.mean_meter(self.meter.state_dict())
+        if not self.world.writes:
+            return self.checkpointer.last
+        return self.checkpointer.save(self.exp.snapshot(step, meter), step, keep_step_file)
 
     def _finite(self, step: int, weights: bool) -> bool:
         """False, noting what, when a loss since the last log (or a weight) is not finite."""
@@ -241,6 +280,8 @@ class Session:
             self.diverged = f"non-finite {', '.join(names or ['loss'])} at step {step}"
         elif weights and not _weights_finite(self.exp):
             self.diverged = f"non-finite weights at step {step}"
+        if not self.world.all_true(self.diverged is None) and self.diverged is None:
+            self.diverged = f"non-finite losses or weights on another process at step {step}"
         return self.diverged is None
 
     # --- policies --------------------------------------------------------------
@@ -251,7 +292,8 @@ class Session:
         name = signal.Signals(self.stop.signum).name
         raise Interrupted(self.stop.signum,
                           f"{name}: stopped after step {step}; checkpoint {path}. Continue with: "
-                          f"gan-train {_overrides()} hydra.run.dir={self.run_dir} resume=true".replace("  ", " "))
+                          f"{relaunch_command()} {_overrides()} hydra.run.dir={self.run_dir} "
+                          f"resume=true".replace("  ", " "))
 
     def recover(self, step: int) -> int:
         """train.on_nonfinite: stop with one line, or roll back to the last
@@ -261,13 +303,15 @@ class Session:
         last = self.checkpointer.last
         kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written"
         if t.on_nonfinite != "rollback":
-            raise UserError(f"training diverged: {bad}; stopped ({kept}); lower optimizer.lr "
-                            f"or set train.on_nonfinite=rollback")
+            raise everywhere(UserError(
+                f"training diverged: {bad}; stopped ({kept}); lower optimizer.lr "
+                f"or set train.on_nonfinite=rollback"))
         if self.rollbacks >= t.max_rollbacks:
-            raise UserError(f"training diverged: {bad}; gave up after {self.rollbacks} rollbacks "
-                            f"({kept}); lower optimizer.lr")
+            raise everywhere(UserError(
+                f"training diverged: {bad}; gave up after {self.rollbacks} rollbacks "
+                f"({kept}); lower optimizer.lr"))
         self.rollbacks += 1
-        state = load_checkpoint(last) if last.exists() else self.initial
+        state = self.world.from_leader(lambda: load_checkpoint(last) if last.exists() else self.initial)
         step = self.exp.restore(state)       # keeps the current (already lowered) rates
         self.exp.scale_learning_rates(t.rollback_lr_factor)
         self.meter = Meter()
@@ -301,6 +345,16 @@ def summary(run_dir: Path, final: dict[str, float]) -> str:
     lines += [f"  curves and pictures: tensorboard --logdir {run_dir}",
               f"  samples: gan-sample {run_dir} --num 64 --grid {Path(run_dir) / 'grid.png'}"]
     return "\n".join(lines)
+
+
+class Unseen:
+    """The monitor of a process that shows nothing (ranks other than 0)."""
+
+    def scalars(self, step, values, throughput=True) -> float:
+        return 0.0
+
+    def __getattr__(self, name):              # image, progress, hparams, restart, close
+        return lambda *args, **kwargs: None
 
 
 def _weights_finite(exp: Experiment) -> bool:

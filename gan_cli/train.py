@@ -6,6 +6,7 @@ import hydra
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
+from gan_cli import launch
 from gan_cli.errors import UserError, exit_with
 
 
@@ -23,7 +24,8 @@ def main(cfg: DictConfig) -> float | None:
     except UserError as error:
         fail(error)
     except Interrupted as stopped:
-        print(f"gan-train: {stopped}", file=sys.stderr)
+        if not launch.echoed(stopped):      # several processes: rank 0 says it for all
+            print(f"gan-train: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
     # A sweeper (e.g. Optuna) optimises the value the main returns.
     if not cfg.optimized_metric:
@@ -42,9 +44,13 @@ def fail(error: UserError):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    quiet = launch.echoed(error)           # several processes: rank 0 says it for all
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        print(f"gan-train: error: job {HydraConfig.get().job.num}: {error}", file=sys.stderr)
+        if not quiet:
+            print(f"gan-train: error: job {HydraConfig.get().job.num}: {error}", file=sys.stderr)
         raise JobFailed(f"gan-train: error: {error}") from None
+    if quiet:
+        sys.exit(2)
     exit_with(error, "gan-train")
 
 
@@ -55,14 +61,23 @@ def cli() -> None:
     args = sys.argv[1:]
     flags = {a for a in args if a.startswith("-")}
     overrides = [a for a in args if not a.startswith("-")]
+    where = launch.place()
     try:
+        if where.size > 1 and flags & {"-m", "--multirun"}:
+            raise UserError(f"-m under a launcher of {where.size} processes would run the whole "
+                            f"sweep in every process; start one launch per job, or sweep with "
+                            f"hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node")
         if overrides and not flags:
             check_overrides(overrides)
         elif overrides and flags <= {"-m", "--multirun"}:     # not --help, --cfg, -cn, ...
             for variant in sweep_variants(overrides):
                 check_overrides(variant)
     except UserError as error:
+        if where.rank:                 # every process checks the same overrides; rank 0 says it
+            sys.exit(2)
         exit_with(error, "gan-train")
+    # Under torchrun, processes other than rank 0 make no run folder of their own.
+    sys.argv += launch.follower_overrides()
     main()
 
 

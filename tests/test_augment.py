@@ -6,12 +6,14 @@ import torch
 
 from gan_cli.config import validate
 from gan_cli.errors import UserError
+from gan_cli.latent import Latent
 from gan_cli.models.augment import DiffAugment, color, cutout, translation
 from gan_cli.runner import run
 
 
 def _gen(seed=0):
-    return torch.Generator().manual_seed(seed)
+    """Uniform noise as a run's Latent gives it."""
+    return Latent(1, "normal", torch.device("cpu"), seed=seed)
 
 
 def test_translation_moves_each_image_whole_and_pads_with_zeros():

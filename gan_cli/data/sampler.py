@@ -55,7 +55,12 @@ class TensorSampler:
         return index
 
     def next(self) -> Batch:
-        index = self.next_indices().to(self.device)
+        return self.gather(self.next_indices())
+
+    def gather(self, index: torch.Tensor) -> Batch:
+        """The batch at these positions in the data set (several processes
+        each gather their own rows of one global batch's positions)."""
+        index = index.to(self.device)
         x = to_unit_range(self.images[index])
         y = None if self.labels is None else self.labels[index]
         return Batch(x, y, index)

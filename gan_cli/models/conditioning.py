@@ -59,20 +59,26 @@ class Discriminator(nn.Module):
         self.augment = None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.augment is not None and self.training:
-            x = self.augment(x)
+        return self._score(self._augmented(x), y)
+
+    def score_pair(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None):
+        """(D(real), D(fake)), in one pass where that computes the same thing
+        (each batch augmented on its own, so the draws do not depend on it)."""
+        if not self.joint_batches:
+            return self(real, y), self(fake, y)
+        both = torch.cat([self._augmented(real), self._augmented(fake)])
+        scores = self._score(both, None if y is None else torch.cat([y, y]))
+        return scores[:len(real)], scores[len(real):]
+
+    def _augmented(self, x: torch.Tensor) -> torch.Tensor:
+        return self.augment(x) if self.augment is not None and self.training else x
+
+    def _score(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         if self.image_input:
             h = join_onehot_planes(x, y, self.num_classes)
         else:
             h = join_onehot(x.flatten(1), y, self.num_classes)
         return self.net(h).view(-1)
-
-    def score_pair(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None):
-        """(D(real), D(fake)), in one pass where that computes the same thing."""
-        if not self.joint_batches:
-            return self(real, y), self(fake, y)
-        scores = self(torch.cat([real, fake]), None if y is None else torch.cat([y, y]))
-        return scores[:len(real)], scores[len(real):]
 
 
 def flat_size(shape: tuple[int, ...]) -> int:

@@ -2,8 +2,6 @@
 a two-sided gradient penalty lambda E[(||grad d(x_hat)||_2 - 1)^2] on random
 interpolates x_hat of real and fake samples, instead of weight clipping."""
 
-import torch
-
 from gan_cli.objectives import losses
 from gan_cli.objectives.wasserstein import WGAN
 
@@ -22,6 +20,6 @@ class WGANGP(WGAN):
     def penalty(self, D, real, fake, y, latent):
         # One coefficient per sample, drawn from the latent stream's generator
         # so a resumed run draws the same ones. Labels stay with their x.
-        eps = torch.rand(len(real), generator=latent.generator, device=latent.device)
+        eps = latent.uniform(len(real))
         penalty = losses.gradient_penalty(lambda h: D(h, y), losses.interpolate(real, fake, eps))
         return self.gp_weight * penalty, {"gradient_penalty": penalty}
