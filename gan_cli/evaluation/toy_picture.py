@@ -28,7 +28,7 @@ def _surface(toy, D, objective, device):
     if getattr(D, "num_classes", 0):
         labels = torch.cdist(points, toy.centres.to(device)).argmin(1)
     with evaluating(D):
-        scores = D(points, labels).float()
+        scores = D.score_each(points, labels).float()
     if getattr(objective, "d_output", "score") == "logit":            # D(x) = sigmoid(logit)
         values, label, limits = scores.sigmoid(), "D(x) = P(real)", (0.0, 1.0)
     else:
@@ -44,7 +44,7 @@ def _generator_moves(D, objective, fake, fixed_y, count):
     x = fake[pick].detach().requires_grad_(True)
     y = None if fixed_y is None else fixed_y[pick]
     with torch.enable_grad():
-        loss = objective.g_loss(D(x, y)) * len(x)                       # per-point gradients
+        loss = objective.g_loss(D.score_each(x, y)) * len(x)            # per-point gradients
         (grad,) = torch.autograd.grad(loss, x)                          # D's weights untouched
     return x.detach(), -grad
 
