@@ -150,7 +150,9 @@ def run_hparams(cfg) -> dict:
     from gan_cli.config import parse_override
 
     keys = ["objective.name", "model.name", "dataset.name", "optimizer.g.lr", "optimizer.d.lr",
-            "objective.critic_steps", "train.steps", "train.batch_size", "latent.dim", "seed"]
+            "objective.critic_steps", "train.steps", "train.batch_size", "latent.dim", "seed",
+            "train.ema", "model.spectral_norm", "objective.r1", "objective.r1_every",
+            "objective.pack"]
     params = {k: OmegaConf.select(cfg, k, default=None) for k in keys}
     try:
         from hydra.core.hydra_config import HydraConfig
