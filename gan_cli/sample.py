@@ -18,10 +18,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--label", type=int, help="conditional models: draw only this class")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    add_generator_choice(parser)
     return parser.parse_args(argv)
 
 
-def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device: str = "cpu"):
+def add_generator_choice(parser: argparse.ArgumentParser) -> None:
+    """--ema / --raw: which G of a checkpoint (gan-sample and gan-eval)."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--ema", dest="ema", action="store_true", default=None,
+                       help="G's moving average (the default where the run kept one, train.ema > 0)")
+    which.add_argument("--raw", dest="ema", action="store_false",
+                       help="the trained G itself, not its moving average")
+
+
+def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device: str = "cpu",
+         ema: bool | None = None):
     """(samples [N, *shape] float32 in the data's [-1, 1] scale, labels [N] or None)."""
     import torch
 
@@ -31,7 +42,7 @@ def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device:
     from gan_cli.experiment import pick_device
 
     dev = pick_device(device)
-    G = generator_from_checkpoint(state, dev)
+    G = generator_from_checkpoint(state, dev, ema)
     latent_cfg = state["config"]["latent"]
     z = Latent(latent_cfg["dim"], latent_cfg["distribution"], dev, seed, portable=True).sample(num)
     classes = G.num_classes
@@ -57,7 +68,7 @@ def main(argv=None) -> None:
         from gan_cli.checkpoint import load_checkpoint
 
         state = load_checkpoint(args.path)
-        samples, labels = draw(state, args.num, args.label, args.seed, args.device)
+        samples, labels = draw(state, args.num, args.label, args.seed, args.device, args.ema)
         out = args.out if args.out or args.grid else Path("samples.npz")
         if out:
             import numpy as np
