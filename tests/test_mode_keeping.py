@@ -210,6 +210,18 @@ def test_packing_stacks_image_channels_and_first_layers_grow():
     assert D.net[0].in_features == 8 and D.score_each(torch.randn(5, 2)).shape == (5,)
 
 
+def test_a_packed_d_is_still_drawn_point_by_point():
+    from gan_cli.data import load_toy
+    from gan_cli.evaluation.toy_picture import SURFACE_CELLS, _generator_moves, _surface
+
+    _, D = build_toy_mlp([2], 0, 2, g_hidden=[8], d_hidden=[8], pack=3)
+    objective = MinimaxGAN(pack=3)
+    values, _, _ = _surface(load_toy("ring8", 0.02), D, objective, torch.device("cpu"))
+    assert values.shape == (SURFACE_CELLS, SURFACE_CELLS)          # 25,600 points, not a multiple of 3
+    points, moves = _generator_moves(D, objective, torch.randn(20, 2), None, count=7)
+    assert points.shape == moves.shape == (7, 2)
+
+
 # --- one line per impossible value -------------------------------------------------
 
 @pytest.mark.parametrize("overrides,message", [
