@@ -63,7 +63,8 @@ class Experiment:
         D = D.to(device) if objective.uses_discriminator else None
         # G's moving average (train.ema > 0), copied before any compile: it is
         # only ever run for pictures and metrics.
-        self.ema = GeneratorEMA(G, cfg.train.ema, cfg.train.ema_start) if cfg.train.ema else None
+        decay = cfg.train.get("ema", 0.0)
+        self.ema = GeneratorEMA(G, decay, cfg.train.get("ema_start", 0)) if decay else None
         for net in (G, D):
             accel.prepare(net, device, cfg.train.compile, cfg.train.channels_last)
         opt_g = build(cfg.optimizer.g)(G.parameters())

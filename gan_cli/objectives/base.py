@@ -82,14 +82,14 @@ class Objective:
             fake = G(latent.sample(len(batch.x)), y)
         # R1 differentiates D(real) with respect to real x: the same forward
         # pass serves the loss and the penalty.
-        lazy_r1 = self.r1 > 0 and self.d_steps % self.r1_every == 0
+        r1_now = self.r1 > 0 and self.d_steps % self.r1_every == 0
         self.d_steps += 1
-        real = batch.x.detach().requires_grad_(True) if lazy_r1 else batch.x
+        real = batch.x.detach().requires_grad_(True) if r1_now else batch.x
         real_out, fake_out = D.score_pair(real, fake, y)
         loss = self.d_loss(real_out, fake_out)
         stats = {} if self.estimate_name is None else {self.estimate_name: self.estimate(loss).detach()}
         extras = [self.penalty(D, batch.x, fake, y, latent)]
-        if lazy_r1:
+        if r1_now:
             r1 = losses.r1_penalty(real_out, real, self.pack)
             extras.append((self.r1 * self.r1_every / 2 * r1, {"r1_penalty": r1}))
         for extra in filter(None, extras):
