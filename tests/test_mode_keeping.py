@@ -377,8 +377,8 @@ def test_short_run_of_the_best_preset_spreads_g_over_the_ring(make_cfg):
 
 @pytest.mark.slow
 def test_best_preset_keeps_every_ring_mode():
-    """experiment=toy_best in full on ring8 (about 2.5 minutes of one CPU
-    core); seed 0 measured 8/8 modes, 92.1% high quality, reverse KL 0.001."""
+    """experiment=toy_best in full on ring8 (about 2 minutes of one CPU
+    core); the README gives what seeds 0-4 measured."""
     from gan_cli.compose import compose_config
     import tempfile
 
