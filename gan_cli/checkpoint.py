@@ -146,7 +146,16 @@ def build_models(config: dict, model_args: dict):
     return instantiate(config["model"], **model_args)
 
 
-def generator_from_checkpoint(state: dict, device="cpu") -> torch.nn.Module:
+def generator_from_checkpoint(state: dict, device="cpu", ema: bool | None = None) -> torch.nn.Module:
+    """The checkpoint's G. ema=None: its moving average where the run kept one
+    and evaluated with it (eval.use_ema), else the trained G; True: the
+    average (refused if there is none); False: the trained G."""
+    average = state.get("generator_ema")
+    if ema is None:
+        ema = average is not None and (state["config"].get("eval") or {}).get("use_ema", True)
+    elif ema and average is None:
+        raise UserError("this checkpoint holds no moving average of G (its run had train.ema=0); "
+                        "use the trained G (drop --ema)")
     generator, _ = build_models(state["config"], state["model_args"])
-    generator.load_state_dict(state["generator"])
+    generator.load_state_dict(average if ema else state["generator"])
     return generator.to(device).eval()

@@ -23,13 +23,20 @@ LATENT_DISTRIBUTIONS = ("normal", "uniform")
 PRECISIONS = ("auto", "fp32", "bf16")
 D_NORMS = ("batch", "layer", "none")
 
+# Keys added after runs were first checkpointed: a saved config without one
+# had the value that means "off", so resuming it is no change.
+ADDED_KEYS = {"train.ema": 0.0, "train.ema_start": 0, "eval.use_ema": True,
+              "model.spectral_norm": False, "objective.pack": 1, "objective.r1": 0.0,
+              "objective.r1_every": 1}
+
 # Present in some configs only (an objective's, a data set's or a model's own
 # keys): checked where they exist.
 WHOLE = {"objective.critic_steps": 1, "dataset.arrows": 0, "dataset.eval_points": 2,
-         "dataset.eval_samples": 1,
-         "dataset.size": 2}
+         "dataset.eval_samples": 1, "dataset.size": 2, "objective.pack": 1,
+         "objective.r1_every": 1}
 POSITIVE = ("objective.clip_value", "dataset.std")
-AT_LEAST_ZERO = ("objective.gp_weight",)
+AT_LEAST_ZERO = ("objective.gp_weight", "objective.r1")
+BOOLEANS = ("model.spectral_norm",)
 NUMBERS = ("objective.a", "objective.b", "objective.c")
 WIDTHS = ("model.g_hidden", "model.d_hidden")
 
@@ -125,9 +132,16 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
         raise UserError(f"train.rollback_lr_factor must be a number in (0, 1), got {factor!r}")
     _whole(cfg, "train.max_rollbacks", 0)
+    ema = cfg.train.get("ema", 0.0)
+    if isinstance(ema, bool) or not isinstance(ema, numbers.Real) or not 0 <= ema < 1:
+        raise UserError(f"train.ema must be a decay in [0, 1) (0 = off), got {ema!r}")
+    if "ema_start" in cfg.train:
+        _whole(cfg, "train.ema_start", 0)
     if "eval" in cfg:
         _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
         _whole(cfg, "eval.num_samples", 2)      # a covariance needs two images
+        if "use_ema" in cfg.eval:
+            _one_of(cfg, "eval.use_ema", (True, False))
     _one_of(cfg, "train.cuda_graphs", ("auto", True, False))
     _one_of(cfg, "device", DEVICES)
     if "distributed" in cfg:
@@ -151,6 +165,9 @@ def _component_values(cfg: DictConfig) -> None:
     for key in NUMBERS:
         if _has(cfg, key):
             _number(cfg, key)
+    for key in BOOLEANS:
+        if _has(cfg, key):
+            _one_of(cfg, key, (True, False))
     for key in WIDTHS:
         if _has(cfg, key):
             _widths(cfg, key)
@@ -181,6 +198,13 @@ def _combinations(cfg: DictConfig) -> None:
     if cfg.get("distributed") and cfg.distributed.get("sync_batch_norm") and not _cuda_run(cfg.device):
         raise UserError("distributed.sync_batch_norm=true needs CUDA (SyncBatchNorm does not "
                         "run on CPU); leave it false on a CPU run")
+    pack, r1 = o.get("pack", 1), o.get("r1", 0.0)
+    if (pack != 1 or r1) and not getattr(target_of(o), "uses_discriminator", True):
+        raise UserError(f"objective={o.name} has no discriminator, so objective.pack and "
+                        f"objective.r1 do not apply (got pack={pack}, r1={r1})")
+    if cfg.train.batch_size % pack:
+        raise UserError(f"train.batch_size={cfg.train.batch_size} is not divisible by "
+                        f"objective.pack={pack}: D judges whole packs of {pack} samples")
     batch_norm_critic = _has(cfg, "model.d_norm") and _get(cfg, "model.d_norm") in (True, "batch")
     if batch_norm_critic and not getattr(target_of(o), "critic_batch_norm", True):
         raise UserError(f"objective={o.name} needs a critic without batch norm (its penalty "
@@ -208,6 +232,7 @@ def changed_keys(saved: dict, current: dict, allowed: list[str]) -> list[str]:
     """Dotted keys whose values differ, less those allowed to change on resume
     (a listed key allows everything under it)."""
     old, new = _flatten(saved), _flatten(current)
+    old = {**{k: v for k, v in ADDED_KEYS.items() if k in new}, **old}
     free = [*RESUMABLE_CHANGES, *allowed]
     return sorted(k for k in old.keys() | new.keys()
                   if old.get(k, "<absent>") != new.get(k, "<absent>")

@@ -23,11 +23,13 @@ def parse_args(argv=None):
                         "else $GAN_CLI_CACHE or ~/.cache/gan-cli)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    from gan_cli.sample import add_generator_choice
+    add_generator_choice(parser)
     return parser.parse_args(argv)
 
 
 def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=None,
-                        device: str = "cpu") -> dict[str, float]:
+                        device: str = "cpu", ema: bool | None = None) -> dict[str, float]:
     """What the run's evaluation at this checkpoint's step gives: the same
     classifier, the same real images and the same seeded noise."""
     from omegaconf import OmegaConf
@@ -53,7 +55,7 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
     if scorer is None:
         raise UserError(f"dataset {getattr(data, 'name', '?')} has no class labels: the eval/* "
                         f"metrics need a labelled image data set")
-    G = generator_from_checkpoint(state, dev)
+    G = generator_from_checkpoint(state, dev, ema)
     latent = evaluation_latent(config["latent"]["dim"], config["latent"]["distribution"], dev,
                                config["seed"])
     return scorer(G, latent, G.num_classes)
@@ -80,7 +82,7 @@ def main(argv=None) -> None:
         from gan_cli.checkpoint import find_checkpoint, load_checkpoint
 
         state = load_checkpoint(args.path)
-        values = evaluate_checkpoint(state, args.num_samples, args.cache_dir, args.device)
+        values = evaluate_checkpoint(state, args.num_samples, args.cache_dir, args.device, args.ema)
         print(f"{find_checkpoint(args.path)} (step {state['step']})")
         print(format_metrics(values))
         if args.json:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli import accel, distributed
 from gan_cli.checkpoint import FORMAT
+from gan_cli.ema import GeneratorEMA
 from gan_cli.errors import UserError, user_error_in
 from gan_cli.evaluation import Evaluation
 from gan_cli.latent import Latent, evaluation_latent
@@ -65,9 +66,15 @@ class Experiment:
         self.num_classes = data.num_classes if objective.conditional else 0
         self.model_args = {"data_shape": list(data.shape), "num_classes": self.num_classes,
                            "latent_dim": cfg.latent.dim}
+        if objective.pack > 1:      # recorded only when packing: older checkpoints lack it
+            self.model_args["pack"] = objective.pack
         G, D = build(cfg.model, **self.model_args)
         G = G.to(device)
         D = D.to(device) if objective.uses_discriminator else None
+        # G's moving average (train.ema > 0), copied before any compile: it is
+        # only ever run for pictures and metrics.
+        decay = cfg.train.get("ema", 0.0)
+        self.ema = GeneratorEMA(G, decay, cfg.train.get("ema_start", 0)) if decay else None
         for net in (G, D):
             accel.prepare(net, device, cfg.train.compile, cfg.train.channels_last)
         opt_g = build(cfg.optimizer.g)(G.parameters())
@@ -83,6 +90,8 @@ class Experiment:
         objective.setup(data, latent)
         self.parts = Parts(G, D, opt_g, opt_d, objective, sampler, world.latent(latent),
                            accel.autocast(cfg.train.precision, device))
+        if self.ema is not None:
+            self.parts.after_generator_step = self.ema.update
         if cfg.train.augment:
             if len(data.shape) != 3:
                 raise UserError(f"train.augment transforms images; dataset {data.name} gives "
@@ -111,9 +120,16 @@ class Experiment:
         checkpoint records and a resume compares."""
         return OmegaConf.to_container(self.cfg, resolve=True)
 
+    @property
+    def sampling_generator(self) -> torch.nn.Module:
+        """The G that pictures and metrics show: the moving average when there
+        is one and eval.use_ema is on, else the trained G itself."""
+        use = self.cfg.get("eval", {}).get("use_ema", True)
+        return self.ema.average if self.ema is not None and use else self.parts.generator
+
     def picture(self):
         p = self.parts
-        return self.evaluation.picture(p.generator, p.discriminator, p.objective,
+        return self.evaluation.picture(self.sampling_generator, p.discriminator, p.objective,
                                        self.fixed_z, self.fixed_y)
 
     def evaluate(self) -> dict[str, float]:
@@ -121,7 +137,7 @@ class Experiment:
         # from the training noise, so the metric's curve compares like with like.
         cfg = self.cfg
         latent = evaluation_latent(cfg.latent.dim, cfg.latent.distribution, self.device, cfg.seed)
-        return self.evaluation.metrics(self.parts.generator, latent, self.num_classes)
+        return self.evaluation.metrics(self.sampling_generator, latent, self.num_classes)
 
     def solve(self) -> dict[str, float]:
         """A closed-form objective's solution in place of training steps."""
@@ -138,6 +154,7 @@ class Experiment:
             "format": FORMAT, "step": step, "config": self.resolved_config,
             "model_args": self.model_args,
             "generator": p.generator.state_dict(),
+            "generator_ema": None if self.ema is None else self.ema.state_dict(),
             "discriminator": None if p.discriminator is None else p.discriminator.state_dict(),
             "opt_g": p.opt_g.state_dict(),
             "opt_d": None if p.opt_d is None else p.opt_d.state_dict(),
@@ -155,6 +172,11 @@ class Experiment:
         p = self.parts
         lrs = [[g["lr"] for g in opt.param_groups] if opt else [] for opt in (p.opt_g, p.opt_d)]
         p.generator.load_state_dict(state["generator"])
+        if self.ema is not None:
+            if state.get("generator_ema") is not None:
+                self.ema.load_state_dict(state["generator_ema"])
+            else:                   # a run that had no average yet (resume_allow=[train.ema])
+                self.ema.reset()
         if p.discriminator is not None:
             p.discriminator.load_state_dict(state["discriminator"])
             p.opt_d.load_state_dict(state["opt_d"])

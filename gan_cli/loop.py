@@ -23,6 +23,8 @@ class Parts:
     sampler: object                                 # .next() -> Batch
     latent: Latent
     autocast: Callable = contextlib.nullcontext     # context for forward passes (bf16)
+    # Called with G's update count after each of G's optimizer steps (G's moving average).
+    after_generator_step: Callable[[int], None] = lambda step: None
 
 
 @contextlib.contextmanager
@@ -66,6 +68,7 @@ def run_steps(parts: Parts, start_step: int, end_step: int, meter: Meter,
         parts.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         parts.opt_g.step()
+        parts.after_generator_step(step + 1)
         meter.add({"loss/g": loss_g, **stats})
 
         step += 1

@@ -196,7 +196,8 @@ def run_hparams(cfg) -> dict:
 
     keys = ["objective.name", "model.name", "dataset.name", "optimizer.g.lr", "optimizer.d.lr",
             "objective.critic_steps", "train.steps", "train.batch_size", "train.augment",
-            "latent.dim", "seed"]
+            "latent.dim", "seed", "train.ema", "model.spectral_norm", "objective.r1",
+            "objective.r1_every", "objective.pack"]
     params = {k: OmegaConf.select(cfg, k, default=None) for k in keys}
     try:
         from hydra.core.hydra_config import HydraConfig

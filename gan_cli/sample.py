@@ -22,15 +22,26 @@ def parse_args(argv=None):
     parser.add_argument("--label", type=int, help="conditional models: draw only this class")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    add_generator_choice(parser)
     return parser.parse_args(argv)
 
 
+def add_generator_choice(parser) -> None:
+    """--ema / --raw: which G of a checkpoint (gan-sample and gan-eval)."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--ema", dest="ema", action="store_true", default=None,
+                       help="G's moving average (the default where the run kept one, train.ema > 0)")
+    which.add_argument("--raw", dest="ema", action="store_false",
+                       help="the trained G itself, not its moving average")
+
+
 def draw_batches(state: dict, num: int, label: int | None = None, seed: int = 0,
-                 device: str = "cpu", batch: int | None = None):
+                 device: str = "cpu", batch: int | None = None, ema: bool | None = None):
     """An iterator of (samples [n, *shape] float32 on the CPU in the data's [-1, 1]
     scale, labels [n] or None) for `num` samples, `batch` at a time (all at
     once by default). The noise is drawn for all `num` first, so the samples
-    are those of one draw whatever the batch."""
+    are those of one draw whatever the batch. ema: G's moving average (None:
+    where the run kept one), or the trained G (False)."""
     import torch
 
     from gan_cli.checkpoint import generator_from_checkpoint
@@ -39,7 +50,7 @@ def draw_batches(state: dict, num: int, label: int | None = None, seed: int = 0,
     from gan_cli.models.inference import generate
 
     dev = pick_device(device, key="--device")
-    G = generator_from_checkpoint(state, dev)
+    G = generator_from_checkpoint(state, dev, ema)
     latent_cfg = state["config"]["latent"]
     z = Latent(latent_cfg["dim"], latent_cfg["distribution"], dev, seed, portable=True).sample(num)
     classes = G.num_classes
@@ -63,9 +74,10 @@ def draw_batches(state: dict, num: int, label: int | None = None, seed: int = 0,
     return batches()
 
 
-def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device: str = "cpu"):
+def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device: str = "cpu",
+         ema: bool | None = None):
     """(samples [N, *shape] float32 in the data's [-1, 1] scale, labels [N] or None)."""
-    [(samples, labels)] = draw_batches(state, num, label, seed, device)
+    [(samples, labels)] = draw_batches(state, num, label, seed, device, ema=ema)
     return samples, labels
 
 
@@ -137,7 +149,7 @@ def main(argv=None) -> None:
         out = args.out if args.out or args.grid or args.png_dir else Path("samples.npz")
         keep_all = bool(out or args.grid)
         batches = draw_batches(state, args.num, args.label, args.seed, args.device,
-                               batch=PNG_BATCH if args.png_dir else None)
+                               batch=PNG_BATCH if args.png_dir else None, ema=args.ema)
         kept = []
         if args.png_dir:
             written = write_pngs(_keeping(batches, kept if keep_all else None), args.png_dir,

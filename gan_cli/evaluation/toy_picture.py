@@ -17,6 +17,12 @@ SURFACE_CELLS = 160                    # D is evaluated on a 160 x 160 grid
 ARROW_LENGTH = 0.15                    # the longest arrow, as a fraction of the frame
 
 
+def _score_each(D):
+    """One score per point, also from a packed D (models/conditioning.py);
+    any other callable scores points as they are."""
+    return getattr(D, "score_each", D)
+
+
 def _surface(toy, D, objective, device):
     """D's output on a grid over the frame: (values [n, n], colour-bar label, (lo, hi) or None).
     A conditional D scores each grid point under the label of its nearest centre."""
@@ -28,7 +34,7 @@ def _surface(toy, D, objective, device):
     if getattr(D, "num_classes", 0):
         labels = torch.cdist(points, toy.centres.to(device)).argmin(1)
     with evaluating(D):
-        scores = D(points, labels).float()
+        scores = _score_each(D)(points, labels).float()
     if getattr(objective, "d_output", "score") == "logit":            # D(x) = sigmoid(logit)
         values, label, limits = scores.sigmoid(), "D(x) = P(real)", (0.0, 1.0)
     else:
@@ -44,7 +50,7 @@ def _generator_moves(D, objective, fake, fixed_y, count):
     x = fake[pick].detach().requires_grad_(True)
     y = None if fixed_y is None else fixed_y[pick]
     with torch.enable_grad():
-        loss = objective.g_loss(D(x, y)) * len(x)                       # per-point gradients
+        loss = objective.g_loss(_score_each(D)(x, y)) * len(x)          # per-point gradients
         (grad,) = torch.autograd.grad(loss, x)                          # D's weights untouched
     return x.detach(), -grad
 

@@ -3,6 +3,12 @@
 G gets the one-hot y joined to z. D gets it joined to the flattened image (for
 fully connected nets) or as K constant planes beside the image's channels (for
 conv nets). With num_classes = 0 both ignore y.
+
+Two things about D happen here too, for every model: packing (PacGAN, D
+judges `pack` consecutive examples of a batch joined into one input, each
+with its label) and spectral normalisation of its linear and conv layers.
+Builders only pass `pack` and `spectral_norm` on to `Discriminator` (and make
+D's first layer `pack` times wider).
 """
 
 import math
@@ -42,13 +48,20 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Wraps a net giving one raw score per example; returns shape [B]."""
+    """Wraps a net giving one raw score per input; returns shape [B / pack].
 
-    def __init__(self, net: nn.Module, num_classes: int, image_input: bool = False):
+    With pack = m, examples m*i .. m*i + m - 1 of a batch (each joined to its
+    one-hot label first) become input i: concatenated features [B/m, m*(F + K)]
+    for fully connected nets, stacked channels [B/m, m*(C + K), H, W] for conv
+    nets. The net's first layer was built m times wider for it."""
+
+    def __init__(self, net: nn.Module, num_classes: int, image_input: bool = False,
+                 pack: int = 1, spectral_norm: bool = False):
         super().__init__()
-        self.net = net
+        self.net = spectral_normalise(net) if spectral_norm else net
         self.num_classes = num_classes
         self.image_input = image_input   # conv nets keep [B, C, H, W]; others flatten
+        self.pack = pack
         # Without batch norm, scoring real and fake batches in one pass is the
         # same function and one larger matrix product; with it, the batches
         # must stay apart so each is normalised by its own statistics.
@@ -63,12 +76,13 @@ class Discriminator(nn.Module):
 
     def score_pair(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None = None):
         """(D(real), D(fake)), in one pass where that computes the same thing
-        (each batch augmented on its own, so the draws do not depend on it)."""
+        (each batch augmented on its own, so the draws do not depend on it).
+        Packs never mix real and fake: each batch is a whole number of packs."""
         if not self.joint_batches:
             return self(real, y), self(fake, y)
         both = torch.cat([self._augmented(real), self._augmented(fake)])
         scores = self._score(both, None if y is None else torch.cat([y, y]))
-        return scores[:len(real)], scores[len(real):]
+        return scores[:len(real) // self.pack], scores[len(real) // self.pack:]
 
     def _augmented(self, x: torch.Tensor) -> torch.Tensor:
         return self.augment(x) if self.augment is not None and self.training else x
@@ -78,7 +92,32 @@ class Discriminator(nn.Module):
             h = join_onehot_planes(x, y, self.num_classes)
         else:
             h = join_onehot(x.flatten(1), y, self.num_classes)
+        if self.pack > 1:
+            h = h.reshape(len(h) // self.pack, self.pack * h.shape[1], *h.shape[2:])
         return self.net(h).view(-1)
+
+    def score_each(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """One score per example [B], for pictures of D: a packed D scores each
+        example joined with copies of itself."""
+        if self.pack == 1:
+            return self(x, y)
+        return self(x.repeat_interleave(self.pack, 0),
+                    None if y is None else y.repeat_interleave(self.pack, 0))
+
+
+LAYERS_WITH_WEIGHTS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def spectral_normalise(D: nn.Module) -> nn.Module:
+    """In place: every linear and conv layer of D gets its weight divided by
+    its largest singular value (Miyato et al. 2018; one power iteration per
+    training forward pass, u and v kept as buffers, so a checkpoint holds them)."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for module in list(D.modules()):
+        if isinstance(module, LAYERS_WITH_WEIGHTS):
+            spectral_norm(module)
+    return D
 
 
 def flat_size(shape: tuple[int, ...]) -> int:

@@ -26,7 +26,8 @@ D_NORMS = {   # d_norm -> the normalisation after D's hidden convs
 
 
 def build_dcgan(data_shape, num_classes: int, latent_dim: int, g_channels: int = 64,
-                d_channels: int = 64, batch_norm: bool = True, d_norm=None, name: str = "dcgan"):
+                d_channels: int = 64, batch_norm: bool = True, d_norm=None, name: str = "dcgan",
+                pack: int = 1, spectral_norm: bool = False):
     if len(data_shape) != 3 or data_shape[1] != data_shape[2]:
         raise UserError(f"model=dcgan needs square images [C, H, W], got shape {list(data_shape)}")
     channels, side = data_shape[0], data_shape[1]
@@ -52,7 +53,7 @@ def build_dcgan(data_shape, num_classes: int, latent_dim: int, g_channels: int =
         width = out
     generator = Generator(nn.Sequential(*layers), latent_dim, data_shape, num_classes)
 
-    layers, width = [], channels + num_classes                      # [B, C+K, S, S]
+    layers, width = [], pack * (channels + num_classes)             # [B/m, m(C+K), S, S]
     for i in range(k):                                               # side halves each time
         out = d_channels * 2 ** i
         layers.append(nn.Conv2d(width, out, 4, 2, 1, bias=i == 0))  # [B, out, S/2, S/2]
@@ -61,5 +62,6 @@ def build_dcgan(data_shape, num_classes: int, latent_dim: int, g_channels: int =
         layers.append(nn.LeakyReLU(0.2, True))
         width = out
     layers += [nn.Flatten(), nn.Linear(width * base * base, 1)]      # [B, 1] raw score
-    discriminator = Discriminator(nn.Sequential(*layers), num_classes, image_input=True)
+    discriminator = Discriminator(nn.Sequential(*layers), num_classes, image_input=True,
+                                  pack=pack, spectral_norm=spectral_norm)
     return generator, discriminator

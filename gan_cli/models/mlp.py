@@ -12,7 +12,8 @@ def widths_list(value) -> list[int]:
 
 
 def build_mlp(data_shape, num_classes: int, latent_dim: int, g_hidden=(128, 256, 512, 1024),
-              d_hidden=(512, 256), batch_norm: bool = True, name: str = "mlp"):
+              d_hidden=(512, 256), batch_norm: bool = True, name: str = "mlp", pack: int = 1,
+              spectral_norm: bool = False):
     g_hidden, d_hidden = widths_list(g_hidden), widths_list(d_hidden)
     out = flat_size(data_shape)
 
@@ -26,10 +27,11 @@ def build_mlp(data_shape, num_classes: int, latent_dim: int, g_hidden=(128, 256,
     layers += [nn.Linear(width, out), nn.Tanh()]             # [B, C*H*W] in [-1, 1]
     generator = Generator(nn.Sequential(*layers), latent_dim, data_shape, num_classes)
 
-    layers, width = [], out + num_classes                    # [B, C*H*W + K]
+    layers, width = [], pack * (out + num_classes)           # [B/m, m(C*H*W + K)]
     for h in d_hidden:
         layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]   # [B, h]
         width = h
     layers.append(nn.Linear(width, 1))                       # [B, 1] raw score
-    discriminator = Discriminator(nn.Sequential(*layers), num_classes)
+    discriminator = Discriminator(nn.Sequential(*layers), num_classes, pack=pack,
+                                  spectral_norm=spectral_norm)
     return generator, discriminator

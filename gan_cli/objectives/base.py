@@ -12,12 +12,21 @@ functions of D's outputs (losses.py, fdiv.py):
     estimate(d_loss)            the value named `estimate_name`, read off D's loss
     penalty(D, real, fake, y, latent)  a regulariser added to D's loss (optional)
 Its values were checked by gan_cli.config before it is built.
+
+Two settings every objective with a discriminator shares, handled here so no
+subclass needs to know them:
+    pack      PacGAN (Lin et al. 2018): D judges `pack` samples joined together
+              (the models join them; see models/conditioning.py)
+    r1        R1 (Mescheder et al. 2018): r1/2 * E[||grad_x D(x)||^2] on real x,
+              added to D's loss on every `r1_every`-th D step with weight
+              r1 * r1_every (lazy regularisation, as in StyleGAN2)
 """
 
 import torch
 
 from gan_cli.data import Batch
 from gan_cli.latent import Latent
+from gan_cli.objectives import losses
 
 
 class Objective:
@@ -32,10 +41,15 @@ class Objective:
     # Allowed values of this objective's string settings, read by config.validate.
     choices: dict[str, tuple] = {}
 
-    def __init__(self, name: str, critic_steps: int = 1, conditional: bool = False):
+    def __init__(self, name: str, critic_steps: int = 1, conditional: bool = False,
+                 pack: int = 1, r1: float = 0.0, r1_every: int = 1):
         self.name = name
         self.critic_steps = critic_steps
         self.conditional = bool(conditional)
+        self.pack = int(pack)
+        self.r1 = float(r1)
+        self.r1_every = int(r1_every)
+        self.d_steps = 0            # D's updates so far: which ones get R1 (checkpointed)
 
     # --- the hooks a subclass fills in ----------------------------------------
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
@@ -66,10 +80,19 @@ class Objective:
         y = self.labels(batch)
         with torch.no_grad():                       # D's step needs no graph through G
             fake = G(latent.sample(len(batch.x)), y)
-        loss = self.d_loss(*D.score_pair(batch.x, fake, y))
+        # R1 differentiates D(real) with respect to real x: the same forward
+        # pass serves the loss and the penalty.
+        r1_now = self.r1 > 0 and self.d_steps % self.r1_every == 0
+        self.d_steps += 1
+        real = batch.x.detach().requires_grad_(True) if r1_now else batch.x
+        real_out, fake_out = D.score_pair(real, fake, y)
+        loss = self.d_loss(real_out, fake_out)
         stats = {} if self.estimate_name is None else {self.estimate_name: self.estimate(loss).detach()}
-        extra = self.penalty(D, batch.x, fake, y, latent)
-        if extra is not None:
+        extras = [self.penalty(D, batch.x, fake, y, latent)]
+        if r1_now:
+            r1 = losses.r1_penalty(real_out, real, self.pack)
+            extras.append((self.r1 * self.r1_every / 2 * r1, {"r1_penalty": r1}))
+        for extra in filter(None, extras):
             term, logged = extra
             loss = loss + term
             stats.update({name: value.detach() for name, value in logged.items()})
@@ -89,7 +112,7 @@ class Objective:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        return {}
+        return {"d_steps": self.d_steps}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        self.d_steps = int(state.get("d_steps", 0))

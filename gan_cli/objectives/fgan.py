@@ -17,8 +17,9 @@ class FGAN(Objective):
     choices = {"divergence": tuple(fdiv.DIVERGENCES), "generator_loss": tuple(GENERATOR_LOSSES)}
 
     def __init__(self, name: str = "fgan", divergence: str = "kl", critic_steps: int = 1,
-                 generator_loss: str = "alternative", conditional: bool = False):
-        super().__init__(name, critic_steps, conditional)
+                 generator_loss: str = "alternative", conditional: bool = False,
+                 **shared):
+        super().__init__(name, critic_steps, conditional, **shared)
         self.divergence = fdiv.divergence(divergence)
         self.generator_loss_name = generator_loss
 

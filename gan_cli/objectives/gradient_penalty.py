@@ -10,8 +10,8 @@ class WGANGP(WGAN):
     critic_batch_norm = False   # the penalty is per sample; batch norm couples the samples
 
     def __init__(self, name: str = "wgan_gp", critic_steps: int = 5, gp_weight: float = 10.0,
-                 conditional: bool = False):
-        super().__init__(name, critic_steps, conditional=conditional)
+                 conditional: bool = False, **shared):
+        super().__init__(name, critic_steps, conditional=conditional, **shared)
         self.gp_weight = float(gp_weight)
 
     def after_discriminator_step(self, D) -> None:
@@ -21,5 +21,6 @@ class WGANGP(WGAN):
         # One coefficient per sample, drawn from the latent stream's generator
         # so a resumed run draws the same ones. Labels stay with their x.
         eps = latent.uniform(len(real))
-        penalty = losses.gradient_penalty(lambda h: D(h, y), losses.interpolate(real, fake, eps))
+        penalty = losses.gradient_penalty(lambda h: D(h, y), losses.interpolate(real, fake, eps),
+                                           self.pack)
         return self.gp_weight * penalty, {"gradient_penalty": penalty}

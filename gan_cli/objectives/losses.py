@@ -72,13 +72,25 @@ def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> to
     return eps * real + (1 - eps) * fake
 
 
-def gradient_penalty(critic, points: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(critic, points: torch.Tensor, pack: int = 1) -> torch.Tensor:
     """E[(||grad_x critic(x)||_2 - 1)^2] over `points` [B, ...]: the two-sided
     penalty. create_graph=True so the penalty itself can be differentiated
-    with respect to the critic's weights."""
+    with respect to the critic's weights. With packing, x is one of the B/pack
+    joined inputs the critic scores, so the norm runs over each group."""
     points = points.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+    return ((grad.reshape(len(grad) // pack, -1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+# --- R1 (Mescheder et al. 2018) --------------------------------------------------
+
+def r1_penalty(real_out: torch.Tensor, real: torch.Tensor, pack: int = 1) -> torch.Tensor:
+    """E[||grad_x D(x)||^2] over the scored inputs, for real x [B, ...] that
+    required grad when D scored them (real_out [B / pack]); with packing each
+    input is a group of `pack` samples. The caller weighs it by gamma / 2.
+    create_graph=True: the penalty is differentiated with respect to D's weights."""
+    (grad,) = torch.autograd.grad(real_out.sum(), real, create_graph=True)
+    return grad.pow(2).reshape(len(grad) // pack, -1).sum(1).mean()
 
 
 # --- hinge loss (Lim & Ye 2017; Miyato et al. 2018) ---------------------------

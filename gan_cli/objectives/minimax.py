@@ -15,8 +15,9 @@ class MinimaxGAN(Objective):
     choices = {"generator_loss": tuple(GENERATOR_LOSSES)}
 
     def __init__(self, name: str = "gan", critic_steps: int = 1,
-                 generator_loss: str = "non_saturating", conditional: bool = False):
-        super().__init__(name, critic_steps, conditional)
+                 generator_loss: str = "non_saturating", conditional: bool = False,
+                 **shared):
+        super().__init__(name, critic_steps, conditional, **shared)
         self.generator_loss_name = generator_loss
 
     def d_loss(self, real_out, fake_out):

@@ -21,8 +21,8 @@ class MSE(Objective):
     choices = {"pairing": PAIRINGS, "solver": SOLVERS}
 
     def __init__(self, name: str = "mse", pairing: str = "resample", solver: str = "gradient",
-                 conditional: bool = False):
-        super().__init__(name, critic_steps=0, conditional=conditional)   # no discriminator
+                 conditional: bool = False, **shared):
+        super().__init__(name, critic_steps=0, conditional=conditional, **shared)   # no D
         self.pairing = pairing
         self.closed_form = solver == "analytic"
         self.fixed_z: torch.Tensor | None = None

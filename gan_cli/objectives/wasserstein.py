@@ -8,8 +8,8 @@ class WGAN(Objective):
     estimate_name = "wasserstein_estimate"
 
     def __init__(self, name: str = "wgan", critic_steps: int = 5, clip_value: float = 0.01,
-                 reference_schedule: bool = False, conditional: bool = False):
-        super().__init__(name, critic_steps, conditional)
+                 reference_schedule: bool = False, conditional: bool = False, **shared):
+        super().__init__(name, critic_steps, conditional, **shared)
         self.clip_value = float(clip_value)
         self.reference_schedule = bool(reference_schedule)
 

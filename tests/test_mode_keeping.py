@@ -1,0 +1,389 @@
+"""What keeps an unconditional GAN's modes: G's moving average, spectral norm
+on D, the R1 penalty and packing; each checked against a hand computation,
+refused in one line where impossible, and resumed bit for bit."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gan_cli.checkpoint import build_models, generator_from_checkpoint, load_checkpoint
+from gan_cli.config import validate
+from gan_cli.data import Batch
+from gan_cli.ema import GeneratorEMA
+from gan_cli.errors import UserError
+from gan_cli.latent import Latent
+from gan_cli.models import Discriminator, build_dcgan, build_toy_mlp
+from gan_cli.objectives import MinimaxGAN, WGANGP
+from gan_cli.runner import run
+from gan_cli.sample import draw, main as sample_main
+
+
+# --- G's moving average ----------------------------------------------------------
+
+class TinyG(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+        self.bn = nn.BatchNorm1d(2)
+
+
+def _set(G, value: float, buffers: float):
+    with torch.no_grad():
+        for p in G.parameters():
+            p.fill_(value)
+        G.bn.running_mean.fill_(buffers)
+        G.bn.num_batches_tracked.fill_(int(value * 10))
+
+
+def test_ema_is_the_closed_form_average_of_known_weights():
+    G = TinyG()
+    _set(G, 1.0, buffers=10.0)
+    ema = GeneratorEMA(G, decay=0.5)               # the average starts as a copy of G
+    _set(G, 3.0, buffers=20.0)
+    ema.update(1)                                  # 0.5 * 1 + 0.5 * 3
+    _set(G, 7.0, buffers=40.0)
+    ema.update(2)                                  # 0.5 * 2 + 0.5 * 7
+    avg = ema.average
+    for p in avg.parameters():
+        assert torch.equal(p, torch.full_like(p, 4.5))
+    assert torch.equal(avg.bn.running_mean, torch.full((2,), 27.5))      # 0.5 * 15 + 0.5 * 40
+    assert int(avg.bn.num_batches_tracked) == 70                         # integers are copied
+    assert not any(p.requires_grad for p in avg.parameters()) and not avg.training
+    assert G.lin.weight.data_ptr() != avg.lin.weight.data_ptr()
+
+
+def test_ema_follows_g_exactly_until_its_start():
+    G = TinyG()
+    _set(G, 0.0, buffers=0.0)
+    ema = GeneratorEMA(G, decay=0.9, start=2)
+    _set(G, 5.0, buffers=0.0)
+    ema.update(1)
+    _set(G, 6.0, buffers=0.0)
+    ema.update(2)                                  # still warming up: a copy
+    assert torch.equal(ema.average.lin.weight, torch.full((2, 2), 6.0))
+    _set(G, 16.0, buffers=0.0)
+    ema.update(3)                                  # 0.9 * 6 + 0.1 * 16
+    assert torch.allclose(ema.average.lin.weight, torch.full((2, 2), 7.0))
+
+
+# --- spectral norm -----------------------------------------------------------------
+
+def _weighted_layers(D):
+    return [m for m in D.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+@pytest.mark.parametrize("build,shape", [(build_toy_mlp, [2]), (build_dcgan, [1, 8, 8])])
+def test_spectral_norm_bounds_every_layer_of_d_near_one(build, shape):
+    torch.manual_seed(0)
+    _, D = build(shape, 3, 4, spectral_norm=True)
+    _, plain = build(shape, 3, 4)
+    layers = _weighted_layers(D)
+    assert len(layers) == len(_weighted_layers(plain)) >= 2
+    x, y = torch.randn(8, *shape), torch.arange(8) % 3
+    for _ in range(30):                         # one power iteration per training forward
+        D(x, y)
+    for layer in layers:
+        assert "weight" in layer.parametrizations
+        sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
+        assert sigma == pytest.approx(1.0, abs=0.02)
+    # Without it the same layers are far from 1 (so the check above can fail).
+    sigmas = [float(torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2))
+              for m in _weighted_layers(plain)]
+    assert any(abs(s - 1) > 0.1 for s in sigmas)
+
+
+def test_spectral_norm_checkpoint_loads_into_d_rebuilt_from_its_config(make_cfg):
+    cfg = make_cfg("objective=gan", "model.spectral_norm=true", "train.steps=4")
+    run(cfg)
+    state = load_checkpoint(cfg.run_dir)
+    saved = state["discriminator"]
+    assert any(k.endswith("parametrizations.weight.original") for k in saved)
+    assert any(k.endswith("parametrizations.weight.0._u") for k in saved)
+    _, D = build_models(state["config"], state["model_args"])
+    D.load_state_dict(saved)                                         # strict: the same keys
+    assert all(torch.equal(D.state_dict()[k], v) for k, v in saved.items())
+
+
+# --- R1 --------------------------------------------------------------------------
+
+class ZeroG(nn.Module):
+    def forward(self, z, y=None):
+        return torch.zeros(len(z), 2)
+
+
+def _linear_d(pack: int = 1, w=(0.3, -1.2), b: float = 0.1):
+    net = nn.Linear(2 * pack, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([list(w) * pack]))
+        net.bias.fill_(b)
+    return Discriminator(net, 0, pack=pack), torch.tensor(list(w) * pack)
+
+
+def _d_loss(objective, D, x):
+    latent = Latent(2, "normal", torch.device("cpu"), seed=0)
+    loss, stats = objective.discriminator_loss(ZeroG(), D, Batch(x, None, None), latent)
+    fake = torch.zeros_like(x)
+    plain = objective.d_loss(*D.score_pair(x, fake))
+    return (loss - plain).item(), stats
+
+
+@pytest.mark.parametrize("pack", [1, 2])
+def test_r1_on_a_linear_d_is_half_gamma_times_the_squared_weight_norm(pack):
+    # D(x) = w.x + b has grad_x D = w everywhere: R1 = gamma / 2 ||w||^2, and
+    # with packing the gradient of each joined input is w repeated pack times.
+    D, w = _linear_d(pack)
+    x = torch.randn(8, 2)
+    extra, stats = _d_loss(MinimaxGAN(r1=4.0, pack=pack), D, x)
+    assert extra == pytest.approx(4.0 / 2 * float(w @ w), rel=1e-5)
+    assert stats["r1_penalty"].item() == pytest.approx(float(w @ w), rel=1e-5)
+    assert extra == pytest.approx(2.0 * pack * (0.3 ** 2 + 1.2 ** 2), rel=1e-5)
+
+
+def test_lazy_r1_applies_every_kth_d_step_with_weight_gamma_times_k():
+    D, w = _linear_d()
+    objective = MinimaxGAN(r1=4.0, r1_every=3)
+    x = torch.randn(8, 2)
+    extras = [_d_loss(objective, D, x)[0] for _ in range(7)]
+    full = 4.0 * 3 / 2 * float(w @ w)
+    assert extras == pytest.approx([full, 0, 0, full, 0, 0, full], abs=1e-5)
+    assert objective.state_dict() == {"d_steps": 7}
+    again = MinimaxGAN(r1=4.0, r1_every=3)
+    again.load_state_dict(objective.state_dict())                  # resumes the rhythm
+    assert [_d_loss(again, D, x)[0] for _ in range(3)] == pytest.approx([0, 0, full], abs=1e-5)
+
+
+def test_r1_works_with_a_gradient_penalty_objective_too():
+    D, w = _linear_d()
+    x = torch.randn(8, 2)
+    with_r1, stats = _d_loss(WGANGP(r1=2.0), D, x)
+    without, _ = _d_loss(WGANGP(), D, x)
+    assert {"gradient_penalty", "r1_penalty"} <= set(stats)
+    # The two-sided penalty of a linear critic is (||w|| - 1)^2 wherever it looks.
+    gp = 10.0 * (math.sqrt(float(w @ w)) - 1) ** 2
+    assert without == pytest.approx(gp, rel=1e-5)
+    assert with_r1 - without == pytest.approx(float(w @ w), rel=1e-5)
+
+
+# --- packing ---------------------------------------------------------------------
+
+class Capture(nn.Module):
+    """A stand-in for D's net: remembers what it was given, scores 0."""
+
+    def forward(self, h):
+        self.seen = h
+        return h.new_zeros(len(h), 1)
+
+
+def test_packing_joins_consecutive_examples_with_their_labels():
+    net = Capture()
+    D = Discriminator(net, num_classes=3, pack=2)
+    x = torch.arange(8.0).view(4, 2)                      # examples (0,1) (2,3) (4,5) (6,7)
+    y = torch.tensor([0, 2, 1, 1])
+    assert D(x, y).shape == (2,)
+    onehot = torch.eye(3)
+    want = torch.stack([torch.cat([x[0], onehot[0], x[1], onehot[2]]),
+                        torch.cat([x[2], onehot[1], x[3], onehot[1]])])
+    assert torch.equal(net.seen, want)
+    # A pack never mixes real and fake samples.
+    D = Discriminator(net, num_classes=0, pack=2)
+    real_out, fake_out = D.score_pair(x, -x)
+    assert real_out.shape == fake_out.shape == (2,)
+    assert torch.equal(net.seen, torch.cat([x, -x]).view(4, 4))
+
+
+def test_packing_stacks_image_channels_and_first_layers_grow():
+    net = Capture()
+    D = Discriminator(net, num_classes=2, image_input=True, pack=2)
+    x = torch.randn(4, 1, 8, 8)
+    D(x, torch.tensor([0, 1, 1, 0]))
+    assert net.seen.shape == (2, 2 * (1 + 2), 8, 8)
+    assert torch.equal(net.seen[0, 0], x[0, 0]) and torch.equal(net.seen[0, 3], x[1, 0])
+    assert torch.equal(net.seen[0, 1], torch.ones(8, 8)) and torch.equal(net.seen[0, 5], torch.ones(8, 8))
+    _, D = build_dcgan([1, 8, 8], 2, 4, pack=4)
+    assert D.net[0].in_channels == 4 * 3
+    assert D(torch.randn(8, 1, 8, 8), torch.arange(8) % 2).shape == (2,)
+    _, D = build_toy_mlp([2], 0, 4, pack=4)
+    assert D.net[0].in_features == 8 and D.score_each(torch.randn(5, 2)).shape == (5,)
+
+
+def test_a_packed_d_is_still_drawn_point_by_point():
+    from gan_cli.data import load_toy
+    from gan_cli.evaluation.toy_picture import SURFACE_CELLS, _generator_moves, _surface
+
+    _, D = build_toy_mlp([2], 0, 2, g_hidden=[8], d_hidden=[8], pack=3)
+    objective = MinimaxGAN(pack=3)
+    values, _, _ = _surface(load_toy("ring8", 0.02), D, objective, torch.device("cpu"))
+    assert values.shape == (SURFACE_CELLS, SURFACE_CELLS)          # 25,600 points, not a multiple of 3
+    points, moves = _generator_moves(D, objective, torch.randn(20, 2), None, count=7)
+    assert points.shape == moves.shape == (7, 2)
+
+
+# --- one line per impossible value -------------------------------------------------
+
+@pytest.mark.parametrize("overrides,message", [
+    (["objective=gan", "objective.pack=3"],
+     "train.batch_size=32 is not divisible by objective.pack=3: D judges whole packs of 3 samples"),
+    (["objective=gan", "objective.pack=0"], "objective.pack must be a whole number >= 1, got 0"),
+    (["objective=hinge", "objective.r1=-1"], "objective.r1 must be a number >= 0, got -1"),
+    (["objective=gan", "objective.r1_every=0"],
+     "objective.r1_every must be a whole number >= 1, got 0"),
+    (["train.ema=1"], "train.ema must be a decay in [0, 1) (0 = off), got 1"),
+    (["train.ema=-0.5"], "train.ema must be a decay in [0, 1) (0 = off), got -0.5"),
+    (["train.ema_start=-1"], "train.ema_start must be a whole number >= 0, got -1"),
+    (["eval.use_ema=maybe"], "eval.use_ema must be one of true, false, got 'maybe'"),
+    (["model.spectral_norm=2"], "model.spectral_norm must be one of true, false, got 2"),
+    (["objective=mse", "objective.pack=2"],
+     "objective=mse has no discriminator, so objective.pack and objective.r1 do not apply "
+     "(got pack=2, r1=0.0)"),
+])
+def test_impossible_values_are_refused_in_one_line(make_cfg, overrides, message):
+    with pytest.raises(UserError) as info:
+        validate(make_cfg(*overrides))
+    assert str(info.value) == message
+
+
+def test_gan_train_refuses_a_batch_that_packs_do_not_divide(tmp_path):
+    from conftest import TINY, run_cli
+
+    done = run_cli("gan-train", *TINY, "objective.pack=5", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "gan-train: error: train.batch_size=32 is not divisible by objective.pack=5: D judges whole "
+        "packs of 5 samples"]
+
+
+# --- runs: resume bit for bit, the average in pictures, metrics and gan-sample -----
+
+SHORT = ["train.steps=12", "train.log_every=3", "train.checkpoint_every=3", "train.sample_every=6",
+         "train.eval_every=6"]
+OPTIONS = {
+    "ema": ["train.ema=0.8", "train.ema_start=4"],
+    "spectral_norm": ["model.spectral_norm=true"],
+    "r1": ["objective.r1=1.0", "objective.r1_every=4"],
+    "pack": ["objective.pack=4"],
+}
+
+
+def _assert_same(a, b, where="checkpoint"):
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys differ"
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{where} differs"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_resumed_run_with_each_option_equals_straight_run_bit_for_bit(make_cfg, option):
+    given = ["objective=gan", *SHORT, *OPTIONS[option]]
+    straight = make_cfg(*given)
+    run(straight)
+    half = make_cfg(*given, "train.steps=6")
+    run(half)
+    run(make_cfg(*given, "resume=true", f"run_dir={half.run_dir}"))
+    a, b = load_checkpoint(straight.run_dir), load_checkpoint(half.run_dir)
+    assert a["step"] == b["step"] == 12
+    a["config"].pop("run_dir"), b["config"].pop("run_dir")
+    b["config"]["resume"] = a["config"]["resume"]
+    _assert_same(a, b)
+    if option == "ema":
+        assert a["generator_ema"] is not None
+        assert any(not torch.equal(a["generator_ema"][k], a["generator"][k]) for k in a["generator"])
+    if option == "r1":
+        assert a["objective"] == {"d_steps": 12}
+
+
+def test_the_average_is_what_metrics_pictures_and_gan_sample_use(make_cfg, tmp_path, capsys):
+    cfg = make_cfg("experiment=toy_gan", "train.steps=30", "train.ema=0.9", "train.log_every=10",
+                   "train.sample_every=30", "dataset.eval_points=200", tiny=False)
+    metrics = run(cfg)
+    state = load_checkpoint(cfg.run_dir)
+    averaged, _ = draw(state, 200, seed=3)                        # the default: the average
+    raw, _ = draw(state, 200, seed=3, ema=False)
+    assert torch.equal(averaged, draw(state, 200, seed=3, ema=True)[0])
+    assert not torch.equal(averaged, raw)
+    # The run's metrics came from the average as well.
+    from gan_cli.experiment import Experiment
+    exp = Experiment(cfg)
+    exp.restore(state)
+    assert exp.sampling_generator is exp.ema.average
+    assert exp.evaluate() == {k: v for k, v in metrics.items() if k.startswith("toy/")}
+    out = tmp_path / "raw.npz"
+    sample_main([str(cfg.run_dir), "--num", "200", "--seed", "3", "--raw", "--out", str(out)])
+    assert np.array_equal(np.load(out)["samples"], raw.numpy())
+
+    plain = make_cfg("experiment=toy_gan", "train.steps=2", "dataset.eval_points=200", tiny=False)
+    run(plain)
+    old = load_checkpoint(plain.run_dir)
+    assert old["generator_ema"] is None
+    del old["generator_ema"]                      # a checkpoint from before the average existed
+    assert generator_from_checkpoint(old) is not None
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        sample_main([str(plain.run_dir), "--ema"])
+    assert capsys.readouterr().err.strip() == (
+        "gan-sample: error: this checkpoint holds no moving average of G (its run had train.ema=0); "
+        "use the trained G (drop --ema)")
+
+
+def test_every_option_shows_in_hparams(make_cfg):
+    from gan_cli.monitor import run_hparams
+
+    params = run_hparams(make_cfg("objective=gan", "train.ema=0.99", "objective.pack=2"))
+    assert params["train.ema"] == 0.99 and params["objective.pack"] == 2
+    assert {"model.spectral_norm", "objective.r1", "objective.r1_every"} <= set(params)
+
+
+def test_resuming_a_run_saved_before_these_options_is_no_change():
+    from gan_cli.config import changed_keys
+
+    old = {"train": {"steps": 5}, "objective": {"name": "gan"}, "model": {"name": "mlp"}}
+    new = {"train": {"steps": 5, "ema": 0.0, "ema_start": 0},
+           "objective": {"name": "gan", "pack": 1, "r1": 0.0, "r1_every": 1},
+           "model": {"name": "mlp", "spectral_norm": False}}
+    assert changed_keys(old, new, []) == []
+    new["objective"]["pack"] = 2
+    assert changed_keys(old, new, []) == ["objective.pack"]
+
+
+# --- the preset on a real toy run ---------------------------------------------------
+
+def test_short_run_of_the_best_preset_spreads_g_over_the_ring(make_cfg):
+    """The first 300 of toy_best's 4,000 steps: G's points leave the origin
+    for the ring (W1 falls at every evaluation). Measured (seed 0): W1 0.65
+    at step 150, 0.45 at 300; the full run reaches 8/8 modes (slow test)."""
+    from conftest import tensorboard_events
+
+    cfg = make_cfg("experiment=toy_best", "train.steps=300", "train.eval_every=100",
+                   "train.sample_every=300", "train.log_every=100", "dataset.eval_points=1000",
+                   tiny=False)
+    result = run(cfg)
+    w1 = [e.value for e in tensorboard_events(cfg.run_dir).Scalars("toy/w1")]
+    assert len(w1) == 3 and w1[0] > w1[1] > w1[2]
+    assert result["toy/w1"] < 0.8 * w1[0] and result["toy/w1"] < 0.6
+    state = load_checkpoint(cfg.run_dir)
+    assert state["generator_ema"] is not None and state["objective"]["d_steps"] == 300
+
+
+@pytest.mark.slow
+def test_best_preset_keeps_every_ring_mode():
+    """experiment=toy_best in full on ring8 (about 2 minutes of one CPU
+    core); the README gives what seeds 0-4 measured."""
+    from gan_cli.compose import compose_config
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        result = run(compose_config(["experiment=toy_best", "train.sample_every=4000",
+                                     f"run_dir={Path(folder) / 'run'}"]))
+    assert result["toy/modes"] == 8
+    assert result["toy/high_quality"] >= 0.9 and result["toy/reverse_kl"] <= 0.05
