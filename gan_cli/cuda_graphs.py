@@ -337,7 +337,10 @@ class GraphedStep:
         self.batches.invalidate()
 
     def run(self, step: int) -> None:
-        k = self.parts.objective.critic_steps_at(step)
+        # One graph per kind of step: its critic-step count and whatever host
+        # state changes what it computes (G's average still warming up, which
+        # D steps get a lazy R1), as a graph replays the kernels it captured.
+        k = (self.parts.objective.critic_steps_at(step), self.parts.phase(step))
         recorded = self.graphs.get(k)
         if recorded is None:
             recorded = self._warm_up(step)
@@ -349,16 +352,21 @@ class GraphedStep:
         self.batches.advance(recorded.batches)
         self.sums.tally.update(recorded.adds)
         self.updates.update(recorded.updates)
+        # The host-side count a replay cannot move: D's steps (lazy R1, checkpointed).
+        self.parts.objective.count_d_steps(recorded.updates.get("d", 0))
 
     @contextlib.contextmanager
     def _uncounted(self):
         """Calls that add no real losses or updates (a capture, or a CPU replay
-        whose counts come from its record) leave the counters as they were."""
+        whose counts come from its record) leave the counters as they were,
+        the objective's own among them."""
         tally, opt_steps = Counter(self.sums.tally), Counter(self._opt_steps)
+        objective = self.parts.objective.state_dict()
         try:
             yield
         finally:
             self.sums.tally, self._opt_steps = tally, opt_steps
+            self.parts.objective.load_state_dict(objective)
 
     def _warm_up(self, step: int) -> Recorded:
         """One real step, eagerly, on the capture stream; its counts are what

@@ -35,10 +35,14 @@ class GeneratorEMA:
         self.live_other = [t for i, t in enumerate(live) if i not in floats]
         self.mine_other = [t for i, t in enumerate(mine) if i not in floats]
 
+    def warming(self, step: int) -> bool:
+        """Whether update number `step` still copies G (the warm-up)."""
+        return step <= self.start
+
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Called after G's optimizer step number `step` (counting from 1)."""
-        if step <= self.start:
+        if self.warming(step):
             torch._foreach_copy_(self.mine, self.live)
         else:
             # One fused pass over all tensors: mine += (1 - decay) * (live - mine).

@@ -92,6 +92,9 @@ class Experiment:
                            accel.autocast(cfg.train.precision, device))
         if self.ema is not None:
             self.parts.after_generator_step = self.ema.update
+        ema = self.ema
+        self.parts.phase = lambda step: (objective.phase(),
+                                         ema is not None and ema.warming(step + 1))
         if cfg.train.augment:
             if len(data.shape) != 3:
                 raise UserError(f"train.augment transforms images; dataset {data.name} gives "

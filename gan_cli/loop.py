@@ -25,6 +25,9 @@ class Parts:
     autocast: Callable = contextlib.nullcontext     # context for forward passes (bf16)
     # Called with G's update count after each of G's optimizer steps (G's moving average).
     after_generator_step: Callable[[int], None] = lambda step: None
+    # What, besides its critic steps, makes generator step `step` compute
+    # differently from another (host-side state): CUDA graphs capture apart per phase.
+    phase: Callable[[int], object] = lambda step: None
 
 
 @contextlib.contextmanager

@@ -47,6 +47,13 @@ def _same_state(a: Experiment, b: Experiment, exact: bool) -> None:
             continue
         for (key, x), y in zip(na.state_dict().items(), nb.state_dict().values()):
             assert check(x.float(), y.float()), f"{net}.{key} differs"
+    if a.ema is not None:                         # G's moving average
+        for (key, x), y in zip(a.ema.state_dict().items(), b.ema.state_dict().values()):
+            assert check(x.float(), y.float()), f"generator_ema.{key} differs"
+    assert pa.objective.state_dict().keys() == pb.objective.state_dict().keys()
+    for key, x in pa.objective.state_dict().items():           # host counters (lazy R1)
+        y = pb.objective.state_dict()[key]
+        assert (torch.equal(x, y) if torch.is_tensor(x) else x == y), f"objective {key} differs"
     for opt_a, opt_b in ((pa.opt_g, pb.opt_g), (pa.opt_d, pb.opt_d)):
         if opt_a is None:
             continue
@@ -185,12 +192,18 @@ def test_device_buffer_draws_the_eager_batches_across_epochs(make_cfg):
         batches.ensure(57)
 
 
-@pytest.mark.parametrize("objective", ["wgan", "gan", "wgan_gp", "mse", "cgan", "toy"])
+# Host state that changes a step: G's average warming up until step 4, and a
+# lazy R1 on every 3rd D step (with 5 critic steps the cycle moves each step).
+PHASED = {"ema": ["objective=gan", "train.ema=0.9", "train.ema_start=4"],
+          "lazy_r1": ["objective=wgan", "objective.r1=0.5", "objective.r1_every=3"]}
+
+
+@pytest.mark.parametrize("objective", ["wgan", "gan", "wgan_gp", "mse", "cgan", "toy", *PHASED])
 def test_stand_in_replays_equal_loop_run_steps_bit_for_bit(make_cfg, objective):
     """On the CPU a "replay" runs the recorded step eagerly through the same
     device buffer, static sums and counters: all but the capture itself."""
     cfg = make_cfg(*TOY, "device=cpu", tiny=False) if objective == "toy" \
-        else make_cfg(f"objective={objective}", "device=cpu")
+        else make_cfg(*PHASED.get(objective, [f"objective={objective}"]), "device=cpu")
     a, b = Experiment(cfg), Experiment(cfg)
     meter_a, meter_b = Meter(), Meter()
     logged_a, logged_b = [], []

@@ -111,6 +111,14 @@ class Objective:
         """closed_form objectives: set G to the solution, return its loss."""
         raise NotImplementedError
 
+    def phase(self) -> int:
+        """Where the coming D steps fall in lazy R1's cycle (0 without one)."""
+        return self.d_steps % self.r1_every if self.r1 > 0 and self.r1_every > 1 else 0
+
+    def count_d_steps(self, n: int) -> None:
+        """n D steps were taken without running this code (a replayed CUDA graph)."""
+        self.d_steps += n
+
     def state_dict(self) -> dict:
         return {"d_steps": self.d_steps}
 
