@@ -13,15 +13,15 @@ from pathlib import Path
 
 from gan_cli.errors import UserError, reported
 
-# name -> overrides: the objectives of the README's comparison, each with its
-# paper's settings, and the default job.
+# name -> overrides: the default job, and objectives as their papers ran them
+# (G itself, no moving average).
 CONFIGS = {
     "default": [],
-    "wgan": ["objective=wgan"],
-    "gan": ["objective=gan"],
-    "wgan_gp": ["objective=wgan_gp"],
-    "cgan": ["objective=cgan"],
-    "hinge": ["objective=hinge"],
+    "wgan": ["objective=wgan", "train.ema=0"],
+    "gan": ["objective=gan", "train.ema=0"],
+    "wgan_gp": ["objective=wgan_gp", "train.ema=0"],
+    "cgan": ["objective=cgan", "train.ema=0"],
+    "hinge": ["objective=hinge", "train.ema=0"],
 }
 DEFAULT_CONFIGS = ["default", "wgan", "gan", "wgan_gp"]
 

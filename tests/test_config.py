@@ -22,12 +22,17 @@ def test_groups_ship_inside_the_package():
     assert options("optimizer") == ["adam", "adam_gp", "rmsprop", "sgd"]
 
 
-def test_defaults_are_algorithm_1(make_cfg):
+def test_the_default_job_and_objective_wgan_as_algorithm_1(make_cfg):
     cfg = make_cfg(tiny=False)
-    assert (cfg.objective.name, cfg.dataset.name, cfg.model.name, cfg.optimizer.name) == \
-        ("wgan", "mnist_subset", "mlp", "rmsprop")
-    assert (cfg.optimizer.g.lr, cfg.optimizer.d.lr, cfg.objective.clip_value,
-            cfg.train.batch_size, cfg.objective.critic_steps) == (5e-5, 5e-5, 0.01, 64, 5)
+    assert (cfg.objective.name, cfg.objective.conditional, cfg.dataset.name, cfg.model.name,
+            cfg.optimizer.name) == ("cgan", True, "mnist_subset", "mlp", "adam")
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.train.ema, cfg.train.ema_start) == \
+        (8000, 64, 0.999, 1000)
+    validate(cfg)
+    # objective=wgan is Algorithm 1 with its defaults, whatever the default job is.
+    cfg = make_cfg("objective=wgan", tiny=False)
+    assert (cfg.optimizer.name, cfg.optimizer.g.lr, cfg.optimizer.d.lr, cfg.objective.clip_value,
+            cfg.train.batch_size, cfg.objective.critic_steps) == ("rmsprop", 5e-5, 5e-5, 0.01, 64, 5)
     validate(cfg)
 
 

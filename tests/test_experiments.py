@@ -23,8 +23,16 @@ PRESETS = {
                     "model.name": "dcgan", "model.batch_norm": True, "optimizer.name": "adam",
                     "optimizer.d.lr": 2e-4, "optimizer.d.betas": [0.5, 0.999], "train.batch_size": 128},
     "cgan_mnist": {"objective.name": "cgan", "objective.conditional": True, "model.name": "mlp",
-                   "optimizer.name": "adam", "train.steps": 16000},
+                   "optimizer.name": "adam", "train.steps": 16000, "train.ema": 0.0},
+    "stacked_dcgan": {"dataset.name": "stacked_mnist", "objective.name": "gan", "model.name": "dcgan",
+                      "model.batch_norm": True, "optimizer.name": "adam", "train.batch_size": 64,
+                      "objective.pack": 1, "train.ema": 0.0},
+    "stacked_pacgan": {"dataset.name": "stacked_mnist", "objective.name": "gan", "model.name": "dcgan",
+                       "objective.pack": 2, "train.ema": 0.999, "train.batch_size": 64},
 }
+# The papers' presets show the paper's G itself: no moving average.
+for _name in ("wgan_paper", "wgan_gp_mnist", "dcgan_mnist"):
+    PRESETS[_name].update({"train.ema": 0.0, "train.steps": 5000})
 
 
 def _value(cfg, key):
@@ -44,6 +52,10 @@ def test_preset_composes_to_its_paper_settings(make_cfg, name):
     cfg = make_cfg(f"experiment={name}", tiny=False)
     validate(cfg)
     assert {key: _value(cfg, key) for key in PRESETS[name]} == PRESETS[name]
+    if cfg.dataset.name == "stacked_mnist":                     # stacks of the bundled digits
+        assert cfg.dataset.source == "mnist_subset"
+        assert make_cfg(f"experiment={name}", "dataset.source=mnist", tiny=False).dataset.source == "mnist"
+        return
     assert cfg.dataset.name == "mnist_subset"                  # offline by default
     assert make_cfg(f"experiment={name}", "dataset=mnist", tiny=False).dataset.name == "mnist"
 
