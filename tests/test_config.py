@@ -27,7 +27,7 @@ def test_the_default_job_and_objective_wgan_as_algorithm_1(make_cfg):
     assert (cfg.objective.name, cfg.objective.conditional, cfg.dataset.name, cfg.model.name,
             cfg.optimizer.name) == ("cgan", True, "mnist_subset", "mlp", "adam")
     assert (cfg.train.steps, cfg.train.batch_size, cfg.train.ema, cfg.train.ema_start) == \
-        (8000, 64, 0.999, 1000)
+        (8000, 64, 0.995, 500)
     validate(cfg)
     # objective=wgan is Algorithm 1 with its defaults, whatever the default job is.
     cfg = make_cfg("objective=wgan", tiny=False)

@@ -304,8 +304,9 @@ def test_resumed_run_with_each_option_equals_straight_run_bit_for_bit(make_cfg, 
 
 
 def test_the_average_is_what_metrics_pictures_and_gan_sample_use(make_cfg, tmp_path, capsys):
-    cfg = make_cfg("experiment=toy_gan", "train.steps=30", "train.ema=0.9", "train.log_every=10",
-                   "train.sample_every=30", "dataset.eval_points=200", tiny=False)
+    cfg = make_cfg("experiment=toy_gan", "train.steps=30", "train.ema=0.9", "train.ema_start=0",
+                   "train.log_every=10", "train.sample_every=30", "dataset.eval_points=200",
+                   tiny=False)
     metrics = run(cfg)
     state = load_checkpoint(cfg.run_dir)
     averaged, _ = draw(state, 200, seed=3)                        # the default: the average
