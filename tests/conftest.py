@@ -110,6 +110,22 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> Non
         time.sleep(0.05)
 
 
+def assert_same(a, b, where="checkpoint") -> None:
+    """Every entry of two checkpoints equal: tensors exactly, the rest by value."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys differ"
+        for key in a:
+            assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{where} differs"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
 def tensorboard_events(run_dir):
     """Every scalar and image a run wrote to <run_dir>/tb."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

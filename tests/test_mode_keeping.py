@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import assert_same
 from gan_cli.checkpoint import build_models, generator_from_checkpoint, load_checkpoint
 from gan_cli.config import validate
 from gan_cli.data import Batch
@@ -268,21 +269,6 @@ OPTIONS = {
 }
 
 
-def _assert_same(a, b, where="checkpoint"):
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys differ"
-        for key in a:
-            _assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), f"{where}: lengths differ"
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"{where} differs"
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_resumed_run_with_each_option_equals_straight_run_bit_for_bit(make_cfg, option):
     given = ["objective=gan", *SHORT, *OPTIONS[option]]
@@ -295,7 +281,7 @@ def test_resumed_run_with_each_option_equals_straight_run_bit_for_bit(make_cfg, 
     assert a["step"] == b["step"] == 12
     a["config"].pop("run_dir"), b["config"].pop("run_dir")
     b["config"]["resume"] = a["config"]["resume"]
-    _assert_same(a, b)
+    assert_same(a, b)
     if option == "ema":
         assert a["generator_ema"] is not None
         assert any(not torch.equal(a["generator_ema"][k], a["generator"][k]) for k in a["generator"])

@@ -7,7 +7,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, run_cli, start_gan_train, wait_for
+from conftest import TINY, assert_same, run_cli, start_gan_train, wait_for
 from gan_cli.checkpoint import load_checkpoint
 from gan_cli.errors import UserError
 from gan_cli.runner import run
@@ -44,22 +44,6 @@ def test_resumed_run_equals_straight_run_bit_for_bit(make_cfg, objective):
     assert [s for s, _ in curves_b["loss/g"]] == [3, 6, 9, 12]      # no duplicate points
 
 
-def _assert_same(a, b, where="checkpoint"):
-    """Every entry of two checkpoints equal: tensors exactly, the rest by value."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys differ"
-        for key in a:
-            _assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), f"{where}: lengths differ"
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"{where} differs"
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
 @pytest.mark.parametrize("objective,dataset,extra", [
     ("gan", "digits", []), ("wgan_gp", "ring8", []),
     ("hinge", "digits", ["train.augment=[color,translation,cutout]"])])
@@ -82,7 +66,7 @@ def test_the_whole_checkpoint_does_not_depend_on_where_a_run_stopped(make_cfg, o
     assert a["step"] == b["step"] == 20
     a["config"].pop("run_dir"), b["config"].pop("run_dir")
     b["config"]["resume"] = a["config"]["resume"]
-    _assert_same(a, b)
+    assert_same(a, b)
 
 
 def test_resume_refuses_a_changed_config_unless_allowed(make_cfg):
