@@ -325,8 +325,9 @@ class Session:
 
 # The metrics a summary shows, in this order, where a run has them; a floor
 # (what real data scores) is shown beside its metric.
-SUMMARY = ("eval/fd", "eval/classes_present", "eval/classes_kl", "eval/confidence",
-           "eval/class_accuracy", "toy/modes", "toy/high_quality", "toy/reverse_kl", "toy/w1")
+SUMMARY = ("eval/fd", "eval/classes_present", "eval/classes_kl", "eval/modes", "eval/modes_kl",
+           "eval/confidence", "eval/class_accuracy", "toy/modes", "toy/high_quality",
+           "toy/reverse_kl", "toy/w1")
 FLOORS = {"eval/fd": "eval/fd_floor"}
 
 
