@@ -30,13 +30,13 @@ ADDED_KEYS = {"train.ema": 0.0, "train.ema_start": 0, "eval.use_ema": True,
               "objective.r1_every": 1}
 
 # Present in some configs only (an objective's, a data set's or a model's own
-# keys): checked where they exist.
+# keys, or sections an older config lacks): checked where they exist.
 WHOLE = {"objective.critic_steps": 1, "dataset.arrows": 0, "dataset.eval_points": 2,
          "dataset.eval_samples": 1, "dataset.size": 2, "objective.pack": 1,
-         "objective.r1_every": 1}
+         "objective.r1_every": 1, "train.ema_start": 0, "distributed.timeout_s": 1}
 POSITIVE = ("objective.clip_value", "dataset.std")
 AT_LEAST_ZERO = ("objective.gp_weight", "objective.r1")
-BOOLEANS = ("model.spectral_norm",)
+BOOLEANS = ("model.spectral_norm", "eval.use_ema", "distributed.sync_batch_norm")
 NUMBERS = ("objective.a", "objective.b", "objective.c")
 WIDTHS = ("model.g_hidden", "model.d_hidden")
 
@@ -135,18 +135,11 @@ def validate(cfg: DictConfig) -> None:
     ema = cfg.train.get("ema", 0.0)
     if isinstance(ema, bool) or not isinstance(ema, numbers.Real) or not 0 <= ema < 1:
         raise UserError(f"train.ema must be a decay in [0, 1) (0 = off), got {ema!r}")
-    if "ema_start" in cfg.train:
-        _whole(cfg, "train.ema_start", 0)
     if "eval" in cfg:
         _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
         _whole(cfg, "eval.num_samples", 2)      # a covariance needs two images
-        if "use_ema" in cfg.eval:
-            _one_of(cfg, "eval.use_ema", (True, False))
     _one_of(cfg, "train.cuda_graphs", ("auto", True, False))
     _one_of(cfg, "device", DEVICES)
-    if "distributed" in cfg:
-        _whole(cfg, "distributed.timeout_s", 1)
-        _one_of(cfg, "distributed.sync_batch_norm", (True, False))
     _component_values(cfg)
     _combinations(cfg)
 

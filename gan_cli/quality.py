@@ -4,7 +4,6 @@ configuration trains for a wall-clock budget, pausing the clock every
 result is a table and a picture of the metric against seconds, one curve per
 configuration, so a user can pick the one that gets good fastest here."""
 
-import argparse
 import json
 import math
 import sys

@@ -110,6 +110,17 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> Non
         time.sleep(0.05)
 
 
+def assert_one_line_errors(main, prog: str, cases, capsys) -> None:
+    """Each (argv, message) of `cases` makes the console script's `main` exit
+    with code 2 and one stderr line `<prog>: error: ...` holding `message`."""
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"{prog}: error:") and message in err and err.count("\n") == 1, err
+
+
 def assert_same(a, b, where="checkpoint") -> None:
     """Every entry of two checkpoints equal: tensors exactly, the rest by value."""
     if isinstance(a, dict):

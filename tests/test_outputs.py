@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_pictures, tensorboard_events
+from conftest import assert_one_line_errors, assert_pictures, tensorboard_events
 from gan_cli.checkpoint import load_checkpoint
 from gan_cli.runner import run
 from gan_cli.sample import draw, main as sample_main
@@ -104,12 +104,7 @@ def test_gan_sample_rejects_bad_input(make_cfg, tmp_path, capsys):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes((tmp_path / "run0" / "checkpoints" / "last.pt").read_bytes()[:5000])
     cases.append(([str(truncated)], "not a readable checkpoint"))
-    for argv, message in cases:
-        with pytest.raises(SystemExit) as exit_info:
-            sample_main(argv)
-        assert exit_info.value.code == 2
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("gan-sample: error:") and message in err and "\n" not in err
+    assert_one_line_errors(sample_main, "gan-sample", cases, capsys)
 
 
 def test_meter_sums_bf16_losses_in_fp32_and_continues_restored_sums():
@@ -177,12 +172,7 @@ def test_gan_sample_png_dir_unconditional_names_and_refusals(make_cfg, tmp_path,
         ([cfg.run_dir, "--num", "many"], "argument --num: invalid int value: 'many'"),
         ([cfg.run_dir, "--device", "gpu"], "--device must be cpu, cuda, cuda:N or auto"),
     ]
-    for argv, message in cases:
-        with pytest.raises(SystemExit) as exit_info:
-            sample_main(argv)
-        assert exit_info.value.code == 2
-        err = capsys.readouterr().err
-        assert err.startswith("gan-sample: error:") and message in err and err.count("\n") == 1
+    assert_one_line_errors(sample_main, "gan-sample", cases, capsys)
     assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
     assert not (tmp_path / "toy").exists()
 
@@ -200,9 +190,4 @@ def test_gan_eval_bad_input_gets_one_line(make_cfg, tmp_path, capsys):
         ([cfg.run_dir, "--device", "gpu"], "--device must be cpu, cuda, cuda:N or auto"),
         ([], "the following arguments are required: path"),
     ]
-    for argv, message in cases:
-        with pytest.raises(SystemExit) as exit_info:
-            eval_main(argv)
-        assert exit_info.value.code == 2
-        err = capsys.readouterr().err
-        assert err.startswith("gan-eval: error:") and message in err and err.count("\n") == 1
+    assert_one_line_errors(eval_main, "gan-eval", cases, capsys)
