@@ -200,8 +200,8 @@ class RowsOf:
     def state_dict(self) -> dict:
         return self.sampler.state_dict()
 
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.load_state_dict(state)
+    def load_state_dict(self, state: dict) -> bool:
+        return self.sampler.load_state_dict(state)
 
 
 class LatentRows:

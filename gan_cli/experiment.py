@@ -22,6 +22,8 @@ from gan_cli.evaluation import Evaluation
 from gan_cli.latent import Latent, evaluation_latent
 from gan_cli.loop import Parts
 from gan_cli.models.augment import DiffAugment
+from gan_cli.rng import restore_generator
+from gan_cli.run_log import log
 
 
 MAX_GRID_ROWS = 32          # classes a sample grid shows one row each
@@ -188,8 +190,13 @@ class Experiment:
             for group, lr in zip(opt.param_groups if opt else [], saved):
                 group["lr"] = lr
         p.objective.load_state_dict(state["objective"])
-        p.sampler.load_state_dict(state["sampler"])
-        p.latent.generator.set_state(state["latent_rng"])
+        exact = [p.sampler.load_state_dict(state["sampler"]) is not False,
+                 restore_generator(p.latent.generator, state["latent_rng"])]
+        if not all(exact):
+            log.warning("note: the checkpoint's random streams (data draws, noise) were made "
+                        f"on another device type than {self.device.type}; they continue from "
+                        "a seed taken from them, so this run will not repeat a straight run "
+                        "bit for bit")
         self.fixed_z = state["fixed_noise"]["z"].to(self.device)
         y = state["fixed_noise"]["y"]
         self.fixed_y = None if y is None else y.to(self.device)

@@ -109,25 +109,28 @@ def _run(cfg: DictConfig, world: distributed.World) -> dict[str, float]:
 
 def _train(cfg: DictConfig, world: distributed.World, run_dir: Path, source, state) -> dict[str, float]:
     """Build the experiment, restore its state if resuming, and train it."""
-    exp = Experiment(cfg)
     if state is not None:
         run_dir = _run_dir_of(source)
-        changed = changed_keys(state["config"], exp.resolved_config, allowed=list(cfg.resume_allow))
-        if changed:
-            raise everywhere(UserError(
-                f"cannot resume {source}: the config differs in {', '.join(changed)}; "
-                f"restore them, or allow with resume_allow=[{','.join(changed)}]"))
-    start = exp.restore(state) if state else 0
-    steps = 0 if exp.objective.closed_form else cfg.train.steps
-    if start > steps:
-        raise everywhere(UserError(
-            f"the checkpoint is at step {start}, past train.steps={steps}"))
     logs = logging_to(run_dir) if world.writes else contextlib.nullcontext()   # rank 0's train.log
-    with logs, cpu_threads(cfg.train.cpu_threads, exp):
-        if state:
-            log.info(f"resuming {run_dir} at step {start} of {steps}")
-        final = Session(exp, run_dir, start, steps, state).run()
-        log.info(summary(run_dir, final))
+    with logs:                      # notes from building and restoring reach train.log too
+        exp = Experiment(cfg)
+        if state is not None:
+            changed = changed_keys(state["config"], exp.resolved_config,
+                                   allowed=list(cfg.resume_allow))
+            if changed:
+                raise everywhere(UserError(
+                    f"cannot resume {source}: the config differs in {', '.join(changed)}; "
+                    f"restore them, or allow with resume_allow=[{','.join(changed)}]"))
+        start = exp.restore(state) if state else 0
+        steps = 0 if exp.objective.closed_form else cfg.train.steps
+        if start > steps:
+            raise everywhere(UserError(
+                f"the checkpoint is at step {start}, past train.steps={steps}"))
+        with cpu_threads(cfg.train.cpu_threads, exp):
+            if state:
+                log.info(f"resuming {run_dir} at step {start} of {steps}")
+            final = Session(exp, run_dir, start, steps, state).run()
+            log.info(summary(run_dir, final))
     return final
 
 

@@ -1,5 +1,6 @@
 """Runs that survive: bit-exact resume, refusals, signals, non-finite losses."""
 
+import shutil
 import signal
 from pathlib import Path
 
@@ -67,6 +68,50 @@ def test_the_whole_checkpoint_does_not_depend_on_where_a_run_stopped(make_cfg, o
     a["config"].pop("run_dir"), b["config"].pop("run_dir")
     b["config"]["resume"] = a["config"]["resume"]
     assert_same(a, b)
+
+
+def test_random_streams_saved_on_another_device_type_are_reseeded_reproducibly(make_cfg, capsys):
+    # A CUDA run's generators save 16 bytes (seed, offset); a CPU generator's
+    # state is 5,056. Such a checkpoint resumed on the CPU continues from a
+    # seed taken from the saved bytes: it runs, says so, and repeats itself.
+    toy = ["objective=gan", "dataset=ring8", "model.g_hidden=[16]", "model.d_hidden=[16]",
+           "dataset.eval_points=200", "train.log_every=3", "train.checkpoint_every=3",
+           "train.sample_every=100", "train.eval_every=100"]
+    half = make_cfg(*toy, "train.steps=6")
+    run(half)
+    path = Path(half.run_dir) / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    cuda_like = torch.arange(16, dtype=torch.uint8)
+    state["latent_rng"], state["sampler"]["generator"] = cuda_like, cuda_like + 1
+    torch.save(state, path)
+    finals = []
+    for copy in ("a", "b"):
+        run_dir = Path(half.run_dir).with_name(f"resumed_{copy}")
+        shutil.copytree(half.run_dir, run_dir)
+        capsys.readouterr()
+        run(make_cfg(*toy, "train.steps=12", "resume=true", f"run_dir={run_dir}"))
+        assert "were made on another device type than cpu" in capsys.readouterr().err
+        finals.append(load_checkpoint(run_dir))
+    assert finals[0]["step"] == finals[1]["step"] == 12
+    for key in finals[0]["generator"]:
+        assert torch.equal(finals[0]["generator"][key], finals[1]["generator"][key]), key
+    assert not torch.equal(finals[0]["latent_rng"], state["latent_rng"])   # a CPU state now
+
+
+def test_restore_generator_keeps_exact_states_and_refuses_a_broken_one():
+    from gan_cli.rng import restore_generator
+    source = torch.Generator().manual_seed(5)
+    target = torch.Generator().manual_seed(0)
+    assert restore_generator(target, source.get_state()) is True
+    assert torch.equal(target.get_state(), source.get_state())
+    first = torch.Generator()
+    assert restore_generator(first, torch.arange(16, dtype=torch.uint8)) is False
+    second = torch.Generator()
+    assert restore_generator(second, torch.arange(16, dtype=torch.uint8)) is False
+    assert torch.equal(torch.rand(4, generator=first), torch.rand(4, generator=second))
+    broken = torch.zeros_like(source.get_state())      # a CPU state's size, not a valid one
+    with pytest.raises(RuntimeError):
+        restore_generator(torch.Generator(), broken)
 
 
 def test_resume_refuses_a_changed_config_unless_allowed(make_cfg):

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gan_cli.rng import restore_generator
+
 
 @dataclass
 class Batch:
@@ -69,10 +71,11 @@ class TensorSampler:
         return {"generator": self.generator.get_state(), "order": self.order,
                 "position": self.position}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-        self.order = state["order"]
+    def load_state_dict(self, state: dict) -> bool:
+        """False when the saved shuffle came from another device type (re-seeded)."""
+        self.order = state["order"].cpu()
         self.position = int(state["position"])
+        return restore_generator(self.generator, state["generator"])
 
 
 class DrawSampler:
@@ -93,5 +96,6 @@ class DrawSampler:
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+    def load_state_dict(self, state: dict) -> bool:
+        """False when the saved draws came from another device type (re-seeded)."""
+        return restore_generator(self.generator, state["generator"])
