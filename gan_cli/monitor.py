@@ -10,6 +10,7 @@ import torch
 
 from gan_cli.errors import writing
 from gan_cli.files import atomic_write
+from gan_cli.pictures import save_png
 from gan_cli.run_log import log
 
 
@@ -107,12 +108,10 @@ class Monitor:
 
     def image(self, tag: str, step: int, image: torch.Tensor, file_name: str) -> Path:
         """image: [C, H, W] floats in [0, 1]; also written as samples/<file_name>."""
-        from torchvision.utils import save_image
-
         with writing(self.events):
             self.writer.add_image(tag, image, step)
         path = self.samples_dir / file_name
-        atomic_write(path, lambda file: save_image(image, file, format="png"))
+        atomic_write(path, lambda file: save_png(image, file))
         return path
 
     def progress(self, step: int, values: dict[str, float], rate: float) -> None:
@@ -196,8 +195,8 @@ def run_hparams(cfg) -> dict:
 
     keys = ["objective.name", "model.name", "dataset.name", "optimizer.g.lr", "optimizer.d.lr",
             "objective.critic_steps", "train.steps", "train.batch_size", "train.augment",
-            "latent.dim", "seed", "train.ema", "model.spectral_norm", "objective.r1",
-            "objective.r1_every", "objective.pack"]
+            "latent.dim", "seed", "train.ema", "train.lr_decay", "model.spectral_norm",
+            "objective.r1", "objective.r1_every", "objective.pack"]
     params = {k: OmegaConf.select(cfg, k, default=None) for k in keys}
     try:
         from hydra.core.hydra_config import HydraConfig

@@ -84,7 +84,7 @@ def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device:
 def to_pixels(samples):
     """[N, C, H, W] floats in [-1, 1] -> uint8 [N, H, W, C], rounded exactly as
     the run's sample grids are: (x + 1) / 2 clamped to [0, 1], then
-    torchvision's save_image: * 255 + 0.5, clamped, truncated to uint8."""
+    pictures.save_png (as torchvision's save_image): * 255 + 0.5, clamped, truncated to uint8."""
     import torch
 
     unit = ((samples + 1) / 2).clamp(0, 1)
@@ -185,13 +185,13 @@ def write_arrays(batches: list, out: Path | None, grid: Path | None) -> None:
             np.savez(out, **arrays)
         print(f"wrote {len(samples)} samples {list(samples.shape[1:])} to {out}")
     if grid:
-        from torchvision.utils import save_image
+        from gan_cli.pictures import save_png
 
         if samples.dim() != 4:
             raise UserError("--grid draws images; this model's samples are not images")
         with writing(grid):
             grid.parent.mkdir(parents=True, exist_ok=True)
-            save_image((samples + 1) / 2, grid, nrow=grid_columns(len(samples), labels), padding=2)
+            save_png((samples + 1) / 2, grid, nrow=grid_columns(len(samples), labels))
         print(f"wrote a grid of {len(samples)} samples to {grid}")
 
 

@@ -191,3 +191,34 @@ def test_gan_eval_bad_input_gets_one_line(make_cfg, tmp_path, capsys):
         ([], "the following arguments are required: path"),
     ]
     assert_one_line_errors(eval_main, "gan-eval", cases, capsys)
+
+
+@pytest.mark.parametrize("shape,nrow", [((5, 1, 8, 8), 2), ((6, 3, 7, 9), 3), ((1, 1, 4, 4), 8),
+                                        ((3, 4, 5, 5), 8), ((3, 20, 30), 8)])
+def test_grids_and_pngs_equal_torchvision_pixel_for_pixel(tmp_path, shape, nrow):
+    from torchvision.utils import make_grid as tv_grid, save_image
+
+    from gan_cli.pictures import make_grid, save_png
+
+    images = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(make_grid(images, nrow=nrow), tv_grid(images, nrow=nrow, padding=2))
+    save_png(images, tmp_path / "ours.png", nrow=nrow)
+    save_image(images, tmp_path / "theirs.png", nrow=nrow, padding=2)
+    ours, theirs = (np.asarray(Image.open(tmp_path / f"{n}.png")) for n in ("ours", "theirs"))
+    assert ours.shape == theirs.shape and np.array_equal(ours, theirs)
+
+
+def test_a_run_with_pictures_does_not_import_torchvision(tmp_path):
+    # torchvision costs seconds of start-up; only its data set loaders need it.
+    import subprocess
+    import sys
+
+    from conftest import TINY
+
+    code = ("import sys; from gan_cli.compose import compose_config; from gan_cli.runner import run; "
+            f"run(compose_config({[*TINY, 'train.steps=4', 'train.sample_every=2', f'run_dir={tmp_path}']!r})); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert sorted(p.name for p in (tmp_path / "samples").glob("*.png")) == ["step_2.png", "step_4.png"]

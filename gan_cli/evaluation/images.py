@@ -6,6 +6,7 @@ import torch
 from gan_cli.errors import UserError
 from gan_cli.metrics.scorer import ImageScorer, held_out_split
 from gan_cli.models.inference import generate
+from gan_cli.pictures import make_grid
 from gan_cli.run_log import log
 
 
@@ -27,8 +28,6 @@ class ImageEvaluation:
 
 def grid(G, fixed_z, fixed_y, columns: int) -> torch.Tensor:
     """G's images for the fixed noise as one [C, H, W] picture in [0, 1]."""
-    from torchvision.utils import make_grid
-
     images = generate(G, fixed_z, fixed_y)
     return make_grid((images.cpu() + 1) / 2, nrow=columns, padding=2).clamp_(0, 1)
 
