@@ -27,7 +27,7 @@ D_NORMS = ("batch", "layer", "none")
 # had the value that means "off", so resuming it is no change.
 ADDED_KEYS = {"train.ema": 0.0, "train.ema_start": 0, "eval.use_ema": True,
               "model.spectral_norm": False, "objective.pack": 1, "objective.r1": 0.0,
-              "objective.r1_every": 1}
+              "objective.r1_every": 1, "train.lr_decay": 0.0}
 
 # Present in some configs only (an objective's, a data set's or a model's own
 # keys, or sections an older config lacks): checked where they exist.
@@ -135,6 +135,10 @@ def validate(cfg: DictConfig) -> None:
     ema = cfg.train.get("ema", 0.0)
     if isinstance(ema, bool) or not isinstance(ema, numbers.Real) or not 0 <= ema < 1:
         raise UserError(f"train.ema must be a decay in [0, 1) (0 = off), got {ema!r}")
+    decay = cfg.train.get("lr_decay", 0.0)
+    if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 <= decay <= 1:
+        raise UserError(f"train.lr_decay must be a fraction of train.steps in [0, 1] "
+                        f"(0 = constant learning rates), got {decay!r}")
     if "eval" in cfg:
         _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
         _whole(cfg, "eval.num_samples", 2)      # a covariance needs two images

@@ -63,6 +63,9 @@ def capture_plan(cfg, parts, device: torch.device) -> tuple[bool, str]:
         return False, "train.compile=true already compiles the step (it cannot be captured as well)"
     if cfg.train.precision == "bf16":
         return False, "train.precision=bf16: autocast's cache of cast weights cannot be captured"
+    if cfg.train.get("lr_decay", 0.0) > 0:
+        return False, ("train.lr_decay changes the learning rates every step, which a graph "
+                       "would hold fixed")
     if _batches_kind(parts.sampler) is None:
         return False, f"the {type(parts.sampler).__name__} batch sampler cannot draw inside a graph"
     for opt in _optimizers(parts):

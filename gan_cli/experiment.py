@@ -24,6 +24,7 @@ from gan_cli.loop import Parts
 from gan_cli.models.augment import DiffAugment
 from gan_cli.rng import restore_generator
 from gan_cli.run_log import log
+from gan_cli.schedule import LinearDecay
 
 
 MAX_GRID_ROWS = 32          # classes a sample grid shows one row each
@@ -94,6 +95,10 @@ class Experiment:
                            accel.autocast(cfg.train.precision, device))
         if self.ema is not None:
             self.parts.after_generator_step = self.ema.update
+        self.lr_schedule = None
+        if cfg.train.get("lr_decay", 0.0) > 0:
+            self.lr_schedule = LinearDecay([opt_g, opt_d], cfg.train.steps, cfg.train.lr_decay)
+            self.parts.before_step = self.lr_schedule
         ema = self.ema
         self.parts.phase = lambda step: (objective.phase(),
                                          ema is not None and ema.warming(step + 1))
@@ -149,6 +154,8 @@ class Experiment:
         return self.objective.solve(self.parts.generator, self.data)
 
     def scale_learning_rates(self, factor: float) -> None:
+        if self.lr_schedule is not None:
+            self.lr_schedule.scale(factor)
         for opt in (self.parts.opt_g, self.parts.opt_d):
             for group in (opt.param_groups if opt is not None else []):
                 group["lr"] *= factor

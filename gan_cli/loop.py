@@ -23,6 +23,8 @@ class Parts:
     sampler: object                                 # .next() -> Batch
     latent: Latent
     autocast: Callable = contextlib.nullcontext     # context for forward passes (bf16)
+    # Called with the step's index before each generator step (the learning-rate schedule).
+    before_step: Callable[[int], None] = lambda step: None
     # Called with G's update count after each of G's optimizer steps (G's moving average).
     after_generator_step: Callable[[int], None] = lambda step: None
     # What, besides its critic steps, makes generator step `step` compute
@@ -54,6 +56,7 @@ def run_steps(parts: Parts, start_step: int, end_step: int, meter: Meter,
     sampler, latent = parts.sampler, parts.latent
     step = start_step
     while step < end_step:
+        parts.before_step(step)
         # 1. Discriminator (critic): critic_steps updates, each on a fresh real
         #    batch and fresh z; the objective may constrain D afterwards (clipping).
         for _ in range(objective.critic_steps_at(step)):

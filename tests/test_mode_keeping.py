@@ -3,6 +3,7 @@ on D, the R1 penalty and packing; each checked against a hand computation,
 refused in one line where impossible, and resumed bit for bit."""
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from gan_cli.config import validate
 from gan_cli.data import Batch
 from gan_cli.ema import GeneratorEMA
 from gan_cli.errors import UserError
+from gan_cli.experiment import Experiment
 from gan_cli.latent import Latent
 from gan_cli.models import Discriminator, build_dcgan, build_toy_mlp
 from gan_cli.objectives import MinimaxGAN, WGANGP
@@ -235,6 +237,10 @@ def test_a_packed_d_is_still_drawn_point_by_point():
     (["train.ema=1"], "train.ema must be a decay in [0, 1) (0 = off), got 1"),
     (["train.ema=-0.5"], "train.ema must be a decay in [0, 1) (0 = off), got -0.5"),
     (["train.ema_start=-1"], "train.ema_start must be a whole number >= 0, got -1"),
+    (["train.lr_decay=1.5"], "train.lr_decay must be a fraction of train.steps in [0, 1] "
+                             "(0 = constant learning rates), got 1.5"),
+    (["train.lr_decay=true"], "train.lr_decay must be a fraction of train.steps in [0, 1] "
+                              "(0 = constant learning rates), got True"),
     (["eval.use_ema=maybe"], "eval.use_ema must be one of true, false, got 'maybe'"),
     (["model.spectral_norm=2"], "model.spectral_norm must be one of true, false, got 2"),
     (["objective=mse", "objective.pack=2"],
@@ -257,6 +263,33 @@ def test_gan_train_refuses_a_batch_that_packs_do_not_divide(tmp_path):
         "packs of 5 samples"]
 
 
+def test_lr_decay_holds_the_rates_then_falls_linearly_to_zero():
+    from gan_cli.schedule import LinearDecay
+
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    schedule = LinearDecay([opt, None], steps=10, fraction=0.4)      # decays over steps 6..9
+    rates = []
+    for step in range(10):
+        schedule(step)
+        rates.append(opt.param_groups[0]["lr"])
+    assert rates == pytest.approx([0.1] * 6 + [0.1, 0.075, 0.05, 0.025])
+    schedule.scale(0.5)                                 # a rollback halves the base rate
+    schedule(8)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
+    whole = LinearDecay([opt], steps=4, fraction=1.0)
+    assert [whole.factor(s) for s in range(4)] == [1.0, 0.75, 0.5, 0.25]
+
+
+def test_a_decaying_run_is_not_captured_and_says_why(make_cfg):
+    from gan_cli.cuda_graphs import capture_plan
+
+    cfg = make_cfg("objective=gan", "train.lr_decay=0.5", "device=cpu")
+    exp = Experiment(cfg)
+    ok, why = capture_plan(cfg, exp.parts, torch.device("cuda"))
+    assert not ok and why.startswith("train.lr_decay changes the learning rates every step")
+
+
 # --- runs: resume bit for bit, the average in pictures, metrics and gan-sample -----
 
 SHORT = ["train.steps=12", "train.log_every=3", "train.checkpoint_every=3", "train.sample_every=6",
@@ -266,6 +299,7 @@ OPTIONS = {
     "spectral_norm": ["model.spectral_norm=true"],
     "r1": ["objective.r1=1.0", "objective.r1_every=4"],
     "pack": ["objective.pack=4"],
+    "lr_decay": ["train.lr_decay=0.75"],
 }
 
 
@@ -274,9 +308,17 @@ def test_resumed_run_with_each_option_equals_straight_run_bit_for_bit(make_cfg, 
     given = ["objective=gan", *SHORT, *OPTIONS[option]]
     straight = make_cfg(*given)
     run(straight)
-    half = make_cfg(*given, "train.steps=6")
+    if option == "lr_decay":       # the rates depend on train.steps: go on from step 6's file
+        copy = Path(straight.run_dir).with_name("from_step_6")
+        shutil.copytree(straight.run_dir, copy)
+        for later in ("last.pt", "step_9.pt", "step_12.pt"):
+            (copy / "checkpoints" / later).unlink()
+        half = make_cfg(*given, f"run_dir={copy}", f"resume={copy}/checkpoints/step_6.pt")
+    else:
+        half = make_cfg(*given, "train.steps=6")
+        run(half)
+        half = make_cfg(*given, "resume=true", f"run_dir={half.run_dir}")
     run(half)
-    run(make_cfg(*given, "resume=true", f"run_dir={half.run_dir}"))
     a, b = load_checkpoint(straight.run_dir), load_checkpoint(half.run_dir)
     assert a["step"] == b["step"] == 12
     a["config"].pop("run_dir"), b["config"].pop("run_dir")
@@ -287,6 +329,9 @@ def test_resumed_run_with_each_option_equals_straight_run_bit_for_bit(make_cfg, 
         assert any(not torch.equal(a["generator_ema"][k], a["generator"][k]) for k in a["generator"])
     if option == "r1":
         assert a["objective"] == {"d_steps": 12}
+    if option == "lr_decay":           # step 12 of 12 ran at 1/9 of the rate: 9 decaying steps
+        lr = make_cfg(*given).optimizer.g.lr
+        assert a["opt_g"]["param_groups"][0]["lr"] == pytest.approx(lr / 9)
 
 
 def test_the_average_is_what_metrics_pictures_and_gan_sample_use(make_cfg, tmp_path, capsys):
@@ -326,8 +371,10 @@ def test_the_average_is_what_metrics_pictures_and_gan_sample_use(make_cfg, tmp_p
 def test_every_option_shows_in_hparams(make_cfg):
     from gan_cli.monitor import run_hparams
 
-    params = run_hparams(make_cfg("objective=gan", "train.ema=0.99", "objective.pack=2"))
+    params = run_hparams(make_cfg("objective=gan", "train.ema=0.99", "objective.pack=2",
+                                  "train.lr_decay=0.5"))
     assert params["train.ema"] == 0.99 and params["objective.pack"] == 2
+    assert params["train.lr_decay"] == 0.5
     assert {"model.spectral_norm", "objective.r1", "objective.r1_every"} <= set(params)
 
 
@@ -335,7 +382,7 @@ def test_resuming_a_run_saved_before_these_options_is_no_change():
     from gan_cli.config import changed_keys
 
     old = {"train": {"steps": 5}, "objective": {"name": "gan"}, "model": {"name": "mlp"}}
-    new = {"train": {"steps": 5, "ema": 0.0, "ema_start": 0},
+    new = {"train": {"steps": 5, "ema": 0.0, "ema_start": 0, "lr_decay": 0.0},
            "objective": {"name": "gan", "pack": 1, "r1": 0.0, "r1_every": 1},
            "model": {"name": "mlp", "spectral_norm": False}}
     assert changed_keys(old, new, []) == []
