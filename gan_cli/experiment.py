@@ -200,7 +200,7 @@ class Experiment:
         exact = [p.sampler.load_state_dict(state["sampler"]) is not False,
                  restore_generator(p.latent.generator, state["latent_rng"])]
         if not all(exact):
-            log.warning("note: the checkpoint's random streams (data draws, noise) were made "
+            log.info("note: the checkpoint's random streams (data draws, noise) were made "
                         f"on another device type than {self.device.type}; they continue from "
                         "a seed taken from them, so this run will not repeat a straight run "
                         "bit for bit")
