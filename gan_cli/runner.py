@@ -225,8 +225,12 @@ class Session:
     def stopping(self) -> bool:
         """Whether a signal asks the run to stop; with several processes,
         whether any of them got one, so that all stop after the same step."""
-        self.stop.signum = self.world.agree_signal(self.stop.signum)
-        return self.stop.signum is not None
+        agreed = self.world.agree_signal(self.stop.signum)
+        # Not `signum = agreed`: a signal that lands while the processes agree
+        # would be overwritten and lost; it counts at the next step instead.
+        if agreed is not None:
+            self.stop.signum = agreed
+        return agreed is not None
 
     # --- cadence -------------------------------------------------------------
     def after_step(self, step: int) -> bool:

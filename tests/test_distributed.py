@@ -279,3 +279,29 @@ def test_submitit_launcher_runs_one_job_on_two_tasks(tmp_path):
     assert load_checkpoint(job)["step"] == 4
     log = (job / "train.log").read_text()
     assert log.count("step 3/4") == 1 and log.count("run finished") == 1
+
+
+def test_a_signal_that_lands_while_the_processes_agree_is_kept_for_the_next_step():
+    # The agreement is an all-reduce; a SIGTERM handled during it must not be
+    # overwritten by its result (the run would never stop).
+    from types import SimpleNamespace
+
+    from gan_cli.runner import Session, StopOnSignal
+
+    stop = StopOnSignal()
+
+    class Processes:
+        def __init__(self):
+            self.calls = 0
+
+        def agree_signal(self, signum):
+            self.calls += 1
+            if self.calls == 1:                     # the signal arrives mid-agreement
+                stop._handle(signal.SIGTERM, None)
+                return None                         # the others had none when it started
+            return signum
+
+    session = SimpleNamespace(stop=stop, world=Processes())
+    assert Session.stopping(session) is False       # this step: nobody had it yet
+    assert stop.signum == signal.SIGTERM            # kept ...
+    assert Session.stopping(session) is True        # ... and agreed at the next step
