@@ -70,6 +70,14 @@ def _number(cfg, key: str, minimum: float | None = None, strict: bool = False):
         raise UserError(f"{key} must be {what}, got {value!r}")
 
 
+def _real_in(cfg, key: str, within, what: str, default=None):
+    """A real number (not a bool) for which within(value) holds; `default`
+    where a config may lack the key."""
+    value = _get(cfg, key) if default is None or _has(cfg, key) else default
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not within(value):
+        raise UserError(f"{key} must be {what}, got {value!r}")
+
+
 def _one_of(cfg, key: str, allowed):
     value = _get(cfg, key)
     if value not in allowed:
@@ -128,17 +136,11 @@ def validate(cfg: DictConfig) -> None:
     for net in ("g", "d"):
         _number(cfg, f"optimizer.{net}.lr", 0, strict=True)
     _one_of(cfg, "train.on_nonfinite", NONFINITE_POLICIES)
-    factor = cfg.train.rollback_lr_factor
-    if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
-        raise UserError(f"train.rollback_lr_factor must be a number in (0, 1), got {factor!r}")
+    _real_in(cfg, "train.rollback_lr_factor", lambda v: 0 < v < 1, "a number in (0, 1)")
     _whole(cfg, "train.max_rollbacks", 0)
-    ema = cfg.train.get("ema", 0.0)
-    if isinstance(ema, bool) or not isinstance(ema, numbers.Real) or not 0 <= ema < 1:
-        raise UserError(f"train.ema must be a decay in [0, 1) (0 = off), got {ema!r}")
-    decay = cfg.train.get("lr_decay", 0.0)
-    if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 <= decay <= 1:
-        raise UserError(f"train.lr_decay must be a fraction of train.steps in [0, 1] "
-                        f"(0 = constant learning rates), got {decay!r}")
+    _real_in(cfg, "train.ema", lambda v: 0 <= v < 1, "a decay in [0, 1) (0 = off)", default=0.0)
+    _real_in(cfg, "train.lr_decay", lambda v: 0 <= v <= 1,
+             "a fraction of train.steps in [0, 1] (0 = constant learning rates)", default=0.0)
     if "eval" in cfg:
         _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
         _whole(cfg, "eval.num_samples", 2)      # a covariance needs two images

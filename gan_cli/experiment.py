@@ -197,13 +197,13 @@ class Experiment:
             for group, lr in zip(opt.param_groups if opt else [], saved):
                 group["lr"] = lr
         p.objective.load_state_dict(state["objective"])
-        exact = [p.sampler.load_state_dict(state["sampler"]) is not False,
+        exact = [p.sampler.load_state_dict(state["sampler"]),
                  restore_generator(p.latent.generator, state["latent_rng"])]
         if not all(exact):
             log.info("note: the checkpoint's random streams (data draws, noise) were made "
-                        f"on another device type than {self.device.type}; they continue from "
-                        "a seed taken from them, so this run will not repeat a straight run "
-                        "bit for bit")
+                     f"on another device type than {self.device.type}; they continue from "
+                     "a seed taken from them, so this run will not repeat a straight run "
+                     "bit for bit")
         self.fixed_z = state["fixed_noise"]["z"].to(self.device)
         y = state["fixed_noise"]["y"]
         self.fixed_y = None if y is None else y.to(self.device)

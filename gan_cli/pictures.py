@@ -30,9 +30,10 @@ def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2,
     return grid
 
 
-def to_pixels(picture: torch.Tensor):
-    """[C, H, W] floats in [0, 1] -> uint8 [H, W, C] numpy, rounded as save_image does."""
-    return picture.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+def to_pixels(pictures: torch.Tensor):
+    """[..., C, H, W] floats in [0, 1] -> uint8 [..., H, W, C] numpy, rounded as
+    save_image does: * 255 + 0.5, clamped, truncated."""
+    return pictures.mul(255).add_(0.5).clamp_(0, 255).movedim(-3, -1).to("cpu", torch.uint8).numpy()
 
 
 def save_png(images: torch.Tensor, file, nrow: int = 8, padding: int = 2) -> None:

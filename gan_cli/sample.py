@@ -83,12 +83,10 @@ def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device:
 
 def to_pixels(samples):
     """[N, C, H, W] floats in [-1, 1] -> uint8 [N, H, W, C], rounded exactly as
-    the run's sample grids are: (x + 1) / 2 clamped to [0, 1], then
-    pictures.save_png (as torchvision's save_image): * 255 + 0.5, clamped, truncated to uint8."""
-    import torch
+    the run's sample grids are: (x + 1) / 2 clamped to [0, 1], then 8 bits."""
+    from gan_cli import pictures
 
-    unit = ((samples + 1) / 2).clamp(0, 1)
-    return unit.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return pictures.to_pixels(((samples + 1) / 2).clamp(0, 1))
 
 
 def png_name(index: int, label: int | None, digits: int) -> str:
