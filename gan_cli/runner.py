@@ -103,7 +103,7 @@ def _run(cfg: DictConfig, world: distributed.World) -> dict[str, float]:
         def lock() -> None:                    # held by rank 0 until the run ends
             held.enter_context(RunLock(_folder_written(cfg, run_dir)))
         world.from_leader(lock)
-        source, state = world.from_leader(lambda: _resume_state(cfg, run_dir))
+        source, state = world.from_leader(lambda: resume_state(cfg, run_dir))
         return _train(cfg, world, run_dir, source, state)
 
 
@@ -134,7 +134,8 @@ def _train(cfg: DictConfig, world: distributed.World, run_dir: Path, source, sta
     return final
 
 
-def _resume_state(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, dict | None]:
+def resume_state(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, dict | None]:
+    """(checkpoint to continue from, its loaded state), or (None, None) for a fresh run."""
     source = _resume_source(cfg, run_dir)
     return source, (load_resumable(source) if source is not None else None)
 

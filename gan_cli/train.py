@@ -68,7 +68,7 @@ def cli() -> None:
                             f"sweep in every process; start one launch per job, or sweep with "
                             f"hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node")
         if overrides and not flags:
-            check_overrides(overrides)
+            check_resume(check_overrides(overrides), overrides)
         elif overrides and flags <= {"-m", "--multirun"}:     # not --help, --cfg, -cn, ...
             for variant in sweep_variants(overrides):
                 check_overrides(variant)
@@ -113,11 +113,29 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
     return variants
 
 
-def check_overrides(overrides: list[str]) -> None:
+def check_overrides(overrides: list[str]) -> DictConfig:
     from gan_cli.compose import compose_config
     from gan_cli.config import validate
 
-    validate(compose_config(overrides, job_runtime=True))
+    cfg = compose_config(overrides, job_runtime=True)
+    validate(cfg)
+    return cfg
+
+
+def check_resume(cfg: DictConfig, overrides: list[str]) -> None:
+    """A single run's resume decision, taken now: a missing or unreadable
+    checkpoint, or a named folder that already holds a run, is refused before
+    Hydra makes a run folder (and its train.log) for a run that never starts."""
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")]
+    if cfg.resume in (False, None, "false", "") and not given:
+        return                                   # a new timestamped folder holds no run
+    from pathlib import Path
+
+    from gan_cli.compose import compose_config
+    from gan_cli.runner import resume_state
+
+    run_dir = given[-1] if given else compose_config(overrides, hydra_node=True).hydra.run.dir
+    resume_state(cfg, Path(run_dir))
 
 
 if __name__ == "__main__":

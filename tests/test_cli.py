@@ -132,3 +132,24 @@ def test_a_finished_run_is_never_overwritten(tmp_path):
     assert again.returncode != 0 and "already holds a run" in again.stderr
     after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts}
     assert after == before
+
+
+def test_a_refused_resume_makes_no_run_folder(tmp_path):
+    """resume= that cannot be honoured (no such path, a corrupt checkpoint,
+    resume=true in a folder with no run) gets one line before Hydra makes the
+    new timestamped folder under outputs/ and its train.log."""
+    corrupt = tmp_path / "old" / "checkpoints" / "last.pt"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(b"not a checkpoint")
+    cases = [(["resume=/nonexistent/run"], "no such run dir or checkpoint: /nonexistent/run"),
+             ([f"resume={corrupt}"], f"cannot resume: {corrupt} is not a readable checkpoint"),
+             (["resume=true"], "holds no checkpoints/last.pt"),
+             (["resume=true", f"hydra.run.dir={tmp_path / 'empty'}"],
+              f"resume=true but {tmp_path / 'empty'} holds no checkpoints/last.pt")]
+    for overrides, message in cases:
+        done = run_cli("gan-train", *TINY, *overrides, cwd=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert lines[0].startswith("gan-train: error: ") and message in lines[0], lines[0]
+        assert not (tmp_path / "outputs").exists() and not (tmp_path / "empty").exists()
+    assert corrupt.read_bytes() == b"not a checkpoint"
