@@ -393,7 +393,7 @@ def test_resuming_a_run_saved_before_these_options_is_no_change():
 # --- the preset on a real toy run ---------------------------------------------------
 
 def test_short_run_of_the_best_preset_spreads_g_over_the_ring(make_cfg):
-    """The first 300 of toy_best's 4,000 steps: G's points leave the origin
+    """The first 300 of toy_best's 9,000 steps: G's points leave the origin
     for the ring (W1 falls at every evaluation); the full run reaches 8/8
     modes (slow test)."""
     from conftest import tensorboard_events
@@ -420,13 +420,14 @@ def test_best_preset_keeps_every_ring_mode():
         result = run(compose_config(["experiment=toy_best", "train.sample_every=4000",
                                      f"run_dir={Path(folder) / 'run'}"]))
     assert result["toy/modes"] == 8
-    assert result["toy/high_quality"] >= 0.85 and result["toy/reverse_kl"] <= 0.05
+    assert result["toy/high_quality"] >= 0.9 and result["toy/reverse_kl"] <= 0.05
 
 
 @pytest.mark.slow
 def test_best_preset_reaches_every_grid_mode():
     """experiment=toy_best dataset=grid25 in full (about 2 minutes of one CPU
-    core): all 25 modes, evenly; the README gives what seeds 0-4 measured."""
+    core): all 25 modes, evenly, nearly all points within 3 std of a centre;
+    the README gives what seeds 0-4 measured."""
     from gan_cli.compose import compose_config
     import tempfile
 
@@ -434,4 +435,4 @@ def test_best_preset_reaches_every_grid_mode():
         result = run(compose_config(["experiment=toy_best", "dataset=grid25",
                                      "train.sample_every=4000", f"run_dir={Path(folder) / 'run'}"]))
     assert result["toy/modes"] >= 24 and result["toy/reverse_kl"] <= 0.05
-    assert result["toy/high_quality"] >= 0.55
+    assert result["toy/high_quality"] >= 0.85
