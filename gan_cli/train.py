@@ -1,6 +1,7 @@
 """gan-train: compose the config with Hydra, then hand it to run(cfg)."""
 
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.errors import CompactHydraException
@@ -68,7 +69,9 @@ def cli() -> None:
                             f"sweep in every process; start one launch per job, or sweep with "
                             f"hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node")
         if overrides and not flags:
-            check_resume(check_overrides(overrides), overrides)
+            cfg = check_overrides(overrides)
+            if where.size == 1:     # several processes: rank 0 decides in the run, for all
+                check_resume(cfg, overrides)
         elif overrides and flags <= {"-m", "--multirun"}:     # not --help, --cfg, -cn, ...
             for variant in sweep_variants(overrides):
                 check_overrides(variant)
@@ -125,12 +128,12 @@ def check_overrides(overrides: list[str]) -> DictConfig:
 def check_resume(cfg: DictConfig, overrides: list[str]) -> None:
     """A single run's resume decision, taken now: a missing or unreadable
     checkpoint, or a named folder that already holds a run, is refused before
-    Hydra makes a run folder (and its train.log) for a run that never starts."""
+    Hydra makes a run folder (and its train.log) for a run that never starts.
+    The run reads the checkpoint again: a second read of one file is cheaper
+    than carrying its state through Hydra's job."""
     given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")]
     if cfg.resume in (False, None, "false", "") and not given:
         return                                   # a new timestamped folder holds no run
-    from pathlib import Path
-
     from gan_cli.compose import compose_config
     from gan_cli.runner import resume_state
 
