@@ -69,9 +69,15 @@ def cli() -> None:
                             f"sweep in every process; start one launch per job, or sweep with "
                             f"hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node")
         if overrides and not flags:
-            cfg = check_overrides(overrides)
-            if where.size == 1:     # several processes: rank 0 decides in the run, for all
-                check_resume(cfg, overrides)
+            cfg, run_dir = check_overrides(overrides)
+            # The run's own resume decision, taken now, so that a missing or
+            # unreadable checkpoint, or a folder that already holds a run, is
+            # refused before Hydra makes a folder (and train.log) for a run that
+            # never starts. The run reads the checkpoint again. Several
+            # processes: rank 0 alone may see it, and decides in the run for all.
+            if where.size == 1:
+                from gan_cli.runner import resume_state
+                resume_state(cfg, run_dir)
         elif overrides and flags <= {"-m", "--multirun"}:     # not --help, --cfg, -cn, ...
             for variant in sweep_variants(overrides):
                 check_overrides(variant)
@@ -116,29 +122,22 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
     return variants
 
 
-def check_overrides(overrides: list[str]) -> DictConfig:
-    from gan_cli.compose import compose_config
+def check_overrides(overrides: list[str]) -> tuple[DictConfig, Path]:
+    """The checked config, and the folder Hydra would run it in."""
+    from omegaconf import open_dict
+
+    from gan_cli.compose import compose_config, one_line
     from gan_cli.config import validate
 
-    cfg = compose_config(overrides, job_runtime=True)
+    cfg = compose_config(overrides, job_runtime=True, hydra_node=True)
+    try:
+        run_dir = Path(cfg.hydra.run.dir)
+    except Exception as exc:            # an interpolation that cannot resolve
+        raise UserError(one_line(exc)) from None
+    with open_dict(cfg):
+        del cfg["hydra"]
     validate(cfg)
-    return cfg
-
-
-def check_resume(cfg: DictConfig, overrides: list[str]) -> None:
-    """A single run's resume decision, taken now: a missing or unreadable
-    checkpoint, or a named folder that already holds a run, is refused before
-    Hydra makes a run folder (and its train.log) for a run that never starts.
-    The run reads the checkpoint again: a second read of one file is cheaper
-    than carrying its state through Hydra's job."""
-    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")]
-    if cfg.resume in (False, None, "false", "") and not given:
-        return                                   # a new timestamped folder holds no run
-    from gan_cli.compose import compose_config
-    from gan_cli.runner import resume_state
-
-    run_dir = given[-1] if given else compose_config(overrides, hydra_node=True).hydra.run.dir
-    resume_state(cfg, Path(run_dir))
+    return cfg, run_dir
 
 
 if __name__ == "__main__":
