@@ -19,7 +19,7 @@ RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps
                      "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
                      "distributed")
 EVAL_CLASSIFIER = ("auto", "off")
-LATENT_DISTRIBUTIONS = ("normal", "uniform")
+LATENT_DISTRIBUTIONS = ("normal", "uniform", "mixture")
 PRECISIONS = ("auto", "fp32", "bf16")
 D_NORMS = ("batch", "layer", "none")
 
@@ -27,14 +27,16 @@ D_NORMS = ("batch", "layer", "none")
 # had the value that means "off", so resuming it is no change.
 ADDED_KEYS = {"train.ema": 0.0, "train.ema_start": 0, "eval.use_ema": True,
               "model.spectral_norm": False, "objective.pack": 1, "objective.r1": 0.0,
-              "objective.r1_every": 1, "train.lr_decay": 0.0}
+              "objective.r1_every": 1, "train.lr_decay": 0.0,
+              # read by the mixture prior only, which no run had before
+              "latent.components": 1000, "latent.component_std": 0.1}
 
 # Present in some configs only (an objective's, a data set's or a model's own
 # keys, or sections an older config lacks): checked where they exist.
 WHOLE = {"objective.critic_steps": 1, "dataset.arrows": 0, "dataset.eval_points": 2,
-         "dataset.eval_samples": 1, "dataset.size": 2, "objective.pack": 1,
+         "dataset.eval_samples": 1, "dataset.size": 2, "objective.pack": 1, "latent.components": 1,
          "objective.r1_every": 1, "train.ema_start": 0, "distributed.timeout_s": 1}
-POSITIVE = ("objective.clip_value", "dataset.std")
+POSITIVE = ("objective.clip_value", "dataset.std", "latent.component_std")
 AT_LEAST_ZERO = ("objective.gp_weight", "objective.r1")
 BOOLEANS = ("model.spectral_norm", "eval.use_ema", "distributed.sync_batch_norm")
 NUMBERS = ("objective.a", "objective.b", "objective.c")

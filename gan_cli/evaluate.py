@@ -56,8 +56,7 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
         raise UserError(f"dataset {getattr(data, 'name', '?')} has no class labels: the eval/* "
                         f"metrics need a labelled image data set")
     G = generator_from_checkpoint(state, dev, ema)
-    latent = evaluation_latent(config["latent"]["dim"], config["latent"]["distribution"], dev,
-                               config["seed"])
+    latent = evaluation_latent(config["latent"], dev, config["seed"])
     return scorer(G, latent, G.num_classes)
 
 

@@ -89,7 +89,7 @@ class Experiment:
         # of every global batch and of its noise; one process: the whole batch.
         world = distributed.current()
         sampler = world.sampler(data, cfg.train.batch_size, device, seed=cfg.seed)
-        latent = Latent(cfg.latent.dim, cfg.latent.distribution, device, seed=cfg.seed + 1)
+        latent = Latent.from_config(cfg.latent, device, seed=cfg.seed + 1)
         objective.setup(data, latent)
         self.parts = Parts(G, D, opt_g, opt_d, objective, sampler, world.latent(latent),
                            accel.autocast(cfg.train.precision, device))
@@ -116,8 +116,8 @@ class Experiment:
         # row each, as stacked MNIST's 1,000) a square of classes in turn.
         columns, classes = cfg.train.grid_columns, self.num_classes
         rows = classes if 0 < classes <= MAX_GRID_ROWS else columns
-        self.fixed_z = Latent(cfg.latent.dim, cfg.latent.distribution, device,
-                              seed=cfg.seed + 2, portable=True).sample(rows * columns)
+        self.fixed_z = Latent.from_config(cfg.latent, device, seed=cfg.seed + 2,
+                                          portable=True).sample(rows * columns)
         self.fixed_y = None
         if classes:
             self.fixed_y = (torch.arange(classes, device=device).repeat_interleave(columns)
@@ -146,7 +146,7 @@ class Experiment:
         # The same seeded noise at every evaluation (and after a resume), apart
         # from the training noise, so the metric's curve compares like with like.
         cfg = self.cfg
-        latent = evaluation_latent(cfg.latent.dim, cfg.latent.distribution, self.device, cfg.seed)
+        latent = evaluation_latent(cfg.latent, self.device, cfg.seed)
         return self.evaluation.metrics(self.sampling_generator, latent, self.num_classes)
 
     def solve(self) -> dict[str, float]:

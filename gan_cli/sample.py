@@ -51,8 +51,7 @@ def draw_batches(state: dict, num: int, label: int | None = None, seed: int = 0,
 
     dev = pick_device(device, key="--device")
     G = generator_from_checkpoint(state, dev, ema)
-    latent_cfg = state["config"]["latent"]
-    z = Latent(latent_cfg["dim"], latent_cfg["distribution"], dev, seed, portable=True).sample(num)
+    z = Latent.from_config(state["config"]["latent"], dev, seed, portable=True).sample(num)
     classes = G.num_classes
     labels = None
     if classes:

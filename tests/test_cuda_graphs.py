@@ -198,15 +198,18 @@ PHASED = {"ema": ["objective=gan", "train.ema=0.9", "train.ema_start=4"],
           "lazy_r1": ["objective=wgan", "objective.r1=0.5", "objective.r1_every=3"]}
 # Batches drawn afresh on the device every step (three digits per image).
 DRAWN = {"stacked": ["objective=gan", "dataset=stacked_mnist", "dataset.root=data"]}
+# Noise drawn in two parts inside the step: a component, then a point around it.
+PRIOR = {"mixture": ["objective=gan", "latent.distribution=mixture", "latent.components=16"]}
 
 
 @pytest.mark.parametrize("objective", ["wgan", "gan", "wgan_gp", "mse", "cgan", "toy", *PHASED,
-                                       *DRAWN])
+                                       *DRAWN, *PRIOR])
 def test_stand_in_replays_equal_loop_run_steps_bit_for_bit(make_cfg, objective):
     """On the CPU a "replay" runs the recorded step eagerly through the same
     device buffer, static sums and counters: all but the capture itself."""
+    named = {**PHASED, **DRAWN, **PRIOR}.get(objective, [f"objective={objective}"])
     cfg = make_cfg(*TOY, "device=cpu", tiny=False) if objective == "toy" \
-        else make_cfg(*{**PHASED, **DRAWN}.get(objective, [f"objective={objective}"]), "device=cpu")
+        else make_cfg(*named, "device=cpu")
     a, b = Experiment(cfg), Experiment(cfg)
     meter_a, meter_b = Meter(), Meter()
     logged_a, logged_b = [], []
@@ -251,8 +254,9 @@ CASES = {
 
 
 def _cuda_cfg(make_cfg, case):
-    if case in ("toy", "toy_cgan", "toy_moons"):
-        extra = {"toy": [], "toy_cgan": ["experiment=toy_cgan"], "toy_moons": ["dataset=moons"]}[case]
+    if case in ("toy", "toy_cgan", "toy_moons", "toy_mixture"):
+        extra = {"toy": [], "toy_cgan": ["experiment=toy_cgan"], "toy_moons": ["dataset=moons"],
+                 "toy_mixture": ["latent.distribution=mixture"]}[case]
         return make_cfg(*TOY, *extra, "device=cuda", tiny=False)
     if case.startswith("dcgan"):
         return make_cfg(*[o for o in TINY if not o.startswith("model.")], *CASES[case],
@@ -261,7 +265,7 @@ def _cuda_cfg(make_cfg, case):
 
 
 @CUDA
-@pytest.mark.parametrize("case", [*CASES, "toy", "toy_cgan", "toy_moons"])
+@pytest.mark.parametrize("case", [*CASES, "toy", "toy_cgan", "toy_moons", "toy_mixture"])
 def test_graphed_steps_equal_eager_steps(make_cfg, case):
     cfg = _cuda_cfg(make_cfg, case)
     a, b = Experiment(cfg), Experiment(cfg)

@@ -1,5 +1,5 @@
 """What keeps an unconditional GAN's modes: G's moving average, spectral norm
-on D, the R1 penalty and packing; each checked against a hand computation,
+on D, the R1 penalty, packing and the mixture prior; each checked against a hand computation,
 refused in one line where impossible, and resumed bit for bit."""
 
 import math
@@ -18,7 +18,7 @@ from gan_cli.data import Batch
 from gan_cli.ema import GeneratorEMA
 from gan_cli.errors import UserError
 from gan_cli.experiment import Experiment
-from gan_cli.latent import Latent
+from gan_cli.latent import Latent, mixture_centres
 from gan_cli.models import Discriminator, build_dcgan, build_toy_mlp
 from gan_cli.objectives import MinimaxGAN, WGANGP
 from gan_cli.runner import run
@@ -225,6 +225,35 @@ def test_a_packed_d_is_still_drawn_point_by_point():
     assert points.shape == moves.shape == (7, 2)
 
 
+# --- the mixture prior ------------------------------------------------------------
+
+MIXTURE = {"dim": 4, "distribution": "mixture", "components": 5, "component_std": 0.1}
+
+
+def test_mixture_prior_draws_every_component_equally_at_its_std():
+    latent = Latent.from_config(MIXTURE, "cpu", seed=0)
+    assert torch.equal(latent.centres, mixture_centres(5, 4))
+    z = latent.sample(20_000)
+    # The centres lie far apart next to 0.1, so each z's nearest centre is its own.
+    assert torch.pdist(latent.centres).min() > 1.0
+    nearest = torch.cdist(z, latent.centres).argmin(1)
+    shares = torch.bincount(nearest, minlength=5) / len(z)
+    assert torch.allclose(shares, torch.full((5,), 0.2), atol=0.015)
+    offset = z - latent.centres[nearest]
+    assert torch.allclose(offset.std(0), torch.full((4,), 0.1), atol=0.003)
+    assert offset.mean(0).abs().max() < 0.003
+
+
+def test_mixture_centres_are_the_same_for_every_seed():
+    a, b = Latent.from_config(MIXTURE, "cpu", seed=0), Latent.from_config(MIXTURE, "cpu", seed=1)
+    assert torch.equal(a.centres, b.centres)
+    z = a.sample(8)
+    assert not torch.equal(z, b.sample(8))
+    assert torch.equal(z, Latent.from_config(MIXTURE, "cpu", seed=0).sample(8))
+    # A checkpoint's config from before the mixture prior has no mixture keys.
+    assert Latent.from_config({"dim": 4, "distribution": "normal"}, "cpu", seed=0).centres is None
+
+
 # --- one line per impossible value -------------------------------------------------
 
 @pytest.mark.parametrize("overrides,message", [
@@ -243,6 +272,12 @@ def test_a_packed_d_is_still_drawn_point_by_point():
                               "(0 = constant learning rates), got True"),
     (["eval.use_ema=maybe"], "eval.use_ema must be one of true, false, got 'maybe'"),
     (["model.spectral_norm=2"], "model.spectral_norm must be one of true, false, got 2"),
+    (["latent.distribution=gamma"],
+     "latent.distribution must be one of normal, uniform, mixture, got 'gamma'"),
+    (["latent.distribution=mixture", "latent.components=0"],
+     "latent.components must be a whole number >= 1, got 0"),
+    (["latent.distribution=mixture", "latent.component_std=0"],
+     "latent.component_std must be a number > 0, got 0"),
     (["objective=mse", "objective.pack=2"],
      "objective=mse has no discriminator, so objective.pack and objective.r1 do not apply "
      "(got pack=2, r1=0.0)"),
@@ -300,6 +335,7 @@ OPTIONS = {
     "r1": ["objective.r1=1.0", "objective.r1_every=4"],
     "pack": ["objective.pack=4"],
     "lr_decay": ["train.lr_decay=0.75"],
+    "mixture": ["latent.distribution=mixture", "latent.components=7"],
 }
 
 
@@ -374,8 +410,11 @@ def test_every_option_shows_in_hparams(make_cfg):
     params = run_hparams(make_cfg("objective=gan", "train.ema=0.99", "objective.pack=2",
                                   "train.lr_decay=0.5"))
     assert params["train.ema"] == 0.99 and params["objective.pack"] == 2
-    assert params["train.lr_decay"] == 0.5
+    assert params["train.lr_decay"] == 0.5 and params["latent.distribution"] == "normal"
     assert {"model.spectral_norm", "objective.r1", "objective.r1_every"} <= set(params)
+    assert "latent.components" not in params           # shown only where the mixture uses it
+    params = run_hparams(make_cfg("latent.distribution=mixture", "latent.components=50"))
+    assert params["latent.components"] == 50 and params["latent.component_std"] == 0.1
 
 
 def test_resuming_a_run_saved_before_these_options_is_no_change():
@@ -384,10 +423,12 @@ def test_resuming_a_run_saved_before_these_options_is_no_change():
     old = {"train": {"steps": 5}, "objective": {"name": "gan"}, "model": {"name": "mlp"}}
     new = {"train": {"steps": 5, "ema": 0.0, "ema_start": 0, "lr_decay": 0.0},
            "objective": {"name": "gan", "pack": 1, "r1": 0.0, "r1_every": 1},
-           "model": {"name": "mlp", "spectral_norm": False}}
+           "model": {"name": "mlp", "spectral_norm": False},
+           "latent": {"components": 1000, "component_std": 0.1}}
     assert changed_keys(old, new, []) == []
     new["objective"]["pack"] = 2
-    assert changed_keys(old, new, []) == ["objective.pack"]
+    new["latent"]["components"] = 100
+    assert changed_keys(old, new, []) == ["latent.components", "objective.pack"]
 
 
 # --- the preset on a real toy run ---------------------------------------------------
