@@ -76,8 +76,12 @@ def cli() -> None:
             # never starts. The run reads the checkpoint again. Several
             # processes: rank 0 alone may see it, and decides in the run for all.
             if where.size == 1:
+                from gan_cli.data import ready
                 from gan_cli.runner import resume_state
                 resume_state(cfg, run_dir)
+                # Missing data, likewise (a download the config allows happens
+                # now, into dataset.root, and the run reads the files).
+                ready(cfg.dataset)
         elif overrides and flags <= {"-m", "--multirun"}:     # not --help, --cfg, -cn, ...
             for variant in sweep_variants(overrides):
                 check_overrides(variant)

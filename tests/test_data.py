@@ -53,6 +53,25 @@ def test_missing_data_offline_says_what_to_do(tmp_path):
     assert "dataset=mnist_subset" in message
 
 
+def test_gan_train_finds_idx_files_before_its_run_and_refuses_without_a_folder(tmp_path):
+    """The console script checks for the data before Hydra makes a run folder:
+    with the IDX files in dataset.root the run trains on them; without, one
+    line and no folder."""
+    from conftest import TINY, run_cli
+
+    root, args = tmp_path / "data", ["dataset=mnist", "dataset.download=false", "train.steps=2"]
+    done = run_cli("gan-train", *TINY, *args, f"dataset.root={root}",
+                   f"hydra.run.dir={tmp_path / 'refused'}", cwd=tmp_path)
+    assert done.returncode == 2 and "put the four IDX files" in done.stderr
+    assert not (tmp_path / "refused").exists()
+    real = load_mnist_subset()
+    write_mnist_raw(root, real.images[:, 0].numpy(), real.labels.numpy(), test_from=4000)
+    done = run_cli("gan-train", *TINY, *args, f"dataset.root={root}",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "step 2/2" in (tmp_path / "run" / "train.log").read_text()
+
+
 def test_sampler_covers_an_epoch_without_repeats():
     data = load_sklearn_digits()
     sampler = data.sampler(100, torch.device("cpu"), seed=5)

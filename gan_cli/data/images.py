@@ -156,6 +156,19 @@ def load_torchvision(name: str, root: str = "data", download: bool = True,
 # Read by gan_cli.config.validate.
 load_torchvision.choices = {"split": ("train", "test")}
 
+
+def torchvision_ready(name: str, root: str = "data", download: bool = True,
+                      split: str = "train") -> None:
+    """Before a run starts: `name`'s files are in `root`, or are fetched now
+    (the run then reads them from disk), or the loader's own one line."""
+    folder = _TORCHVISION[name][1] if name in _TORCHVISION else None
+    where = Path(root) / (folder or "cifar-10-batches-py")       # CIFAR unpacks there
+    if folder is None or not (where.is_dir() and any(where.iterdir())):
+        load_torchvision(name, root, download, split)
+
+
+load_torchvision.ready = torchvision_ready             # read by gan_cli.data.ready
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
@@ -165,12 +178,7 @@ def load_image_folder(path: str, size: int = 32, channels: int = 3,
     size x size with 1 (grey) or 3 (RGB) channels. No labels."""
     from PIL import Image
 
-    folder = Path(path)
-    if not folder.is_dir():
-        raise UserError(f"dataset.path={path!r} is not a folder; point it at a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    files = _image_files(path)
     mode = "L" if channels == 1 else "RGB"
     arrays = []
     for file in files:
@@ -184,4 +192,22 @@ def load_image_folder(path: str, size: int = 32, channels: int = 3,
     return ImageSet(name, images, None, 0)
 
 
+def _image_files(path: str) -> list[Path]:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UserError(f"dataset.path={path!r} is not a folder; point it at a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    return files
+
+
 load_image_folder.choices = {"channels": (1, 3)}      # read by gan_cli.config.validate
+
+
+def image_folder_ready(path: str, **_) -> None:
+    """Before a run starts: `path` is a folder holding images."""
+    _image_files(path)
+
+
+load_image_folder.ready = image_folder_ready           # read by gan_cli.data.ready

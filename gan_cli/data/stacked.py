@@ -68,7 +68,18 @@ def load_stacked(source: str = "mnist_subset", root: str = "data", download: boo
     return StackedDigits(name, digits.images, digits.labels, digits.name, eval_samples)
 
 
+def stacked_ready(source: str = "mnist_subset", root: str = "data", download: bool = True,
+                  **_) -> None:
+    """Before a run starts: torchvision's MNIST on disk (or fetched now) when
+    it is the source; the bundled digits need nothing."""
+    from gan_cli.data.images import torchvision_ready
+
+    if source == "mnist":
+        torchvision_ready("mnist", root, download)
+
+
 # Read by gan_cli.config.validate: the sources, and that batches are drawn
-# fresh (no fixed examples to pair).
+# fresh (no fixed examples to pair); and by gan_cli.data.ready.
 load_stacked.choices = {"source": SOURCES}
 load_stacked.streaming = True
+load_stacked.ready = stacked_ready
