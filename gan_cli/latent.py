@@ -21,8 +21,9 @@ class Latent:
 
     Why a mixture: a continuous G maps a connected latent space onto a connected
     set, so on data made of separate clusters it must spend some samples on
-    bridges between them. With well separated latent components it can send
-    each to one cluster, and the bridges fall where the prior has almost no mass.
+    bridges between them. Between well separated latent components the prior
+    has almost no mass, so G can put its passages from cluster to cluster
+    there (it still sends many components across clusters: README, "2D toys").
 
     portable=True draws on the CPU and moves z to `device`: the same seed then
     gives the same z on any device (CUDA's generator yields other numbers than

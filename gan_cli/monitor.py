@@ -195,8 +195,8 @@ def run_hparams(cfg) -> dict:
 
     keys = ["objective.name", "model.name", "dataset.name", "optimizer.g.lr", "optimizer.d.lr",
             "objective.critic_steps", "train.steps", "train.batch_size", "train.augment",
-            "latent.dim", "latent.distribution", "seed", "train.ema", "train.lr_decay", "model.spectral_norm",
-            "objective.r1", "objective.r1_every", "objective.pack"]
+            "latent.dim", "latent.distribution", "seed", "train.ema", "train.lr_decay",
+            "model.spectral_norm", "objective.r1", "objective.r1_every", "objective.pack"]
     if OmegaConf.select(cfg, "latent.distribution", default=None) == "mixture":
         keys += ["latent.components", "latent.component_std"]
     params = {k: OmegaConf.select(cfg, k, default=None) for k in keys}

@@ -83,8 +83,9 @@ def cli() -> None:
                 # now, into dataset.root, and the run reads the files).
                 ready(cfg.dataset)
         elif overrides and flags <= {"-m", "--multirun"}:     # not --help, --cfg, -cn, ...
+            from gan_cli.data import ready
             for variant in sweep_variants(overrides):
-                check_overrides(variant)
+                ready(check_overrides(variant)[0].dataset)
     except UserError as error:
         if where.rank:                 # every process checks the same overrides; rank 0 says it
             sys.exit(2)

@@ -103,6 +103,7 @@ def test_unknown_option_or_key_gets_one_line_and_no_run_folder(tmp_path, overrid
     (["objective=gan,nonsense", "seed=0,1"], "objective=nonsense is not an option of objective"),
     (["objective=gan,wgan", "train.batch_size=64,0"], "train.batch_size must be a whole number >= 1, got 0"),
     (["train.stepz=1,2"], "train.stepz is not a config key"),
+    (["seed=0,1", "dataset=mnist"], "mnist: no data in"),          # none in ./data, offline
 ])
 def test_a_sweep_with_one_bad_value_gets_one_line_and_starts_no_job(tmp_path, sweep, message):
     done = run_cli("gan-train", "-m", *sweep, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)

@@ -14,7 +14,6 @@ from gan_cli.data.sampler import Batch, TensorSampler
 from gan_cli.data.toys import ToySet, load_toy
 
 
-
 def ready(node) -> None:
     """What a run checks before Hydra makes its folder: the data set's files
     are on disk (fetched now where the config allows it), else the loader's
