@@ -152,6 +152,17 @@ def validate(cfg: DictConfig) -> None:
     _combinations(cfg)
 
 
+def check_data(cfg: DictConfig) -> None:
+    """The data set's files are on disk (fetched now where the config allows
+    it), else the loader's own one line: what a run checks before Hydra makes
+    its folder. A loader whose files can be missing names a `ready` function
+    beside it (as `choices`) taking the loader's arguments; loaders of bundled
+    or drawn data have none."""
+    check = getattr(target_of(cfg.dataset), "ready", None)
+    if check is not None:
+        check(**{key: value for key, value in cfg.dataset.items() if key != "_target_"})
+
+
 def _component_values(cfg: DictConfig) -> None:
     """The keys an objective, data set or model brings, where present."""
     for key, minimum in WHOLE.items():

@@ -8,6 +8,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from gan_cli import launch
+from gan_cli.config import check_data
 from gan_cli.errors import UserError, exit_with
 
 
@@ -76,16 +77,14 @@ def cli() -> None:
             # never starts. The run reads the checkpoint again. Several
             # processes: rank 0 alone may see it, and decides in the run for all.
             if where.size == 1:
-                from gan_cli.data import ready
                 from gan_cli.runner import resume_state
                 resume_state(cfg, run_dir)
                 # Missing data, likewise (a download the config allows happens
                 # now, into dataset.root, and the run reads the files).
-                ready(cfg.dataset)
+                check_data(cfg)
         elif overrides and flags <= {"-m", "--multirun"}:     # not --help, --cfg, -cn, ...
-            from gan_cli.data import ready
             for variant in sweep_variants(overrides):
-                ready(check_overrides(variant)[0].dataset)
+                check_data(check_overrides(variant)[0])
     except UserError as error:
         if where.rank:                 # every process checks the same overrides; rank 0 says it
             sys.exit(2)

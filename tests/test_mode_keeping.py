@@ -431,6 +431,17 @@ def test_resuming_a_run_saved_before_these_options_is_no_change():
     assert changed_keys(old, new, []) == ["latent.components", "objective.pack"]
 
 
+def test_the_mixture_keys_an_old_config_lacks_compare_as_the_defaults(make_cfg):
+    """A config saved before the mixture prior lacks its keys, and resuming it
+    compares them as ADDED_KEYS says: that must be what conf/config.yaml holds,
+    or every old run would be refused after a change of the defaults."""
+    from gan_cli.config import ADDED_KEYS
+
+    latent = make_cfg().latent
+    assert ADDED_KEYS["latent.components"] == latent.components
+    assert ADDED_KEYS["latent.component_std"] == latent.component_std
+
+
 # --- the preset on a real toy run ---------------------------------------------------
 
 def test_short_run_of_the_best_preset_spreads_g_over_the_ring(make_cfg):

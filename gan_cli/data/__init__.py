@@ -14,18 +14,6 @@ from gan_cli.data.sampler import Batch, TensorSampler
 from gan_cli.data.toys import ToySet, load_toy
 
 
-def ready(node) -> None:
-    """What a run checks before Hydra makes its folder: the data set's files
-    are on disk (fetched now where the config allows it), else the loader's
-    own one line. A loader whose files can be missing names a `ready`
-    function taking its arguments; the others (bundled, drawn) need none."""
-    from hydra.utils import get_object
-
-    check = getattr(get_object(node["_target_"]), "ready", None)
-    if check is not None:
-        check(**{key: value for key, value in node.items() if key != "_target_"})
-
-
 __all__ = [
     "Batch",
     "ImageSet",
@@ -36,5 +24,4 @@ __all__ = [
     "load_sklearn_digits",
     "load_torchvision",
     "load_toy",
-    "ready",
 ]

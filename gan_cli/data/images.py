@@ -167,7 +167,7 @@ def torchvision_ready(name: str, root: str = "data", download: bool = True,
         load_torchvision(name, root, download, split)
 
 
-load_torchvision.ready = torchvision_ready             # read by gan_cli.data.ready
+load_torchvision.ready = torchvision_ready             # read by gan_cli.config.check_data
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -178,7 +178,7 @@ def load_image_folder(path: str, size: int = 32, channels: int = 3,
     size x size with 1 (grey) or 3 (RGB) channels. No labels."""
     from PIL import Image
 
-    files = _image_files(path)
+    files = sorted(_images_under(_image_folder(path)))
     mode = "L" if channels == 1 else "RGB"
     arrays = []
     for file in files:
@@ -192,22 +192,27 @@ def load_image_folder(path: str, size: int = 32, channels: int = 3,
     return ImageSet(name, images, None, 0)
 
 
-def _image_files(path: str) -> list[Path]:
+def _images_under(folder: Path):
+    return (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _image_folder(path: str) -> Path:
+    """`path` as a folder that holds at least one image, else one line."""
     folder = Path(path)
     if not folder.is_dir():
         raise UserError(f"dataset.path={path!r} is not a folder; point it at a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
+    if next(_images_under(folder), None) is None:
         raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
-    return files
+    return folder
 
 
 load_image_folder.choices = {"channels": (1, 3)}      # read by gan_cli.config.validate
 
 
 def image_folder_ready(path: str, **_) -> None:
-    """Before a run starts: `path` is a folder holding images."""
-    _image_files(path)
+    """Before a run starts: `path` is a folder holding images (the first one
+    found is enough; the run lists them all)."""
+    _image_folder(path)
 
 
-load_image_folder.ready = image_folder_ready           # read by gan_cli.data.ready
+load_image_folder.ready = image_folder_ready           # read by gan_cli.config.check_data

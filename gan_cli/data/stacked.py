@@ -79,7 +79,7 @@ def stacked_ready(source: str = "mnist_subset", root: str = "data", download: bo
 
 
 # Read by gan_cli.config.validate: the sources, and that batches are drawn
-# fresh (no fixed examples to pair); and by gan_cli.data.ready.
+# fresh (no fixed examples to pair); and by gan_cli.config.check_data.
 load_stacked.choices = {"source": SOURCES}
 load_stacked.streaming = True
 load_stacked.ready = stacked_ready
