@@ -3,6 +3,9 @@ device type: a CUDA generator's state (seed and offset, 16 bytes) cannot
 become a CPU generator's (Mersenne Twister, 5,056 bytes) or the reverse."""
 
 import hashlib
+import random
+
+import numpy as np
 
 import torch
 
@@ -20,3 +23,30 @@ def restore_generator(generator: torch.Generator, state: torch.Tensor) -> bool:
     digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
     generator.manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
     return False
+
+
+def global_rng_state() -> dict:
+    """torch (CPU and CUDA), numpy and Python random states, as tensors and
+    plain lists so the checkpoint loads with weights_only=True."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+    }
+
+
+def set_global_rng_state(state: dict) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))

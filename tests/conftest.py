@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_cli.compose import compose_config
+from gan_cli.config.compose import compose_config
 
 # Small but real: scikit-learn's 8x8 digits and narrow nets, WGAN (Algorithm 1)
 # unless a test names another objective, and G itself in pictures and metrics.
@@ -60,7 +60,7 @@ def classifier_cache(tmp_path_factory):
 def digits_classifier(classifier_cache):
     """(digits ImageSet, its classifier), from the session's cache."""
     from gan_cli.data import load_sklearn_digits
-    from gan_cli.metrics.classifier import obtain
+    from gan_cli.classifier import obtain
 
     data = load_sklearn_digits()
     clf, _, _ = obtain(data.name, None, data.images, data.labels, data.num_classes)

@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from gan_cli.checkpoint import build_models, load_checkpoint
-from gan_cli.experiment import Experiment
-from gan_cli.loop import run_steps
-from gan_cli.monitor import Meter
-from gan_cli.runner import run
+from gan_cli.config.build import build_models
+from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.training.experiment import Experiment
+from gan_cli.training.loop import run_steps
+from gan_cli.training.meter import Meter
+from gan_cli.run.runner import run
 
 NO_EVAL = ["eval.classifier=off"]
 

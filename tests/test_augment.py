@@ -4,11 +4,11 @@ reach G through it, a seed fixes it, and train.augment runs."""
 import pytest
 import torch
 
-from gan_cli.config import validate
+from gan_cli.config.checks import validate
 from gan_cli.errors import UserError
 from gan_cli.latent import Latent
 from gan_cli.models.augment import DiffAugment, color, cutout, translation
-from gan_cli.runner import run
+from gan_cli.run.runner import run
 
 
 def _gen(seed=0):

@@ -5,9 +5,9 @@ import json
 import torch
 
 from conftest import run_cli
-from gan_cli.bench import bench_config, fast_loop, reference_loop, write_mnist_idx
+from gan_cli.bench.speed import bench_config, fast_loop, reference_loop, write_mnist_idx
 from gan_cli.data import load_torchvision
-from gan_cli.experiment import Experiment
+from gan_cli.training.experiment import Experiment
 
 
 def test_preloaded_batches_equal_torchvision_items_after_to_tensor_normalize(tmp_path):

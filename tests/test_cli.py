@@ -114,7 +114,7 @@ def test_a_sweep_with_one_bad_value_gets_one_line_and_starts_no_job(tmp_path, sw
 
 
 def test_sweep_variants_try_every_listed_value_once():
-    from gan_cli.train import sweep_variants
+    from gan_cli.commands.train import sweep_variants
 
     variants = sweep_variants(["objective=gan,wgan,mse", "seed=0,1", "model=mlp",
                                "optimizer.lr=interval(1e-4,1e-3)", "train.steps=range(1,3)"])

@@ -4,11 +4,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from gan_cli.compose import options
-from gan_cli.config import validate
+from gan_cli.config.compose import options
+from gan_cli.config.checks import validate
 from gan_cli.errors import UserError
 from gan_cli.objectives import Objective
-from gan_cli.experiment import build
+from gan_cli.config.build import build
 
 
 def test_groups_ship_inside_the_package():

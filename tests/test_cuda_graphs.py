@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from conftest import TINY
-from gan_cli.checkpoint import load_checkpoint
-from gan_cli.config import validate
-from gan_cli.cuda_graphs import (GraphedTrainer, IndexedBatches, _make_capturable, capture_plan,
+from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.config.checks import validate
+from gan_cli.training.cuda_graphs import (GraphedTrainer, IndexedBatches, _make_capturable, capture_plan,
                                  trainer)
 from gan_cli.errors import UserError
-from gan_cli.experiment import Experiment
-from gan_cli.loop import run_steps
-from gan_cli.monitor import Meter
-from gan_cli.runner import run
+from gan_cli.training.experiment import Experiment
+from gan_cli.training.loop import run_steps
+from gan_cli.training.meter import Meter
+from gan_cli.run.runner import run
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 TOY = ["experiment=toy_gan", "train.batch_size=64", "model.g_hidden=[32,32]",
@@ -337,7 +337,7 @@ def test_a_graphed_run_logs_what_an_eager_run_logs(make_cfg, capsys):
 # --- gan-bench --cuda-graphs ------------------------------------------------------
 
 def test_bench_graph_loop_counts_the_updates_its_replays_make(tmp_path):
-    from gan_cli.bench import bench_config, graph_loop
+    from gan_cli.bench.speed import bench_config, graph_loop
     cfg = bench_config(["objective=wgan", "model.g_hidden=[32]", "model.d_hidden=[32]",
                           "train.batch_size=16", "device=cpu"])
     loop = graph_loop(Experiment(cfg))        # the CPU stand-in: same bookkeeping, no capture
@@ -346,7 +346,7 @@ def test_bench_graph_loop_counts_the_updates_its_replays_make(tmp_path):
 
 
 def test_bench_on_a_cpu_says_graphs_need_cuda(capsys):
-    from gan_cli.bench import main
+    from gan_cli.commands.bench import main
     main(["--steps", "1", "--rounds", "1", "--warmup", "0", "--configs", "mlp-wgan-b64",
           "--no-reference", "--device", "cpu", "--cuda-graphs"])
     out, err = capsys.readouterr()
@@ -359,7 +359,7 @@ def test_bench_on_a_cpu_says_graphs_need_cuda(capsys):
 def test_bench_times_graphs_beside_eager_steps(tmp_path, capsys):
     import json
 
-    from gan_cli.bench import main
+    from gan_cli.commands.bench import main
     out = tmp_path / "bench.json"
     main(["--steps", "3", "--rounds", "1", "--warmup", "1", "--configs",
           "mlp-wgan-b64,mlp-wgan-b64-compile", "--no-reference", "--device", "cuda",

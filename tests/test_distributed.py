@@ -16,14 +16,14 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import TINY
-from gan_cli.checkpoint import load_checkpoint
-from gan_cli.compose import compose_config
+from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.config.compose import compose_config
 from gan_cli.data import load_sklearn_digits
-from gan_cli.distributed import World
+from gan_cli.parallel.distributed import World
 from gan_cli.errors import UserError
 from gan_cli.latent import Latent
-from gan_cli.launch import Place
-from gan_cli.runner import run
+from gan_cli.parallel.launch import Place
+from gan_cli.run.runner import run
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 
@@ -51,7 +51,7 @@ def _worker(rank: int, size: int, port: int, overrides: list[str], run_dirs: lis
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(size), LOCAL_RANK=str(rank),
                       LOCAL_WORLD_SIZE=str(size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from gan_cli import runner
+    from gan_cli.run import runner
 
     finish = runner.Session.run
 
@@ -286,7 +286,7 @@ def test_a_signal_that_lands_while_the_processes_agree_is_kept_for_the_next_step
     # overwritten by its result (the run would never stop).
     from types import SimpleNamespace
 
-    from gan_cli.runner import Session, StopOnSignal
+    from gan_cli.run.runner import Session, StopOnSignal
 
     stop = StopOnSignal()
 

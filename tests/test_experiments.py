@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gan_cli.checkpoint import load_checkpoint
-from gan_cli.config import validate
-from gan_cli.runner import run
+from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.config.checks import validate
+from gan_cli.run.runner import run
 from test_config import options
 
 PRESETS = {

@@ -11,11 +11,11 @@ import sys
 import pytest
 
 from gan_cli.errors import UserError
-from gan_cli.lock import LOCK_NAME, RunLock
+from gan_cli.run.lock import LOCK_NAME, RunLock
 
 HOLD = """
 import sys
-from gan_cli.lock import RunLock
+from gan_cli.run.lock import RunLock
 with RunLock(sys.argv[1]):
     print("locked", flush=True)
     sys.stdin.readline()          # hold the lock until the test says so

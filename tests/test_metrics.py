@@ -12,14 +12,14 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import run_cli
-from gan_cli.classifier_cli import main as classifier_main
-from gan_cli.evaluate import main as eval_main
-from gan_cli.metrics import classifier as classifiers
+from gan_cli.commands.classifier import main as classifier_main
+from gan_cli.commands.evaluate import main as eval_main
+from gan_cli import classifier as classifiers
 from gan_cli.metrics.image import (class_accuracy, class_histogram, classes_present, confidence,
                                    feature_stats, frechet_distance, kl_to_uniform)
-from gan_cli.metrics.scorer import ImageScorer, score
+from gan_cli.evaluation.scorer import ImageScorer, score
 from gan_cli.latent import Latent
-from gan_cli.runner import run
+from gan_cli.run.runner import run
 
 
 # --- formulas ------------------------------------------------------------------
@@ -202,7 +202,7 @@ def test_a_run_logs_and_returns_the_metrics_and_gan_eval_reproduces_them(make_cf
 
 
 def test_building_an_experiment_obtains_no_classifier_until_it_evaluates(make_cfg, tmp_path):
-    from gan_cli.experiment import Experiment
+    from gan_cli.training.experiment import Experiment
 
     cache = tmp_path / "empty-cache"
     exp = Experiment(make_cfg("dataset=mnist_subset", f"eval.cache_dir={cache}"))

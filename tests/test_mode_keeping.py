@@ -12,17 +12,18 @@ import torch
 from torch import nn
 
 from conftest import assert_same
-from gan_cli.checkpoint import build_models, generator_from_checkpoint, load_checkpoint
-from gan_cli.config import validate
+from gan_cli.config.build import build_models
+from gan_cli.run.checkpoint import generator_from_checkpoint, load_checkpoint
+from gan_cli.config.checks import validate
 from gan_cli.data import Batch
-from gan_cli.ema import GeneratorEMA
+from gan_cli.training.ema import GeneratorEMA
 from gan_cli.errors import UserError
-from gan_cli.experiment import Experiment
+from gan_cli.training.experiment import Experiment
 from gan_cli.latent import Latent, mixture_centres
 from gan_cli.models import Discriminator, build_dcgan, build_toy_mlp
 from gan_cli.objectives import MinimaxGAN, WGANGP
-from gan_cli.runner import run
-from gan_cli.sample import draw, main as sample_main
+from gan_cli.run.runner import run
+from gan_cli.commands.sample import draw, main as sample_main
 
 
 # --- G's moving average ----------------------------------------------------------
@@ -299,7 +300,7 @@ def test_gan_train_refuses_a_batch_that_packs_do_not_divide(tmp_path):
 
 
 def test_lr_decay_holds_the_rates_then_falls_linearly_to_zero():
-    from gan_cli.schedule import LinearDecay
+    from gan_cli.training.schedule import LinearDecay
 
     net = torch.nn.Linear(2, 1)
     opt = torch.optim.Adam(net.parameters(), lr=0.1)
@@ -317,7 +318,7 @@ def test_lr_decay_holds_the_rates_then_falls_linearly_to_zero():
 
 
 def test_a_decaying_run_is_not_captured_and_says_why(make_cfg):
-    from gan_cli.cuda_graphs import capture_plan
+    from gan_cli.training.cuda_graphs import capture_plan
 
     cfg = make_cfg("objective=gan", "train.lr_decay=0.5", "device=cpu")
     exp = Experiment(cfg)
@@ -381,7 +382,7 @@ def test_the_average_is_what_metrics_pictures_and_gan_sample_use(make_cfg, tmp_p
     assert torch.equal(averaged, draw(state, 200, seed=3, ema=True)[0])
     assert not torch.equal(averaged, raw)
     # The run's metrics came from the average as well.
-    from gan_cli.experiment import Experiment
+    from gan_cli.training.experiment import Experiment
     exp = Experiment(cfg)
     exp.restore(state)
     assert exp.sampling_generator is exp.ema.average
@@ -405,7 +406,7 @@ def test_the_average_is_what_metrics_pictures_and_gan_sample_use(make_cfg, tmp_p
 
 
 def test_every_option_shows_in_hparams(make_cfg):
-    from gan_cli.monitor import run_hparams
+    from gan_cli.run.monitor import run_hparams
 
     params = run_hparams(make_cfg("objective=gan", "train.ema=0.99", "objective.pack=2",
                                   "train.lr_decay=0.5"))
@@ -418,7 +419,7 @@ def test_every_option_shows_in_hparams(make_cfg):
 
 
 def test_resuming_a_run_saved_before_these_options_is_no_change():
-    from gan_cli.config import changed_keys
+    from gan_cli.config.checks import changed_keys
 
     old = {"train": {"steps": 5}, "objective": {"name": "gan"}, "model": {"name": "mlp"}}
     new = {"train": {"steps": 5, "ema": 0.0, "ema_start": 0, "lr_decay": 0.0},
@@ -435,7 +436,7 @@ def test_the_mixture_keys_an_old_config_lacks_compare_as_the_defaults(make_cfg):
     """A config saved before the mixture prior lacks its keys, and resuming it
     compares them as ADDED_KEYS says: that must be what conf/config.yaml holds,
     or every old run would be refused after a change of the defaults."""
-    from gan_cli.config import ADDED_KEYS
+    from gan_cli.config.checks import ADDED_KEYS
 
     latent = make_cfg().latent
     assert ADDED_KEYS["latent.components"] == latent.components
@@ -465,7 +466,7 @@ def test_short_run_of_the_best_preset_spreads_g_over_the_ring(make_cfg):
 def test_best_preset_keeps_every_ring_mode():
     """experiment=toy_best in full on ring8 (about 2 minutes of one CPU
     core); the README gives what seeds 0-4 measured."""
-    from gan_cli.compose import compose_config
+    from gan_cli.config.compose import compose_config
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
@@ -480,7 +481,7 @@ def test_best_preset_reaches_every_grid_mode():
     """experiment=toy_best dataset=grid25 in full (about 2 minutes of one CPU
     core): all 25 modes, evenly, nearly all points within 3 std of a centre;
     the README gives what seeds 0-4 measured."""
-    from gan_cli.compose import compose_config
+    from gan_cli.config.compose import compose_config
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:

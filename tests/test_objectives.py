@@ -11,14 +11,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gan_cli.checkpoint import build_models, load_checkpoint
-from gan_cli.config import validate
+from gan_cli.config.build import build_models
+from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.config.checks import validate
 from gan_cli.data import Batch
 from gan_cli.errors import UserError
 from gan_cli.latent import Latent
 from gan_cli.models import Discriminator
 from gan_cli.objectives import FGAN, WGANGP, HingeGAN, LeastSquaresGAN, fdiv
-from gan_cli.runner import run
+from gan_cli.run.runner import run
 
 # --- each critic, trained alone, estimates its divergence ----------------------
 # P = N(0, 1) (the data), Q = N(1, 1) (a fixed "generator": z + 1). True values

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from conftest import assert_one_line_errors, assert_pictures, tensorboard_events
-from gan_cli.checkpoint import load_checkpoint
-from gan_cli.runner import run
-from gan_cli.sample import draw, main as sample_main
+from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.run.runner import run
+from gan_cli.commands.sample import draw, main as sample_main
 
 
 @pytest.mark.parametrize("objective,estimate", [("wgan", "wasserstein_estimate"),
@@ -108,7 +108,7 @@ def test_gan_sample_rejects_bad_input(make_cfg, tmp_path, capsys):
 
 
 def test_meter_sums_bf16_losses_in_fp32_and_continues_restored_sums():
-    from gan_cli.monitor import Meter
+    from gan_cli.training.meter import Meter
 
     meter = Meter()
     for _ in range(1000):      # a bf16 running sum would stall near 32 (its spacing there is 0.25)
@@ -128,10 +128,10 @@ def _png_pixels(path) -> np.ndarray:
 
 @pytest.mark.parametrize("batch", [256, 5])
 def test_gan_sample_png_dir_writes_one_8_bit_png_per_sample(make_cfg, tmp_path, monkeypatch, batch):
-    import gan_cli.sample
+    import gan_cli.commands.sample
     from torchvision.utils import save_image
 
-    monkeypatch.setattr(gan_cli.sample, "PNG_BATCH", batch)    # 5: the samples come in 5 batches
+    monkeypatch.setattr(gan_cli.commands.sample, "PNG_BATCH", batch)    # 5: the samples come in 5 batches
     monkeypatch.chdir(tmp_path)
     cfg = make_cfg("objective=cgan", "train.steps=5")
     run(cfg)
@@ -178,7 +178,7 @@ def test_gan_sample_png_dir_unconditional_names_and_refusals(make_cfg, tmp_path,
 
 
 def test_gan_eval_bad_input_gets_one_line(make_cfg, tmp_path, capsys):
-    from gan_cli.evaluate import main as eval_main
+    from gan_cli.commands.evaluate import main as eval_main
 
     cfg = make_cfg("objective=gan", "train.steps=2", "eval.classifier=off")
     run(cfg)
@@ -198,7 +198,7 @@ def test_gan_eval_bad_input_gets_one_line(make_cfg, tmp_path, capsys):
 def test_grids_and_pngs_equal_torchvision_pixel_for_pixel(tmp_path, shape, nrow):
     from torchvision.utils import make_grid as tv_grid, save_image
 
-    from gan_cli.pictures import make_grid, save_png
+    from gan_cli.output.pictures import make_grid, save_png
 
     images = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     assert torch.equal(make_grid(images, nrow=nrow), tv_grid(images, nrow=nrow, padding=2))
@@ -215,7 +215,7 @@ def test_a_run_with_pictures_does_not_import_torchvision(tmp_path):
 
     from conftest import TINY
 
-    code = ("import sys; from gan_cli.compose import compose_config; from gan_cli.runner import run; "
+    code = ("import sys; from gan_cli.config.compose import compose_config; from gan_cli.run.runner import run; "
             f"run(compose_config({[*TINY, 'train.steps=4', 'train.sample_every=2', f'run_dir={tmp_path}']!r})); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

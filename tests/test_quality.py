@@ -5,8 +5,8 @@ import json
 import pytest
 from PIL import Image
 
-from gan_cli.bench import main as bench_main
-from gan_cli.quality import quality_curve, seconds_to_reach, table
+from gan_cli.commands.bench import main as bench_main
+from gan_cli.bench.quality import quality_curve, seconds_to_reach, table
 
 SMALL = ["dataset=digits", "model.g_hidden=[32]", "model.d_hidden=[32]", "latent.dim=8",
          "eval.num_samples=200"]

@@ -9,8 +9,8 @@ import yaml
 from PIL import Image
 
 from conftest import tensorboard_events
-from gan_cli.report import build_table, find_jobs, main as report_main, plot_report
-from gan_cli.runner import run
+from gan_cli.commands.report import build_table, find_jobs, main as report_main, plot_report
+from gan_cli.run.runner import run
 
 
 def _job(make_cfg, sweep: Path, number: int, *overrides: str) -> Path:

@@ -9,9 +9,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY, assert_same, run_cli, start_gan_train, wait_for
-from gan_cli.checkpoint import load_checkpoint
+from gan_cli.run.checkpoint import load_checkpoint
 from gan_cli.errors import UserError
-from gan_cli.runner import run
+from gan_cli.run.runner import run
 
 SHORT = ["train.steps=12", "train.log_every=3", "train.checkpoint_every=3", "train.sample_every=6",
          "train.eval_every=6"]

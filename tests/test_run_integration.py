@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, run_cli, start_gan_train, wait_for
-from gan_cli.checkpoint import load_checkpoint
+from gan_cli.run.checkpoint import load_checkpoint
 from gan_cli.errors import UserError
-from gan_cli.lock import LOCK_NAME
-from gan_cli.runner import run
+from gan_cli.run.lock import LOCK_NAME
+from gan_cli.run.runner import run
 from test_run_safety import full_disk  # noqa: F401  (fixture)
 
 
@@ -53,7 +53,7 @@ def test_resume_true_with_a_truncated_last_pt_names_the_step_file(make_cfg):
 
 @pytest.mark.parametrize("name_part", [".metrics.json.", ".step_10.png."])
 def test_a_full_disk_for_other_files_is_one_line(make_cfg, full_disk, capsys, name_part):
-    from gan_cli.train import main
+    from gan_cli.commands.train import main
 
     cfg = make_cfg("objective=gan", "train.steps=10")
     full_disk(name_part)

@@ -6,10 +6,11 @@ import io
 import logging
 from pathlib import Path
 
-from gan_cli.checkpoint import load_checkpoint
-from gan_cli.monitor import Monitor, _duration
-from gan_cli.run_log import log, logging_to
-from gan_cli.runner import run, summary
+from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.run.monitor import Monitor, _duration
+from gan_cli.output.log import log, logging_to
+from gan_cli.run.monitor import summary
+from gan_cli.run.runner import run
 
 
 def test_a_run_from_python_writes_train_log_and_its_summary(make_cfg, capsys):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_cli.checkpoint import Checkpointer, load_checkpoint, load_resumable, newest_readable
+from gan_cli.run.checkpoint import Checkpointer, load_checkpoint, load_resumable, newest_readable
 from gan_cli.errors import UserError, reported
-from gan_cli.files import write_text_atomic
-from gan_cli.runner import run
+from gan_cli.output.files import write_text_atomic
+from gan_cli.run.runner import run
 
 CHECKPOINTS = ["train.steps=20", "train.checkpoint_every=10"]
 
@@ -82,7 +82,7 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_good_one(make_cfg, full_
 
 
 def test_a_run_that_fills_the_disk_stops_with_one_line(make_cfg, full_disk, capsys):
-    from gan_cli.train import main
+    from gan_cli.commands.train import main
 
     cfg = make_cfg("objective=gan", *CHECKPOINTS)
     full_disk(".step_20.pt.")

@@ -10,7 +10,7 @@ from gan_cli.data.sampler import to_unit_range
 from gan_cli.data.stacked import load_stacked
 from gan_cli.evaluation.stacked import StackedEvaluation, mode_metrics, read_numbers
 from gan_cli.latent import Latent
-from gan_cli.runner import run
+from gan_cli.run.runner import run
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from conftest import TINY, run_cli
-from gan_cli.checkpoint import load_checkpoint
-from gan_cli.report import main as report_main
-from gan_cli.runner import run
+from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.commands.report import main as report_main
+from gan_cli.run.runner import run
 
 
 def hparams_record(run_dir: Path) -> tuple[dict, set]:
@@ -36,7 +36,7 @@ def hparams_record(run_dir: Path) -> tuple[dict, set]:
 
 
 def test_hydra_main_returns_the_metric_named_by_optimized_metric(make_cfg, capsys):
-    from gan_cli.train import main
+    from gan_cli.commands.train import main
 
     cfg = make_cfg("objective=cgan", "train.steps=4", "optimized_metric=eval/class_accuracy")
     value = main(cfg)                      # a config passed in skips the command line
@@ -196,7 +196,7 @@ def test_optuna_sweeper_optimises_the_returned_metric(tmp_path):
 
 def test_submitit_launcher_configs_compose(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    from gan_cli.compose import compose_config
+    from gan_cli.config.compose import compose_config
 
     cfg = compose_config(["run_dir=.", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
                           "hydra.launcher.gpus_per_node=1"], hydra_node=True)

@@ -12,13 +12,13 @@ from PIL import Image
 
 from conftest import assert_pictures, tensorboard_events
 from gan_cli.data import load_toy
-from gan_cli.config import validate
+from gan_cli.config.checks import validate
 from gan_cli.errors import UserError
 from gan_cli.evaluation.toys import ToyEvaluation
 from gan_cli.latent import Latent
 from gan_cli.metrics import toy as metrics
-from gan_cli.runner import run
-from gan_cli.sample import main as sample_main
+from gan_cli.run.runner import run
+from gan_cli.commands.sample import main as sample_main
 
 
 def draw(name: str, n: int, seed: int):
@@ -217,7 +217,7 @@ SHORT = ["train.log_every=50", "train.checkpoint_every=1000", "dataset.eval_poin
 @pytest.fixture(scope="module")
 def mse_ring8(tmp_path_factory):
     """The failure every objective must beat: mse's blob at the mean."""
-    from gan_cli.compose import compose_config
+    from gan_cli.config.compose import compose_config
 
     run_dir = tmp_path_factory.mktemp("mse") / "run"
     cfg = compose_config(["experiment=toy_mse", "train.steps=150", "train.sample_every=50",

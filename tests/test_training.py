@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
-from gan_cli.checkpoint import generator_from_checkpoint, load_checkpoint, build_models
+from gan_cli.config.build import build_models
+from gan_cli.run.checkpoint import generator_from_checkpoint, load_checkpoint
 from gan_cli.data import load_sklearn_digits
 from gan_cli.errors import UserError
-from gan_cli.runner import run
+from gan_cli.run.runner import run
 
 
 @pytest.mark.parametrize("objective,estimate", [

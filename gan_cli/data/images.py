@@ -153,7 +153,7 @@ def load_torchvision(name: str, root: str = "data", download: bool = True,
     return ImageSet(name, images, labels, len(ds.classes))
 
 
-# Read by gan_cli.config.validate.
+# Read by gan_cli.config.checks.validate.
 load_torchvision.choices = {"split": ("train", "test")}
 
 
@@ -167,7 +167,7 @@ def torchvision_ready(name: str, root: str = "data", download: bool = True,
         load_torchvision(name, root, download, split)
 
 
-load_torchvision.ready = torchvision_ready             # read by gan_cli.config.check_data
+load_torchvision.ready = torchvision_ready             # read by gan_cli.config.checks.check_data
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -206,7 +206,7 @@ def _image_folder(path: str) -> Path:
     return folder
 
 
-load_image_folder.choices = {"channels": (1, 3)}      # read by gan_cli.config.validate
+load_image_folder.choices = {"channels": (1, 3)}      # read by gan_cli.config.checks.validate
 
 
 def image_folder_ready(path: str, **_) -> None:
@@ -215,4 +215,4 @@ def image_folder_ready(path: str, **_) -> None:
     _image_folder(path)
 
 
-load_image_folder.ready = image_folder_ready           # read by gan_cli.config.check_data
+load_image_folder.ready = image_folder_ready           # read by gan_cli.config.checks.check_data

@@ -78,8 +78,8 @@ def stacked_ready(source: str = "mnist_subset", root: str = "data", download: bo
         torchvision_ready("mnist", root, download)
 
 
-# Read by gan_cli.config.validate: the sources, and that batches are drawn
-# fresh (no fixed examples to pair); and by gan_cli.config.check_data.
+# Read by gan_cli.config.checks.validate: the sources, and that batches are drawn
+# fresh (no fixed examples to pair); and by gan_cli.config.checks.check_data.
 load_stacked.choices = {"source": SOURCES}
 load_stacked.streaming = True
 load_stacked.ready = stacked_ready

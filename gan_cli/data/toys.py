@@ -104,14 +104,14 @@ class ToySet:
 
 
 def load_toy(name: str, std: float, arrows: int = 0, eval_points: int = 2_500) -> ToySet:
-    """A toy set by name (values checked by gan_cli.config). std: each
+    """A toy set by name (values checked by gan_cli.config.checks). std: each
     Gaussian's standard deviation (ring8 0.02, grid25 0.05), or the noise
     added to a shape."""
     centres = {"ring8": ring_centres, "grid25": grid_centres}.get(name)
     return ToySet(name, centres() if centres else None, float(std), arrows, eval_points)
 
 
-# Read by gan_cli.config.validate: the names, and that batches are drawn
+# Read by gan_cli.config.checks.validate: the names, and that batches are drawn
 # fresh (no fixed examples for mse's fixed pairing).
 load_toy.choices = {"name": TOYS}
 load_toy.streaming = True

@@ -1,13 +1,13 @@
 """Labelled or not, image data sets get a sample grid; labelled ones the
-classifier-based eval/* metrics (gan_cli.metrics.scorer)."""
+classifier-based eval/* metrics (gan_cli.evaluation.scorer)."""
 
 import torch
 
 from gan_cli.errors import UserError
-from gan_cli.metrics.scorer import ImageScorer, held_out_split
+from gan_cli.evaluation.scorer import ImageScorer, held_out_split
 from gan_cli.models.inference import generate
-from gan_cli.pictures import make_grid
-from gan_cli.run_log import log
+from gan_cli.output.pictures import make_grid
+from gan_cli.output.log import log
 
 
 class ImageEvaluation:

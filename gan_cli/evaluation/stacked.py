@@ -5,10 +5,10 @@ count modes), and a grid of its colour images."""
 import torch
 
 from gan_cli.evaluation.images import grid
-from gan_cli.metrics import classifier as classifiers
+from gan_cli import classifier as classifiers
 from gan_cli.metrics.image import class_accuracy, class_histogram, kl_to_uniform
 from gan_cli.models.inference import generate
-from gan_cli.run_log import log
+from gan_cli.output.log import log
 
 CHUNK = 1000                   # images generated and read at a time: bounded memory
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from gan_cli.models.inference import evaluating, generate
-from gan_cli.run_files import step_files, step_of
+from gan_cli.output.step_files import step_files, step_of
 
 WIDTH, HEIGHT, DPI = 5.6, 5.0, 100     # inches: a 560 x 500 pixel picture
 SURFACE_CELLS = 160                    # D is evaluated on a 160 x 160 grid

@@ -1,6 +1,6 @@
 """Image quality metrics as pure functions of classifier outputs.
 
-Features and probabilities come from gan_cli.metrics.classifier; nothing here
+Features and probabilities come from gan_cli.classifier; nothing here
 knows about models or runs, so each formula can be checked on its own.
 """
 

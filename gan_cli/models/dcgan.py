@@ -34,7 +34,7 @@ def build_dcgan(data_shape, num_classes: int, latent_dim: int, g_channels: int =
     k = _halvings(side)
     base = side >> k
     norm2d = nn.BatchNorm2d if batch_norm else (lambda c: nn.Identity())
-    # d_norm (checked by gan_cli.config): batch | layer | none; true/false as
+    # d_norm (checked by gan_cli.config.checks): batch | layer | none; true/false as
     # batch/none; null follows batch_norm.
     follow = batch_norm if d_norm is None else d_norm
     d_key = ("batch" if follow else "none") if isinstance(follow, bool) else d_norm

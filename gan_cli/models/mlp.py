@@ -6,7 +6,7 @@ from gan_cli.models.conditioning import Discriminator, Generator, flat_size
 
 
 def widths_list(value) -> list[int]:
-    """model.g_hidden / d_hidden (checked by gan_cli.config) as a list: one
+    """model.g_hidden / d_hidden (checked by gan_cli.config.checks) as a list: one
     width may be given as a number."""
     return [value] if isinstance(value, int) else list(value)
 

@@ -11,7 +11,7 @@ functions of D's outputs (losses.py, fdiv.py):
     g_loss(fake_out)            the loss G minimises
     estimate(d_loss)            the value named `estimate_name`, read off D's loss
     penalty(D, real, fake, y, latent)  a regulariser added to D's loss (optional)
-Its values were checked by gan_cli.config before it is built.
+Its values were checked by gan_cli.config.checks before it is built.
 
 Two settings every objective with a discriminator shares, handled here so no
 subclass needs to know them:

@@ -44,8 +44,8 @@ def draw_batches(state: dict, num: int, label: int | None = None, seed: int = 0,
     where the run kept one), or the trained G (False)."""
     import torch
 
-    from gan_cli.checkpoint import generator_from_checkpoint
-    from gan_cli.experiment import pick_device
+    from gan_cli.run.checkpoint import generator_from_checkpoint
+    from gan_cli.device import pick_device
     from gan_cli.latent import Latent
     from gan_cli.models.inference import generate
 
@@ -83,7 +83,7 @@ def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device:
 def to_pixels(samples):
     """[N, C, H, W] floats in [-1, 1] -> uint8 [N, H, W, C], rounded exactly as
     the run's sample grids are: (x + 1) / 2 clamped to [0, 1], then 8 bits."""
-    from gan_cli import pictures
+    from gan_cli.output import pictures
 
     return pictures.to_pixels(((samples + 1) / 2).clamp(0, 1))
 
@@ -138,7 +138,7 @@ def main(argv=None) -> None:
     with reported("gan-sample"):
         if args.num < 1:
             raise UserError(f"--num must be >= 1, got {args.num}")
-        from gan_cli.checkpoint import load_checkpoint
+        from gan_cli.run.checkpoint import load_checkpoint
 
         state = load_checkpoint(args.path)
         if args.png_dir:
@@ -182,7 +182,7 @@ def write_arrays(batches: list, out: Path | None, grid: Path | None) -> None:
             np.savez(out, **arrays)
         print(f"wrote {len(samples)} samples {list(samples.shape[1:])} to {out}")
     if grid:
-        from gan_cli.pictures import save_png
+        from gan_cli.output.pictures import save_png
 
         if samples.dim() != 4:
             raise UserError("--grid draws images; this model's samples are not images")

@@ -23,10 +23,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
-        from gan_cli.compose import compose_config
-        from gan_cli.experiment import build, pick_device
-        from gan_cli.metrics import classifier as classifiers
-        from gan_cli.metrics.scorer import held_out_split
+        from gan_cli.config.compose import compose_config
+        from gan_cli.config.build import build
+        from gan_cli.device import pick_device
+        from gan_cli import classifier as classifiers
+        from gan_cli.evaluation.scorer import held_out_split
 
         cfg = compose_config([*args.overrides, "run_dir=."], job_runtime=True)
         data = build(cfg.dataset)

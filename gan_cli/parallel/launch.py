@@ -1,6 +1,6 @@
 """Which process of a launch this is, from the launcher's environment alone
 (no torch import, so gan-train's command line stays quick). The process group
-itself is gan_cli.distributed's."""
+itself is gan_cli.parallel.distributed's."""
 
 import dataclasses
 import os
@@ -59,7 +59,7 @@ class PeerLost(UserError):
 
 def everywhere(error: BaseException) -> BaseException:
     """Mark an error that every process raises alike, so that only rank 0
-    reports it (gan_cli.train) and the processes leave together."""
+    reports it (gan_cli.commands.train) and the processes leave together."""
     error.everywhere = True
     return error
 

@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+import torch
+
 from gan_cli.errors import writing
 
 
@@ -77,3 +79,10 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """torch.save, atomically: a full or read-only disk ends in
+    UserError("cannot write PATH: reason"), the file under `path` untouched
+    and no temporary file left."""
+    atomic_write(path, lambda file: torch.save(obj, file))

@@ -1,6 +1,6 @@
 """The training step loop. It never asks which objective, model or data set it
 runs: the objective supplies the losses, the sampler the batches, and the
-session (gan_cli.runner) decides after each step whether to go on."""
+session (gan_cli.run.runner) decides after each step whether to go on."""
 
 import contextlib
 from dataclasses import dataclass
@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 
 from gan_cli.latent import Latent
-from gan_cli.monitor import Meter
+from gan_cli.training.meter import Meter
 from gan_cli.objectives import Objective
 
 

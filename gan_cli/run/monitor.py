@@ -9,62 +9,9 @@ from pathlib import Path
 import torch
 
 from gan_cli.errors import writing
-from gan_cli.files import atomic_write
-from gan_cli.pictures import save_png
-from gan_cli.run_log import log
-
-
-class Meter:
-    """Running sums kept on the device: adding a loss never waits for the
-    device; `means()` reads them back once per logging interval."""
-
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-        # Sums kept elsewhere (a CUDA graph's static ones): each source(meter)
-        # folds its sums in whenever the meter is read.
-        self.sources: list = []
-
-    def _fold(self) -> None:
-        for fold in self.sources:
-            fold(self)
-
-    def add(self, values: dict[str, torch.Tensor]) -> None:
-        for key, value in values.items():
-            value = value.detach().float()         # fp32 sums: bf16 would round a long interval away
-            if key in self.sums:
-                # .to: sums restored from a checkpoint come back on the CPU
-                self.sums[key] = self.sums[key].to(value.device) + value
-                self.counts[key] += 1
-            else:
-                self.sums[key] = value.clone()
-                self.counts[key] = 1
-
-    def all_finite(self) -> bool:
-        """True when no loss since the last `means()` was inf or nan (one sync)."""
-        self._fold()
-        if not self.sums:
-            return True
-        return bool(torch.isfinite(torch.stack([v.float() for v in self.sums.values()])).all())
-
-    def state_dict(self) -> dict:
-        self._fold()
-        return {"sums": dict(self.sums), "counts": dict(self.counts)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sums = dict(state.get("sums", {}))
-        self.counts = dict(state.get("counts", {}))
-
-    def means(self) -> dict[str, float]:
-        self._fold()
-        if not self.sums:
-            return {}
-        keys = list(self.sums)
-        values = torch.stack([self.sums[k].float() for k in keys]).tolist()   # one sync
-        means = {k: v / self.counts[k] for k, v in zip(keys, values)}
-        self.sums.clear()
-        self.counts.clear()
-        return means
+from gan_cli.output.files import atomic_write
+from gan_cli.output.pictures import save_png
+from gan_cli.output.log import log
 
 
 class Monitor:
@@ -191,7 +138,7 @@ def run_hparams(cfg) -> dict:
     command line's overrides (in a sweep, what was swept) when Hydra runs it."""
     from omegaconf import OmegaConf
 
-    from gan_cli.config import parse_override
+    from gan_cli.config.checks import parse_override
 
     keys = ["objective.name", "model.name", "dataset.name", "optimizer.g.lr", "optimizer.d.lr",
             "objective.critic_steps", "train.steps", "train.batch_size", "train.augment",
@@ -219,3 +166,30 @@ def _number_or_text(value: str):
         except ValueError:
             pass
     return value
+
+
+# The metrics a summary shows, in this order, where a run has them; a floor
+# (what real data scores) is shown beside its metric.
+SUMMARY = ("eval/fd", "eval/classes_present", "eval/classes_kl", "eval/modes", "eval/modes_kl",
+           "eval/confidence", "eval/class_accuracy", "toy/modes", "toy/high_quality",
+           "toy/reverse_kl", "toy/w1")
+
+
+FLOORS = {"eval/fd": "eval/fd_floor"}
+
+
+def summary(run_dir: Path, final: dict[str, float]) -> str:
+    """The end of a run: where it is, how good it got, how to look at it."""
+    losses = [k for k in final if k.startswith("loss/") or k.endswith("_estimate") or k == "mse"]
+    quality = [k for k in SUMMARY if k in final]
+    def shown(key):
+        floor = f" (floor {final[FLOORS[key]]:.4g})" if FLOORS.get(key) in final else ""
+        return f"{key} {final[key]:.4g}{floor}"
+    lines = [f"run finished: {run_dir}"]
+    if quality:
+        lines.append("  quality: " + ", ".join(shown(k) for k in quality))
+    if losses:
+        lines.append("  last losses: " + ", ".join(shown(k) for k in losses))
+    lines += [f"  curves and pictures: tensorboard --logdir {run_dir}",
+              f"  samples: gan-sample {run_dir} --num 64 --grid {Path(run_dir) / 'grid.png'}"]
+    return "\n".join(lines)

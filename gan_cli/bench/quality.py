@@ -31,11 +31,11 @@ def quality_curve(overrides: list[str], budget: float, every: float, metric: str
     Building the run and its evaluations are not counted; training is."""
     import torch
 
-    from gan_cli.compose import compose_config
-    from gan_cli.config import validate
-    from gan_cli.cuda_graphs import trainer
-    from gan_cli.experiment import Experiment
-    from gan_cli.monitor import Meter
+    from gan_cli.config.compose import compose_config
+    from gan_cli.config.checks import validate
+    from gan_cli.training.cuda_graphs import trainer
+    from gan_cli.training.experiment import Experiment
+    from gan_cli.training.meter import Meter
 
     cfg = compose_config([*overrides, "run_dir=."])
     validate(cfg)

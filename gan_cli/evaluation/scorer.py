@@ -1,14 +1,14 @@
 """The eval/* metrics of a generator on a labelled image set: its images go
-through the data set's own classifier (gan_cli.metrics.classifier) and are
+through the data set's own classifier (gan_cli.classifier) and are
 compared with the real images' features and with the classes asked for."""
 
 import torch
 
-from gan_cli.metrics import classifier as classifiers
+from gan_cli import classifier as classifiers
 from gan_cli.metrics.image import (class_accuracy, class_histogram, classes_present, confidence,
                                    feature_stats, frechet_distance, kl_to_uniform)
 from gan_cli.models.inference import generate
-from gan_cli.run_log import log
+from gan_cli.output.log import log
 
 CHUNK = 500                    # images generated and scored at a time: bounded memory
 

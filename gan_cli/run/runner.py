@@ -12,23 +12,26 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from gan_cli import cuda_graphs, distributed
-from gan_cli.checkpoint import Checkpointer, find_checkpoint, load_checkpoint, load_resumable
-from gan_cli.config import changed_keys, parse_override, validate
+from gan_cli.parallel import distributed
+from gan_cli.training import cuda_graphs
+from gan_cli.run.checkpoint import Checkpointer, load_checkpoint
+from gan_cli.run.resume import _folder_written, _run_dir_of, resume_state
+from gan_cli.config.checks import changed_keys, parse_override, validate
 from gan_cli.errors import UserError
-from gan_cli.experiment import Experiment
-from gan_cli.files import write_text_atomic
-from gan_cli.launch import everywhere, relaunch_command
-from gan_cli.lock import RunLock
-from gan_cli.monitor import Meter, Monitor, run_hparams
-from gan_cli.run_files import step_name
-from gan_cli.run_log import log, logging_to
+from gan_cli.training.experiment import Experiment
+from gan_cli.output.files import write_text_atomic
+from gan_cli.parallel.launch import everywhere, relaunch_command
+from gan_cli.run.lock import RunLock
+from gan_cli.run.monitor import Monitor, run_hparams, summary
+from gan_cli.training.meter import Meter
+from gan_cli.output.step_files import step_name
+from gan_cli.output.log import log, logging_to
 
 
 class Interrupted(Exception):
     """SIGINT or SIGTERM arrived; the run stopped after a checkpoint."""
 
-    everywhere = True           # several processes stop together (gan_cli.distributed)
+    everywhere = True           # several processes stop together (gan_cli.parallel.distributed)
 
     def __init__(self, signum: int, message: str):
         super().__init__(message)
@@ -59,33 +62,6 @@ class StopOnSignal:
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
-
-
-def _resume_source(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """The checkpoint to continue from, or None for a fresh run."""
-    resume = cfg.resume
-    if resume in (False, None, "false", ""):
-        if (run_dir / "checkpoints" / "last.pt").exists():
-            raise UserError(f"{run_dir} already holds a run (checkpoints/last.pt); continue it "
-                            f"with resume=true, or choose another hydra.run.dir")
-        return None
-    if resume is True or resume == "true":
-        if not (run_dir / "checkpoints" / "last.pt").exists():
-            raise UserError(f"resume=true but {run_dir} holds no checkpoints/last.pt; "
-                            f"give the run with hydra.run.dir=... or resume=PATH")
-        return run_dir / "checkpoints" / "last.pt"
-    return find_checkpoint(resume)
-
-
-def _run_dir_of(checkpoint: Path) -> Path:
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-
-
-def _folder_written(cfg: DictConfig, run_dir: Path) -> Path:
-    """The folder this run writes: its own, or for resume=PATH that checkpoint's run."""
-    if cfg.resume in (False, None, "false", "", True, "true"):
-        return run_dir
-    return _run_dir_of(find_checkpoint(cfg.resume))
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -134,12 +110,6 @@ def _train(cfg: DictConfig, world: distributed.World, run_dir: Path, source, sta
     return final
 
 
-def resume_state(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, dict | None]:
-    """(checkpoint to continue from, its loaded state), or (None, None) for a fresh run."""
-    source = _resume_source(cfg, run_dir)
-    return source, (load_resumable(source) if source is not None else None)
-
-
 @contextlib.contextmanager
 def cpu_threads(setting, exp: Experiment):
     """The threads a CPU run computes on, for the run only. auto: one thread
@@ -166,7 +136,7 @@ class Session:
         t = exp.cfg.train
         self.exp, self.t, self.run_dir, self.start, self.steps = exp, t, run_dir, start, steps
         # Several processes: rank 0 alone writes and evaluates; all agree on
-        # stopping and divergence (gan_cli.distributed).
+        # stopping and divergence (gan_cli.parallel.distributed).
         self.world = distributed.current()
         self.checkpointer = Checkpointer(run_dir / "checkpoints", t.keep_checkpoints)
         self.meter = Meter()
@@ -329,31 +299,6 @@ class Session:
                  f"{t.rollback_lr_factor ** self.rollbacks:g} (rollback {self.rollbacks} of "
                  f"{t.max_rollbacks})")
         return step
-
-
-# The metrics a summary shows, in this order, where a run has them; a floor
-# (what real data scores) is shown beside its metric.
-SUMMARY = ("eval/fd", "eval/classes_present", "eval/classes_kl", "eval/modes", "eval/modes_kl",
-           "eval/confidence", "eval/class_accuracy", "toy/modes", "toy/high_quality",
-           "toy/reverse_kl", "toy/w1")
-FLOORS = {"eval/fd": "eval/fd_floor"}
-
-
-def summary(run_dir: Path, final: dict[str, float]) -> str:
-    """The end of a run: where it is, how good it got, how to look at it."""
-    losses = [k for k in final if k.startswith("loss/") or k.endswith("_estimate") or k == "mse"]
-    quality = [k for k in SUMMARY if k in final]
-    def shown(key):
-        floor = f" (floor {final[FLOORS[key]]:.4g})" if FLOORS.get(key) in final else ""
-        return f"{key} {final[key]:.4g}{floor}"
-    lines = [f"run finished: {run_dir}"]
-    if quality:
-        lines.append("  quality: " + ", ".join(shown(k) for k in quality))
-    if losses:
-        lines.append("  last losses: " + ", ".join(shown(k) for k in losses))
-    lines += [f"  curves and pictures: tensorboard --logdir {run_dir}",
-              f"  samples: gan-sample {run_dir} --num 64 --grid {Path(run_dir) / 'grid.png'}"]
-    return "\n".join(lines)
 
 
 class Unseen:

@@ -9,21 +9,14 @@ import os
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 
 from gan_cli.errors import UserError
-from gan_cli.files import atomic_write, fsync_dir
-from gan_cli.run_files import step_files, step_name, step_of
+from gan_cli.config.build import build_models
+from gan_cli.output.files import fsync_dir, save_atomic
+from gan_cli.output.step_files import step_files, step_name, step_of
 
 FORMAT = "gan-cli/1"
 REQUIRED = ("format", "generator", "step", "config", "model_args")
-
-
-def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save, atomically: a full or read-only disk ends in
-    UserError("cannot write PATH: reason"), the file under `path` untouched
-    and no temporary file left."""
-    atomic_write(path, lambda file: torch.save(obj, file))
 
 
 class Checkpointer:
@@ -39,10 +32,11 @@ class Checkpointer:
         return self.folder / "last.pt"
 
     def save(self, state: dict, step: int, keep_step_file: bool) -> Path:
-        """The newest state as step_<step>.pt (when kept) and last.pt. A write
+        """The newest state (an Experiment snapshot, stamped with FORMAT) as step_<step>.pt (when kept) and last.pt. A write
         that fails raises one line naming the file; the checkpoints already on
         disk stay loadable, and nothing is pruned."""
         kept = self.last.exists()
+        state = {"format": FORMAT, **state}
         try:
             if not keep_step_file:
                 save_atomic(state, self.last)
@@ -139,11 +133,6 @@ def resume_hint(folder: str | os.PathLike, skip: str | os.PathLike | None = None
                 f"hydra.run.dir")
     step = step_of(found)
     return f"the newest readable checkpoint is step {step}: continue with resume={found.resolve()}"
-
-
-def build_models(config: dict, model_args: dict):
-    """(G, D) from a resolved config and the data facts recorded at training time."""
-    return instantiate(config["model"], **model_args)
 
 
 def generator_from_checkpoint(state: dict, device="cpu", ema: bool | None = None) -> torch.nn.Module:

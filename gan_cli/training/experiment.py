@@ -4,55 +4,28 @@
 batch sampler, latent sampler and the evaluation room; `snapshot()` captures
 the training state (weights, optimizer moments, every random generator, the
 sampler's position in its epoch, the grid's fixed noise) so that `restore()`
-continues bit for bit. The config was checked by gan_cli.config first.
+continues bit for bit. The config was checked by gan_cli.config.checks first.
 """
 
-import random
-
-import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli import accel, distributed
-from gan_cli.checkpoint import FORMAT
-from gan_cli.ema import GeneratorEMA
-from gan_cli.errors import UserError, user_error_in
+from gan_cli.parallel import distributed
+from gan_cli.training import accel
+from gan_cli.training.ema import GeneratorEMA
+from gan_cli.config.build import build
+from gan_cli.device import pick_device
+from gan_cli.errors import UserError
 from gan_cli.evaluation import Evaluation
 from gan_cli.latent import Latent, evaluation_latent
-from gan_cli.loop import Parts
+from gan_cli.training.loop import Parts
 from gan_cli.models.augment import DiffAugment
-from gan_cli.rng import restore_generator
-from gan_cli.run_log import log
-from gan_cli.schedule import LinearDecay
+from gan_cli.rng import global_rng_state, restore_generator, set_global_rng_state
+from gan_cli.output.log import log
+from gan_cli.training.schedule import LinearDecay
 
 
 MAX_GRID_ROWS = 32          # classes a sample grid shows one row each
-
-
-def pick_device(name: str, key: str = "device") -> torch.device:
-    """auto (CUDA when present), cpu, cuda or cuda:N; one line naming `key`
-    (the config key or command-line flag) for anything else."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):          # torch.device("gpu"): not a device type
-        raise UserError(f"{key} must be cpu, cuda, cuda:N or auto, got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{key}={name} but no CUDA device is available; use {key}=auto or {key}=cpu")
-    return device
-
-
-def build(node, **kwargs):
-    """hydra.utils.instantiate, with our own UserError surfacing as itself."""
-    try:
-        return instantiate(node, **kwargs)
-    except Exception as exc:
-        found = user_error_in(exc)
-        if found is not None:
-            raise found from None
-        raise
 
 
 class Experiment:
@@ -85,7 +58,7 @@ class Experiment:
         if cfg.train.compile:
             for opt in (opt_g, opt_d):
                 accel.compile_step(opt)
-        # Several processes (gan_cli.distributed): each trains on its own rows
+        # Several processes (gan_cli.parallel.distributed): each trains on its own rows
         # of every global batch and of its noise; one process: the whole batch.
         world = distributed.current()
         sampler = world.sampler(data, cfg.train.batch_size, device, seed=cfg.seed)
@@ -163,7 +136,7 @@ class Experiment:
     def snapshot(self, step: int, meter_state: dict | None = None) -> dict:
         p = self.parts
         return {
-            "format": FORMAT, "step": step, "config": self.resolved_config,
+            "step": step, "config": self.resolved_config,
             "model_args": self.model_args,
             "generator": p.generator.state_dict(),
             "generator_ema": None if self.ema is None else self.ema.state_dict(),
@@ -211,28 +184,3 @@ class Experiment:
         return int(state["step"])
 
 
-def global_rng_state() -> dict:
-    """torch (CPU and CUDA), numpy and Python random states, as tensors and
-    plain lists so the checkpoint loads with weights_only=True."""
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
-                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
-        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
-    }
-
-
-def set_global_rng_state(state: dict) -> None:
-    if not state:
-        return
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["gauss"]))
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_cli.checkpoint import save_atomic
+from gan_cli.output.files import save_atomic
 from gan_cli.data.sampler import to_unit_range
 from gan_cli.errors import UserError
 

@@ -42,8 +42,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gan_cli.data.sampler import Batch
 from gan_cli.errors import UserError
-from gan_cli.launch import PeerLost, Place, everywhere, place
-from gan_cli.run_log import log
+from gan_cli.parallel.launch import PeerLost, Place, everywhere, place
+from gan_cli.output.log import log
 
 DEFAULT_TIMEOUT_S = 1800
 # Newer torch names broadcast_buffers forward_sync_buffers (buffers then still
@@ -343,7 +343,7 @@ def session(cfg):
     if where.size == 1:
         yield _world
         return
-    from gan_cli.experiment import pick_device    # late: experiment imports this module
+    from gan_cli.device import pick_device
 
     options = cfg.get("distributed") or {}
     timeout = timedelta(seconds=int(options.get("timeout_s", DEFAULT_TIMEOUT_S)))

@@ -23,7 +23,7 @@ def parse_args(argv=None):
                         "else $GAN_CLI_CACHE or ~/.cache/gan-cli)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
-    from gan_cli.sample import add_generator_choice
+    from gan_cli.commands.sample import add_generator_choice
     add_generator_choice(parser)
     return parser.parse_args(argv)
 
@@ -34,8 +34,9 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
     classifier, the same real images and the same seeded noise."""
     from omegaconf import OmegaConf
 
-    from gan_cli.checkpoint import generator_from_checkpoint
-    from gan_cli.experiment import build, pick_device
+    from gan_cli.run.checkpoint import generator_from_checkpoint
+    from gan_cli.config.build import build
+    from gan_cli.device import pick_device
     from gan_cli.latent import evaluation_latent
     from gan_cli.evaluation.images import make_scorer
 
@@ -78,7 +79,7 @@ def format_metrics(values: dict[str, float]) -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     with reported("gan-eval"):
-        from gan_cli.checkpoint import find_checkpoint, load_checkpoint
+        from gan_cli.run.checkpoint import find_checkpoint, load_checkpoint
 
         state = load_checkpoint(args.path)
         values = evaluate_checkpoint(state, args.num_samples, args.cache_dir, args.device, args.ema)

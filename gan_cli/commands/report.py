@@ -18,10 +18,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan_cli.config import parse_override
+from gan_cli.config.checks import parse_override
 from gan_cli.errors import OneLineParser, UserError, reported
-from gan_cli.files import atomic_write, write_text_atomic
-from gan_cli.run_files import step_files, step_of
+from gan_cli.output.files import atomic_write, write_text_atomic
+from gan_cli.output.step_files import step_files, step_of
 
 IGNORED_KEYS = {"seed", "run_dir", "resume", "resume_allow"}
 PER_CLASS = re.compile(r"/\d+$")

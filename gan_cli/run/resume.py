@@ -1,0 +1,42 @@
+"""The resume decision: which checkpoint a run continues from (resume=false,
+true or PATH), which folder it writes, and the state it loads."""
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from gan_cli.errors import UserError
+from gan_cli.run.checkpoint import find_checkpoint, load_resumable
+
+
+def _resume_source(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """The checkpoint to continue from, or None for a fresh run."""
+    resume = cfg.resume
+    if resume in (False, None, "false", ""):
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            raise UserError(f"{run_dir} already holds a run (checkpoints/last.pt); continue it "
+                            f"with resume=true, or choose another hydra.run.dir")
+        return None
+    if resume is True or resume == "true":
+        if not (run_dir / "checkpoints" / "last.pt").exists():
+            raise UserError(f"resume=true but {run_dir} holds no checkpoints/last.pt; "
+                            f"give the run with hydra.run.dir=... or resume=PATH")
+        return run_dir / "checkpoints" / "last.pt"
+    return find_checkpoint(resume)
+
+
+def _run_dir_of(checkpoint: Path) -> Path:
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def _folder_written(cfg: DictConfig, run_dir: Path) -> Path:
+    """The folder this run writes: its own, or for resume=PATH that checkpoint's run."""
+    if cfg.resume in (False, None, "false", "", True, "true"):
+        return run_dir
+    return _run_dir_of(find_checkpoint(cfg.resume))
+
+
+def resume_state(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, dict | None]:
+    """(checkpoint to continue from, its loaded state), or (None, None) for a fresh run."""
+    source = _resume_source(cfg, run_dir)
+    return source, (load_resumable(source) if source is not None else None)
