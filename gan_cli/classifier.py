@@ -18,14 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_cli.output.files import save_atomic
 from gan_cli.data.sampler import to_unit_range
 from gan_cli.errors import UserError
+from gan_cli.output.files import save_atomic
 
 FORMAT = "gan-cli-classifier/1"
-SEED = 0                      # one classifier per data set: every run is scored alike
-WIDTH = 16                    # channels of the first conv layer
-FEATURES = 128                # size of the feature vector eval/fd compares
+SEED = 0  # one classifier per data set: every run is scored alike
+WIDTH = 16  # channels of the first conv layer
+FEATURES = 128  # size of the feature vector eval/fd compares
 BATCH = 128
 # Adam updates: 25 passes over the data, at least 300 and at most 2000 (4.3
 # passes over MNIST's 60,000); README's Metrics section gives the held-out
@@ -35,7 +35,9 @@ EPOCHS, MIN_STEPS, MAX_STEPS = 25, 300, 2000
 
 def steps_for(num_images: int) -> int:
     return int(min(MAX_STEPS, max(MIN_STEPS, round(EPOCHS * num_images / BATCH))))
-HOLDOUT_FRACTION = 0.2        # held out, stratified, when the data set has no test split
+
+
+HOLDOUT_FRACTION = 0.2  # held out, stratified, when the data set has no test split
 
 
 class SmallCNN(nn.Module):
@@ -49,10 +51,15 @@ class SmallCNN(nn.Module):
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
         self.body = nn.Sequential(
-            *block(channels, width), nn.MaxPool2d(2, ceil_mode=True),        # S/2
-            *block(width, 2 * width), nn.MaxPool2d(2, ceil_mode=True),       # S/4
-            *block(2 * width, 4 * width), nn.AdaptiveAvgPool2d(2),           # 2x2
-            nn.Flatten(), nn.Linear(16 * width, FEATURES), nn.ReLU(),
+            *block(channels, width),
+            nn.MaxPool2d(2, ceil_mode=True),  # S/2
+            *block(width, 2 * width),
+            nn.MaxPool2d(2, ceil_mode=True),  # S/4
+            *block(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(2),  # 2x2
+            nn.Flatten(),
+            nn.Linear(16 * width, FEATURES),
+            nn.ReLU(),
         )
         self.head = nn.Linear(FEATURES, num_classes)
 
@@ -66,8 +73,9 @@ class SmallCNN(nn.Module):
 @dataclass
 class Classifier:
     """A trained SmallCNN and what is known about it."""
+
     net: SmallCNN
-    record: dict              # the cached dict: accuracy, fd_floor, key, ...
+    record: dict  # the cached dict: accuracy, fd_floor, key, ...
 
     @property
     def accuracy(self) -> float:
@@ -139,14 +147,21 @@ def _shift(x: torch.Tensor, g: torch.Generator, max_shift: int) -> torch.Tensor:
     b, _, h, w = x.shape
     padded = F.pad(x, [max_shift] * 4, value=-1.0)
     dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, b), generator=g)).to(x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]   # [B, H, 1]
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]   # [B, 1, W]
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # [B, H, 1]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [B, 1, W]
     batch = torch.arange(b, device=x.device)[:, None, None]
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
 
 
-def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, device: torch.device,
-        steps: int, seed: int = SEED, log=None) -> SmallCNN:
+def fit(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    device: torch.device,
+    steps: int,
+    seed: int = SEED,
+    log=None,
+) -> SmallCNN:
     """Train a SmallCNN on uint8 images [N, C, H, W]; the same inputs and seed
     give the same weights. The caller's random state is left as it was."""
     # Batches of 8x8 images are too small to split across threads: one thread
@@ -176,7 +191,7 @@ def _fit(images, labels, num_classes, device, steps, seed, log) -> SmallCNN:
         for step in range(steps):
             if pos + BATCH > len(order):
                 order, pos = torch.randperm(len(images), generator=g), 0
-            idx = order[pos:pos + BATCH].to(device)
+            idx = order[pos : pos + BATCH].to(device)
             pos += BATCH
             loss = F.cross_entropy(net(_shift(x_all[idx], g, max_shift)), y_all[idx])
             opt.zero_grad(set_to_none=True)
@@ -189,9 +204,17 @@ def _fit(images, labels, num_classes, device, steps, seed, log) -> SmallCNN:
     return net
 
 
-def train_classifier(name: str, split: str | None, images: torch.Tensor, labels: torch.Tensor,
-                     num_classes: int, held_out=None, device="cpu", steps: int | None = None,
-                     log=None) -> Classifier:
+def train_classifier(
+    name: str,
+    split: str | None,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    held_out=None,
+    device="cpu",
+    steps: int | None = None,
+    log=None,
+) -> Classifier:
     """Train on `images` and measure on `held_out` = (images, labels) (e.g. the
     test split), or, without one, on a seeded stratified 20% held out of `images`."""
     device = torch.device(device)
@@ -205,8 +228,7 @@ def train_classifier(name: str, split: str | None, images: torch.Tensor, labels:
         fit_images, fit_labels = images, labels
         held_source = f"{name} test split"
     if len(held_images) < 2 or len(fit_images) < 2:
-        raise UserError(f"dataset {name} is too small to train and test a classifier "
-                        f"({len(images)} images)")
+        raise UserError(f"dataset {name} is too small to train and test a classifier ({len(images)} images)")
     steps = steps or steps_for(len(fit_images))
     started = time.perf_counter()
     net = fit(fit_images, fit_labels, num_classes, device, steps=steps, log=log)
@@ -224,15 +246,24 @@ def train_classifier(name: str, split: str | None, images: torch.Tensor, labels:
     real_mu, real_sigma = feature_stats(all_f)
     accuracy, _ = class_accuracy(held_p.argmax(1), held_labels, num_classes)
     clf.record = {
-        "format": FORMAT, "dataset": name, "split": split, "shape": list(images.shape[1:]),
-        "num_classes": num_classes, "width": WIDTH, "seed": SEED, "steps": steps,
+        "format": FORMAT,
+        "dataset": name,
+        "split": split,
+        "shape": list(images.shape[1:]),
+        "num_classes": num_classes,
+        "width": WIDTH,
+        "seed": SEED,
+        "steps": steps,
         "data_hash": data_hash(images, labels),
-        "heldout_accuracy": accuracy, "heldout_count": len(held_images),
-        "heldout_source": held_source, "train_count": len(fit_images),
+        "heldout_accuracy": accuracy,
+        "heldout_count": len(held_images),
+        "heldout_source": held_source,
+        "train_count": len(fit_images),
         # Real-vs-real floor: features of held-out real images against the real
         # images it was trained on. A perfect generator scores about this.
         "fd_floor": frechet_distance(*feature_stats(held_f), *feature_stats(fit_f)),
-        "real_mu": torch.from_numpy(real_mu), "real_sigma": torch.from_numpy(real_sigma),
+        "real_mu": torch.from_numpy(real_mu),
+        "real_sigma": torch.from_numpy(real_sigma),
         "seconds": time.perf_counter() - started,
         "state_dict": {k: v.cpu() for k, v in net.state_dict().items()},
     }
@@ -241,7 +272,7 @@ def train_classifier(name: str, split: str | None, images: torch.Tensor, labels:
 
 # --- cache ---------------------------------------------------------------------
 def save(clf: Classifier, path: Path) -> None:
-    save_atomic(clf.record, path)       # tmp file + fsync + rename: never half written
+    save_atomic(clf.record, path)  # tmp file + fsync + rename: never half written
 
 
 def load(path: Path, device="cpu") -> Classifier | None:
@@ -254,14 +285,23 @@ def load(path: Path, device="cpu") -> Classifier | None:
             return None
         net = SmallCNN(record["shape"][0], record["num_classes"], record["width"])
         net.load_state_dict(record["state_dict"])
-    except Exception:                   # truncated, corrupt, another version: retrain
+    except Exception:  # truncated, corrupt, another version: retrain
         return None
     return Classifier(net.to(device).eval(), record)
 
 
-def obtain(name: str, split: str | None, images: torch.Tensor, labels: torch.Tensor,
-           num_classes: int, cache_dir=None, device="cpu", held_out=None, force=False,
-           say=None) -> tuple[Classifier, Path, bool]:
+def obtain(
+    name: str,
+    split: str | None,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    cache_dir=None,
+    device="cpu",
+    held_out=None,
+    force=False,
+    say=None,
+) -> tuple[Classifier, Path, bool]:
     """(classifier, its cache file, whether it was trained now). `held_out` may
     be a callable returning (images, labels) or None, called only to train."""
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -269,19 +309,21 @@ def obtain(name: str, split: str | None, images: torch.Tensor, labels: torch.Ten
     clf = None if force else load(path, device)
     if clf is not None:
         return clf, path, False
-    say(f"no classifier for {name} in {path.parent}; training one on the local data "
-        f"(once per data set)")
+    say(f"no classifier for {name} in {path.parent}; training one on the local data (once per data set)")
     held = held_out() if callable(held_out) else held_out
-    clf = train_classifier(name, split, images, labels, num_classes, held, device,
-                           log=say)
+    clf = train_classifier(name, split, images, labels, num_classes, held, device, log=say)
     try:
         save(clf, path)
     except OSError as exc:
-        raise UserError(f"cannot write the classifier to {path}: {exc}; set eval.cache_dir "
-                        f"(or GAN_CLI_CACHE) to a writable folder") from exc
+        raise UserError(
+            f"cannot write the classifier to {path}: {exc}; set eval.cache_dir "
+            f"(or GAN_CLI_CACHE) to a writable folder"
+        ) from exc
     r = clf.record
-    say(f"classifier for {name}: held-out accuracy {r['heldout_accuracy']:.2%} on "
+    say(
+        f"classifier for {name}: held-out accuracy {r['heldout_accuracy']:.2%} on "
         f"{r['heldout_count']} images ({r['heldout_source']}), real-vs-real FD floor "
-        f"{r['fd_floor']:.3g}, {r['seconds']:.0f} s; saved {path}")
+        f"{r['fd_floor']:.3g}, {r['seconds']:.0f} s; saved {path}"
+    )
     clf.net.to(device)
     return clf, path, True

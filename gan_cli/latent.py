@@ -30,8 +30,16 @@ class Latent:
     the CPU's), which pictures, evaluations and gan-sample need; training
     draws on its own device, which is faster there."""
 
-    def __init__(self, dim: int, distribution: str, device: torch.device, seed: int,
-                 portable: bool = False, components: int = 0, component_std: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        distribution: str,
+        device: torch.device,
+        seed: int,
+        portable: bool = False,
+        components: int = 0,
+        component_std: float = 0.0,
+    ):
         self.dim = dim
         self.distribution = distribution
         self.device = torch.device(device)
@@ -47,9 +55,15 @@ class Latent:
         """From a config's `latent` node (or its plain dict in a checkpoint; a
         checkpoint from before the mixture prior has no mixture keys)."""
         mixture = latent["distribution"] == "mixture"
-        return cls(latent["dim"], latent["distribution"], device, seed, portable,
-                   components=latent["components"] if mixture else 0,
-                   component_std=latent["component_std"] if mixture else 0.0)
+        return cls(
+            latent["dim"],
+            latent["distribution"],
+            device,
+            seed,
+            portable,
+            components=latent["components"] if mixture else 0,
+            component_std=latent["component_std"] if mixture else 0.0,
+        )
 
     def sample(self, n: int) -> torch.Tensor:
         shape, where = (n, self.dim), dict(generator=self.generator, device=self.draw_device)

@@ -6,7 +6,6 @@ import hashlib
 import random
 
 import numpy as np
-
 import torch
 
 
@@ -18,7 +17,7 @@ def restore_generator(generator: torch.Generator, state: torch.Tensor) -> bool:
         generator.set_state(state)
         return True
     except RuntimeError:
-        if state.numel() == generator.get_state().numel():     # same kind: a real error
+        if state.numel() == generator.get_state().numel():  # same kind: a real error
             raise
     digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
     generator.manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
@@ -33,8 +32,12 @@ def global_rng_state() -> dict:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
-                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "numpy": {
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
         "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
     }
 
@@ -46,7 +49,8 @@ def set_global_rng_state(state: dict) -> None:
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))

@@ -1,6 +1,7 @@
 """Shared helpers: configs composed the way gan-train composes them, shrunk so
 a run takes seconds on two CPU cores."""
 
+import errno
 import os
 import shutil
 import subprocess
@@ -59,8 +60,8 @@ def classifier_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def digits_classifier(classifier_cache):
     """(digits ImageSet, its classifier), from the session's cache."""
-    from gan_cli.data import load_sklearn_digits
     from gan_cli.classifier import obtain
+    from gan_cli.data import load_sklearn_digits
 
     data = load_sklearn_digits()
     clf, _, _ = obtain(data.name, None, data.images, data.labels, data.num_classes)
@@ -76,6 +77,7 @@ def make_cfg(tmp_path):
         given = any(o.startswith("run_dir=") for o in overrides)
         run_dir = [] if given else [f"run_dir={tmp_path / f'run{next(counter)}'}"]
         return compose_config([*(TINY if tiny else []), *overrides, *run_dir])
+
     return _make
 
 
@@ -90,15 +92,27 @@ def gan_cli_command(name: str) -> list[str]:
 def run_cli(name: str, *args, cwd, timeout=300) -> subprocess.CompletedProcess:
     env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(gan_cli_command(name) + [str(a) for a in args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        gan_cli_command(name) + [str(a) for a in args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_gan_train(tmp_path, *overrides) -> subprocess.Popen:
     """gan-train on TINY plus `overrides`, running in the background."""
     env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(gan_cli_command("gan-train") + TINY + list(overrides), cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        gan_cli_command("gan-train") + TINY + list(overrides),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -129,7 +143,7 @@ def assert_same(a, b, where="checkpoint") -> None:
             assert_same(a[key], b[key], f"{where}.{key}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), f"{where}: lengths differ"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_same(x, y, f"{where}[{i}]")
     elif isinstance(a, torch.Tensor):
         assert torch.equal(a, b), f"{where} differs"
@@ -157,3 +171,50 @@ def assert_pictures(run_dir, acc, tag: str, steps: list[int], size: tuple[int, i
     for step in steps:
         with Image.open(Path(run_dir) / "samples" / f"step_{step}.png") as png:
             assert png.size == size
+
+
+class _FillsUp:
+    """A file on a disk that fills up after `room` bytes."""
+
+    def __init__(self, file, room: int):
+        self.file, self.room = file, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            self.file.write(bytes(data[: self.room]))
+            self.room = 0
+            raise OSError(errno.ENOSPC)  # as the kernel's write(2) reports it: a number
+        self.room -= len(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+@pytest.fixture(params=["python", "dev_full"])
+def full_disk(request, monkeypatch):
+    """full_disk(name_part): from now on, writing any temporary file whose
+    name contains `name_part` fails with ENOSPC: after 64 bytes from
+    Python's write ("python"), or from the kernel itself ("dev_full", the
+    bytes going to /dev/full through a buffered file, as on a real disk)."""
+    real_fdopen = os.fdopen
+
+    def arm(name_part: str):
+        def fdopen(fd, mode="r", *args, **kwargs):
+            name = os.readlink(f"/proc/self/fd/{fd}")
+            if name_part not in Path(name).name or "w" not in mode:
+                return real_fdopen(fd, mode, *args, **kwargs)
+            if request.param == "python":
+                return _FillsUp(real_fdopen(fd, mode, *args, **kwargs), room=64)
+            os.close(fd)
+            return open("/dev/full", "wb")
+
+        monkeypatch.setattr(os, "fdopen", fdopen)
+
+    return arm

@@ -9,10 +9,10 @@ from torch import nn
 
 from gan_cli.config.build import build_models
 from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.run.runner import run
 from gan_cli.training.experiment import Experiment
 from gan_cli.training.loop import run_steps
 from gan_cli.training.meter import Meter
-from gan_cli.run.runner import run
 
 NO_EVAL = ["eval.classifier=off"]
 
@@ -20,16 +20,21 @@ NO_EVAL = ["eval.classifier=off"]
 def _weights(run_dir):
     state = load_checkpoint(run_dir)
     G, D = build_models(state["config"], state["model_args"])
-    G.load_state_dict(state["generator"])            # strict: compiled runs keep plain keys
+    G.load_state_dict(state["generator"])  # strict: compiled runs keep plain keys
     D.load_state_dict(state["discriminator"])
     return state, torch.cat([p.detach().flatten() for p in [*G.parameters(), *D.parameters()]])
 
 
-@pytest.mark.parametrize("objective", ["wgan", "gan"])       # RMSProp; Adam
+@pytest.mark.parametrize("objective", ["wgan", "gan"])  # RMSProp; Adam
 def test_compiled_nets_and_optimizer_steps_train_the_same_weights(make_cfg, objective):
-    cfgs = {name: make_cfg(f"objective={objective}", *extra, *NO_EVAL) for name, extra in [
-        ("init", ["train.steps=0"]), ("plain", ["train.steps=6"]),
-        ("compiled", ["train.steps=6", "train.compile=true"])]}
+    cfgs = {
+        name: make_cfg(f"objective={objective}", *extra, *NO_EVAL)
+        for name, extra in [
+            ("init", ["train.steps=0"]),
+            ("plain", ["train.steps=6"]),
+            ("compiled", ["train.steps=6", "train.compile=true"]),
+        ]
+    }
     metrics = {name: run(cfg) for name, cfg in cfgs.items()}
     assert math.isfinite(metrics["compiled"]["loss/g"])
     weights = {name: _weights(cfg.run_dir)[1] for name, cfg in cfgs.items()}
@@ -51,8 +56,13 @@ def _output_dtypes_and_input_layouts(cfg, steps: int = 2):
 
     def record(module, inputs, output):
         x = inputs[0]
-        seen.append((type(module).__name__, output.dtype,
-                     x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)))
+        seen.append(
+            (
+                type(module).__name__,
+                output.dtype,
+                x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last),
+            )
+        )
 
     layers = [m for m in exp.parts.discriminator.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     hooks = [m.register_forward_hook(record) for m in layers]
@@ -62,8 +72,9 @@ def _output_dtypes_and_input_layouts(cfg, steps: int = 2):
     return exp, seen
 
 
-@pytest.mark.parametrize("precision,computed", [("bf16", torch.bfloat16), ("fp32", torch.float32),
-                                                ("auto", torch.float32)])
+@pytest.mark.parametrize(
+    "precision,computed", [("bf16", torch.bfloat16), ("fp32", torch.float32), ("auto", torch.float32)]
+)
 def test_bf16_autocast_computes_in_bf16_on_the_cpu_and_keeps_fp32_weights(make_cfg, precision, computed):
     cfg = make_cfg("objective=gan", f"train.precision={precision}", *NO_EVAL)
     exp, seen = _output_dtypes_and_input_layouts(cfg)
@@ -77,18 +88,30 @@ def test_bf16_autocast_computes_in_bf16_on_the_cpu_and_keeps_fp32_weights(make_c
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_channels_last_conv_nets_train_on_the_cpu(make_cfg, channels_last):
     # 28x28 digits: D has two convs, the second one's input 8 channels wide.
-    cfg = make_cfg("dataset=mnist_subset", "model=dcgan", "model.g_channels=8", "model.d_channels=8",
-                   "train.batch_size=16", "latent.dim=8", f"train.channels_last={channels_last}",
-                   "train.steps=4", *NO_EVAL, tiny=False)
+    cfg = make_cfg(
+        "dataset=mnist_subset",
+        "model=dcgan",
+        "model.g_channels=8",
+        "model.d_channels=8",
+        "train.batch_size=16",
+        "latent.dim=8",
+        f"train.channels_last={channels_last}",
+        "train.steps=4",
+        *NO_EVAL,
+        tiny=False,
+    )
     exp, seen = _output_dtypes_and_input_layouts(cfg)
     convs = [m for m in exp.parts.discriminator.modules() if isinstance(m, nn.Conv2d)]
     # (A weight with one input channel is laid out alike either way.)
-    assert len(convs) > 1 and all(c.weight.is_contiguous(memory_format=torch.channels_last) ==
-                                  channels_last for c in convs if c.in_channels > 1)
+    assert len(convs) > 1 and all(
+        c.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+        for c in convs
+        if c.in_channels > 1
+    )
     # Every conv of D after the first sees its input in the layout asked for
     # (the first gets the batch as the sampler made it).
     layouts = [last for name, _, last in seen if name == "Conv2d"]
-    assert len(layouts) > len(convs) and all(last == channels_last for last in layouts[1:len(convs)])
+    assert len(layouts) > len(convs) and all(last == channels_last for last in layouts[1 : len(convs)])
     metrics = run(cfg)
     assert math.isfinite(metrics["loss/g"])
     assert load_checkpoint(cfg.run_dir)["step"] == 4

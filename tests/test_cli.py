@@ -3,17 +3,16 @@
 import json
 
 import pytest
+from conftest import TINY, run_cli
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from conftest import TINY, run_cli
 
 
 def test_gan_train_then_gan_sample(tmp_path):
     run_dir = tmp_path / "run"
     done = run_cli("gan-train", *TINY, "objective=cgan", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "step 20/20" in done.stderr                      # log lines when not a terminal
+    assert "step 20/20" in done.stderr  # log lines when not a terminal
     # The same lines, with their time, in the run's train.log; then a summary.
     logged = (run_dir / "train.log").read_text()
     assert "] step 20/20  loss/d" in logged and " eta " in logged
@@ -25,23 +24,42 @@ def test_gan_train_then_gan_sample(tmp_path):
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert (run_dir / "samples" / "step_20.png").exists()
 
-    sampled = run_cli("gan-sample", run_dir, "--num", "30", "--label", "4",
-                      "--grid", tmp_path / "four.png", "--out", tmp_path / "four.npz", cwd=tmp_path)
+    sampled = run_cli(
+        "gan-sample",
+        run_dir,
+        "--num",
+        "30",
+        "--label",
+        "4",
+        "--grid",
+        tmp_path / "four.png",
+        "--out",
+        tmp_path / "four.npz",
+        cwd=tmp_path,
+    )
     assert sampled.returncode == 0, sampled.stderr
     assert "wrote 30 samples [1, 8, 8]" in sampled.stdout
     with Image.open(tmp_path / "four.png") as png:
-        assert png.size == (5 * 10 + 2, 6 * 10 + 2)         # 30 images, 5 per row
+        assert png.size == (5 * 10 + 2, 6 * 10 + 2)  # 30 images, 5 per row
 
 
 def test_multirun_sweep_writes_one_run_per_job(tmp_path):
     sweep = tmp_path / "sweep"
-    done = run_cli("gan-train", "-m", *TINY, "train.steps=4", "train.log_every=2",
-                   "objective=gan,wgan", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    done = run_cli(
+        "gan-train",
+        "-m",
+        *TINY,
+        "train.steps=4",
+        "train.log_every=2",
+        "objective=gan,wgan",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(jobs) == 2 and "objective=gan" in jobs[0] and "objective=wgan" in jobs[1]
     for job in jobs:
-        assert "step 4/4" in (sweep / job / "train.log").read_text()     # each job its own log
+        assert "step 4/4" in (sweep / job / "train.log").read_text()  # each job its own log
         acc = EventAccumulator(str(sweep / job / "tb"))
         acc.Reload()
         assert "loss/d" in acc.Tags()["scalars"] and "samples" in acc.Tags()["images"]
@@ -62,20 +80,33 @@ BAD_INPUTS = [
     (["objective.critic_steps=0"], "objective.critic_steps must be a whole number >= 1, got 0"),
     (["train.steps=abc"], "train.steps must be a whole number >= 0, got 'abc'"),
     (["dataset=mnist", "dataset.root=ROOT"], "put the four IDX files"),
-    (["dataset=mnist"], "put the four IDX files"),   # the default root, ${hydra:runtime.cwd}/data
-    (["dataset=stacked_mnist", "dataset.source=mnist", "dataset.root=ROOT", "dataset.download=false"],
-     "put the four IDX files"),
+    (["dataset=mnist"], "put the four IDX files"),  # the default root, ${hydra:runtime.cwd}/data
+    (
+        ["dataset=stacked_mnist", "dataset.source=mnist", "dataset.root=ROOT", "dataset.download=false"],
+        "put the four IDX files",
+    ),
     (["dataset=image_folder", "dataset.path=ROOT"], "is not a folder; point it at a folder of images"),
-    (["objective=cgan", "dataset=image_folder", "dataset.path=UNLABELED", "dataset.size=8",
-      "dataset.channels=1", "train.batch_size=2"], "has no class labels"),
+    (
+        [
+            "objective=cgan",
+            "dataset=image_folder",
+            "dataset.path=UNLABELED",
+            "dataset.size=8",
+            "dataset.channels=1",
+            "train.batch_size=2",
+        ],
+        "has no class labels",
+    ),
     (["dataset=image_folder"], "dataset.path needs a value"),
 ]
 
 
 @pytest.mark.parametrize("overrides,message", BAD_INPUTS, ids=[m[:30] for _, m in BAD_INPUTS])
 def test_bad_input_gets_one_clear_line(tmp_path, unlabeled_folder, overrides, message):
-    overrides = [o.replace("ROOT", str(tmp_path / "data")).replace("UNLABELED", str(unlabeled_folder))
-                 for o in overrides]
+    overrides = [
+        o.replace("ROOT", str(tmp_path / "data")).replace("UNLABELED", str(unlabeled_folder))
+        for o in overrides
+    ]
     done = run_cli("gan-train", *TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -85,12 +116,18 @@ def test_bad_input_gets_one_clear_line(tmp_path, unlabeled_folder, overrides, me
     assert not (tmp_path / "run").exists() or "no class labels" in message
 
 
-@pytest.mark.parametrize("override,message", [
-    ("objective=nonsense", "objective=nonsense is not an option of objective; choose from: cgan, fgan, gan, "
-                           "hinge, lsgan, mse, wgan, wgan_gp"),
-    ("train.stepz=5", "train.stepz is not a config key"),
-    ("train.steps=[1", "cannot compose the config"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "objective=nonsense",
+            "objective=nonsense is not an option of objective; choose from: cgan, fgan, gan, "
+            "hinge, lsgan, mse, wgan, wgan_gp",
+        ),
+        ("train.stepz=5", "train.stepz is not a config key"),
+        ("train.steps=[1", "cannot compose the config"),
+    ],
+)
 def test_unknown_option_or_key_gets_one_line_and_no_run_folder(tmp_path, override, message):
     done = run_cli("gan-train", override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 2
@@ -99,12 +136,18 @@ def test_unknown_option_or_key_gets_one_line_and_no_run_folder(tmp_path, overrid
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("sweep,message", [
-    (["objective=gan,nonsense", "seed=0,1"], "objective=nonsense is not an option of objective"),
-    (["objective=gan,wgan", "train.batch_size=64,0"], "train.batch_size must be a whole number >= 1, got 0"),
-    (["train.stepz=1,2"], "train.stepz is not a config key"),
-    (["seed=0,1", "dataset=mnist"], "mnist: no data in"),          # none in ./data, offline
-])
+@pytest.mark.parametrize(
+    "sweep,message",
+    [
+        (["objective=gan,nonsense", "seed=0,1"], "objective=nonsense is not an option of objective"),
+        (
+            ["objective=gan,wgan", "train.batch_size=64,0"],
+            "train.batch_size must be a whole number >= 1, got 0",
+        ),
+        (["train.stepz=1,2"], "train.stepz is not a config key"),
+        (["seed=0,1", "dataset=mnist"], "mnist: no data in"),  # none in ./data, offline
+    ],
+)
 def test_a_sweep_with_one_bad_value_gets_one_line_and_starts_no_job(tmp_path, sweep, message):
     done = run_cli("gan-train", "-m", *sweep, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
     assert done.returncode == 2
@@ -116,8 +159,15 @@ def test_a_sweep_with_one_bad_value_gets_one_line_and_starts_no_job(tmp_path, sw
 def test_sweep_variants_try_every_listed_value_once():
     from gan_cli.commands.train import sweep_variants
 
-    variants = sweep_variants(["objective=gan,wgan,mse", "seed=0,1", "model=mlp",
-                               "optimizer.lr=interval(1e-4,1e-3)", "train.steps=range(1,3)"])
+    variants = sweep_variants(
+        [
+            "objective=gan,wgan,mse",
+            "seed=0,1",
+            "model=mlp",
+            "optimizer.lr=interval(1e-4,1e-3)",
+            "train.steps=range(1,3)",
+        ]
+    )
     assert variants == [
         ["objective=gan", "seed=0", "model=mlp", "train.steps=1"],
         ["objective=wgan", "seed=0", "model=mlp", "train.steps=1"],
@@ -145,11 +195,15 @@ def test_a_refused_resume_makes_no_run_folder(tmp_path):
     corrupt = tmp_path / "old" / "checkpoints" / "last.pt"
     corrupt.parent.mkdir(parents=True)
     corrupt.write_bytes(b"not a checkpoint")
-    cases = [(["resume=/nonexistent/run"], "no such run dir or checkpoint: /nonexistent/run"),
-             ([f"resume={corrupt}"], f"cannot resume: {corrupt} is not a readable checkpoint"),
-             (["resume=true"], "holds no checkpoints/last.pt"),
-             (["resume=true", f"hydra.run.dir={tmp_path / 'empty'}"],
-              f"resume=true but {tmp_path / 'empty'} holds no checkpoints/last.pt")]
+    cases = [
+        (["resume=/nonexistent/run"], "no such run dir or checkpoint: /nonexistent/run"),
+        ([f"resume={corrupt}"], f"cannot resume: {corrupt} is not a readable checkpoint"),
+        (["resume=true"], "holds no checkpoints/last.pt"),
+        (
+            ["resume=true", f"hydra.run.dir={tmp_path / 'empty'}"],
+            f"resume=true but {tmp_path / 'empty'} holds no checkpoints/last.pt",
+        ),
+    ]
     for overrides, message in cases:
         done = run_cli("gan-train", *TINY, *overrides, cwd=tmp_path)
         lines = done.stderr.strip().splitlines()

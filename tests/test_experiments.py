@@ -5,33 +5,80 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-
-from gan_cli.run.checkpoint import load_checkpoint
-from gan_cli.config.checks import validate
-from gan_cli.run.runner import run
 from test_config import options
 
+from gan_cli.config.checks import validate
+from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.run.runner import run
+
 PRESETS = {
-    "wgan_paper": {"objective.name": "wgan", "objective.reference_schedule": True,
-                   "objective.critic_steps": 5, "objective.clip_value": 0.01,
-                   "optimizer.name": "rmsprop", "optimizer.d.lr": 5e-5, "train.batch_size": 64},
-    "wgan_gp_mnist": {"objective.name": "wgan_gp", "objective.critic_steps": 5,
-                      "objective.gp_weight": 10.0, "model.name": "dcgan", "model.d_norm": "layer",
-                      "optimizer.name": "adam_gp", "optimizer.d.lr": 1e-4, "optimizer.d.betas": [0.5, 0.9],
-                      "train.batch_size": 50},
-    "dcgan_mnist": {"objective.name": "gan", "objective.generator_loss": "non_saturating",
-                    "model.name": "dcgan", "model.batch_norm": True, "optimizer.name": "adam",
-                    "optimizer.d.lr": 2e-4, "optimizer.d.betas": [0.5, 0.999], "train.batch_size": 128},
-    "cgan_mnist": {"objective.name": "cgan", "objective.conditional": True, "model.name": "mlp",
-                   "optimizer.name": "adam", "train.steps": 16000, "train.ema": 0.0},
-    "stacked_dcgan": {"dataset.name": "stacked_mnist", "objective.name": "gan", "model.name": "dcgan",
-                      "model.batch_norm": True, "optimizer.name": "adam", "train.batch_size": 64,
-                      "objective.pack": 1, "train.ema": 0.0},
-    "stacked_pacgan": {"dataset.name": "stacked_mnist", "objective.name": "gan", "model.name": "dcgan",
-                       "objective.pack": 2, "train.ema": 0.999, "train.batch_size": 64},
-    "stacked_best": {"dataset.name": "stacked_mnist", "objective.name": "gan", "model.name": "dcgan",
-                     "objective.pack": 1, "objective.r1": 1.0, "objective.r1_every": 4,
-                     "train.ema": 0.999, "train.ema_start": 2000, "train.steps": 35000},
+    "wgan_paper": {
+        "objective.name": "wgan",
+        "objective.reference_schedule": True,
+        "objective.critic_steps": 5,
+        "objective.clip_value": 0.01,
+        "optimizer.name": "rmsprop",
+        "optimizer.d.lr": 5e-5,
+        "train.batch_size": 64,
+    },
+    "wgan_gp_mnist": {
+        "objective.name": "wgan_gp",
+        "objective.critic_steps": 5,
+        "objective.gp_weight": 10.0,
+        "model.name": "dcgan",
+        "model.d_norm": "layer",
+        "optimizer.name": "adam_gp",
+        "optimizer.d.lr": 1e-4,
+        "optimizer.d.betas": [0.5, 0.9],
+        "train.batch_size": 50,
+    },
+    "dcgan_mnist": {
+        "objective.name": "gan",
+        "objective.generator_loss": "non_saturating",
+        "model.name": "dcgan",
+        "model.batch_norm": True,
+        "optimizer.name": "adam",
+        "optimizer.d.lr": 2e-4,
+        "optimizer.d.betas": [0.5, 0.999],
+        "train.batch_size": 128,
+    },
+    "cgan_mnist": {
+        "objective.name": "cgan",
+        "objective.conditional": True,
+        "model.name": "mlp",
+        "optimizer.name": "adam",
+        "train.steps": 16000,
+        "train.ema": 0.0,
+    },
+    "stacked_dcgan": {
+        "dataset.name": "stacked_mnist",
+        "objective.name": "gan",
+        "model.name": "dcgan",
+        "model.batch_norm": True,
+        "optimizer.name": "adam",
+        "train.batch_size": 64,
+        "objective.pack": 1,
+        "train.ema": 0.0,
+    },
+    "stacked_pacgan": {
+        "dataset.name": "stacked_mnist",
+        "objective.name": "gan",
+        "model.name": "dcgan",
+        "objective.pack": 2,
+        "train.ema": 0.999,
+        "train.batch_size": 64,
+    },
+    "stacked_best": {
+        "dataset.name": "stacked_mnist",
+        "objective.name": "gan",
+        "model.name": "dcgan",
+        "objective.pack": 1,
+        "objective.r1": 1.0,
+        "objective.r1_every": 4,
+        "train.ema": 0.999,
+        "train.ema_start": 2000,
+        "train.steps": 35000,
+    },
 }
 # The papers' presets show the paper's G itself: no moving average.
 for _name in ("wgan_paper", "wgan_gp_mnist", "dcgan_mnist"):
@@ -57,12 +104,16 @@ def test_preset_composes_to_its_paper_settings(make_cfg, tmp_path, name):
     cfg = make_cfg(f"experiment={name}", *extra, tiny=False)
     validate(cfg)
     assert {key: _value(cfg, key) for key in PRESETS[name]} == PRESETS[name]
-    if cfg.dataset.name == "stacked_mnist":                     # stacks of the bundled digits
+    if cfg.dataset.name == "stacked_mnist":  # stacks of the bundled digits
         assert cfg.dataset.source == "mnist_subset"
-        assert make_cfg(f"experiment={name}", "dataset.source=mnist", f"dataset.root={tmp_path}",
-                        tiny=False).dataset.source == "mnist"
+        assert (
+            make_cfg(
+                f"experiment={name}", "dataset.source=mnist", f"dataset.root={tmp_path}", tiny=False
+            ).dataset.source
+            == "mnist"
+        )
         return
-    assert cfg.dataset.name == "mnist_subset"                  # offline by default
+    assert cfg.dataset.name == "mnist_subset"  # offline by default
     assert make_cfg(f"experiment={name}", "dataset=mnist", tiny=False).dataset.name == "mnist"
 
 
@@ -75,18 +126,28 @@ def _run_cgan_mnist_for_two_steps(make_cfg):
     metrics = run(cfg)
     assert {"loss/d", "loss/g", "js_estimate"} <= set(metrics)
     with Image.open(Path(cfg.run_dir) / "samples" / "step_2.png") as png:
-        assert png.size == (8 * 30 + 2, 10 * 30 + 2)           # 28px digits, 8 columns, 10 classes
-    assert load_checkpoint(cfg.run_dir)["model_args"] == \
-        {"data_shape": [1, 28, 28], "num_classes": 10, "latent_dim": cfg.latent.dim}
+        assert png.size == (8 * 30 + 2, 10 * 30 + 2)  # 28px digits, 8 columns, 10 classes
+    assert load_checkpoint(cfg.run_dir)["model_args"] == {
+        "data_shape": [1, 28, 28],
+        "num_classes": 10,
+        "latent_dim": cfg.latent.dim,
+    }
 
 
 def test_a_short_run_of_the_default_job_gets_better_as_it_trains(make_cfg, tmp_path):
     # The default job itself (tiny=False: cgan, G's average, mnist_subset),
     # shortened: eval/fd, from the shipped classifier, falls as it trains.
-    cfg = make_cfg("train.steps=900", "train.eval_every=300", "eval.num_samples=1000",
-                   "train.sample_every=900", "train.checkpoint_every=900", tiny=False)
+    cfg = make_cfg(
+        "train.steps=900",
+        "train.eval_every=300",
+        "eval.num_samples=1000",
+        "train.sample_every=900",
+        "train.checkpoint_every=900",
+        tiny=False,
+    )
     assert (cfg.objective.name, cfg.dataset.name) == ("cgan", "mnist_subset")
     run(cfg)
     from conftest import tensorboard_events
+
     fd = [e.value for e in tensorboard_events(cfg.run_dir).Scalars("eval/fd")]
     assert len(fd) == 3 and fd[2] < fd[1] < fd[0] and fd[2] < 0.8 * fd[0]

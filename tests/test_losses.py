@@ -11,11 +11,12 @@ LOG2 = math.log(2)
 
 
 def test_minimax_loss_at_d_one_half_is_two_log_two():
-    zeros = torch.zeros(7)                     # logit 0 <=> D = 1/2
+    zeros = torch.zeros(7)  # logit 0 <=> D = 1/2
     assert losses.minimax_discriminator_loss(zeros, zeros).item() == pytest.approx(2 * LOG2)
     # V = -2 log 2 there, so the JS estimate is 0: P_data = P_G as far as D can tell.
-    assert losses.js_estimate(losses.minimax_discriminator_loss(zeros, zeros)).item() \
-        == pytest.approx(0.0, abs=1e-7)
+    assert losses.js_estimate(losses.minimax_discriminator_loss(zeros, zeros)).item() == pytest.approx(
+        0.0, abs=1e-7
+    )
 
 
 def test_minimax_loss_matches_log_formula():
@@ -29,19 +30,20 @@ def test_minimax_loss_matches_log_formula():
 def test_js_estimate_reaches_log_two_for_a_perfect_discriminator():
     # D(real) -> 1, D(fake) -> 0: V -> 0, JS -> log 2 (disjoint supports).
     big = torch.full((4,), 50.0)
-    assert losses.js_estimate(losses.minimax_discriminator_loss(big, -big)).item() \
-        == pytest.approx(LOG2, abs=1e-6)
+    assert losses.js_estimate(losses.minimax_discriminator_loss(big, -big)).item() == pytest.approx(
+        LOG2, abs=1e-6
+    )
 
 
 def test_generator_losses():
-    fake = torch.tensor([0.0, math.log(3.0)])          # D = 1/2 and 3/4
+    fake = torch.tensor([0.0, math.log(3.0)])  # D = 1/2 and 3/4
     d = torch.sigmoid(fake)
     assert losses.non_saturating_generator_loss(fake).item() == pytest.approx(-torch.log(d).mean().item())
     assert losses.saturating_generator_loss(fake).item() == pytest.approx(torch.log(1 - d).mean().item())
 
 
 def test_saturating_loss_gradient_vanishes_where_d_rejects_fakes():
-    fake = torch.tensor([-20.0], requires_grad=True)   # D(G(z)) ~ 2e-9
+    fake = torch.tensor([-20.0], requires_grad=True)  # D(G(z)) ~ 2e-9
     losses.saturating_generator_loss(fake).backward()
     saturating = fake.grad.abs().item()
     fake.grad = None

@@ -9,16 +9,23 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from conftest import run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_cli
+from gan_cli import classifier as classifiers
 from gan_cli.commands.classifier import main as classifier_main
 from gan_cli.commands.evaluate import main as eval_main
-from gan_cli import classifier as classifiers
-from gan_cli.metrics.image import (class_accuracy, class_histogram, classes_present, confidence,
-                                   feature_stats, frechet_distance, kl_to_uniform)
 from gan_cli.evaluation.scorer import ImageScorer, score
 from gan_cli.latent import Latent
+from gan_cli.metrics.image import (
+    class_accuracy,
+    class_histogram,
+    classes_present,
+    confidence,
+    feature_stats,
+    frechet_distance,
+    kl_to_uniform,
+)
 from gan_cli.run.runner import run
 
 
@@ -38,8 +45,9 @@ def test_frechet_distance_matches_closed_forms():
     b = rng.normal(size=(6, 6))
     t = b @ b.T
     mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
-    textbook = ((mu1 - mu2) ** 2).sum() + np.trace(s) + np.trace(t) \
-        - 2 * np.trace(scipy.linalg.sqrtm(s @ t)).real
+    textbook = (
+        ((mu1 - mu2) ** 2).sum() + np.trace(s) + np.trace(t) - 2 * np.trace(scipy.linalg.sqrtm(s @ t)).real
+    )
     assert frechet_distance(mu1, s, mu2, t) == pytest.approx(textbook, rel=1e-6)
 
 
@@ -47,7 +55,7 @@ def test_class_statistics_by_hand():
     predicted = torch.tensor([3, 3, 3, 1, 3, 3, 3, 3, 3, 3])
     hist = class_histogram(predicted, 4)
     assert hist.tolist() == [0.0, 0.1, 0.0, 0.9]
-    assert classes_present(hist) == 2                      # 10% >= 2.5%: present
+    assert classes_present(hist) == 2  # 10% >= 2.5%: present
     assert classes_present(class_histogram(torch.tensor([0] * 99 + [1]), 4)) == 1  # 1% < 2.5%
     assert kl_to_uniform(hist) == pytest.approx(0.1 * math.log(0.4) + 0.9 * math.log(3.6))
     assert kl_to_uniform(torch.full((10,), 0.1, dtype=torch.float64)) == pytest.approx(0.0, abs=1e-12)
@@ -66,8 +74,9 @@ def test_classifier_reaches_its_measured_accuracy_on_held_out_digits(digits_clas
     assert r["train_count"] + r["heldout_count"] == len(data) == 1797
     # Measured again here, on the same seeded stratified split.
     _, held = classifiers.stratified_split(data.labels, 0.2, classifiers.SEED)
-    assert torch.bincount(data.labels[held]).tolist() == \
-        [round(0.2 * n) for n in torch.bincount(data.labels).tolist()]
+    assert torch.bincount(data.labels[held]).tolist() == [
+        round(0.2 * n) for n in torch.bincount(data.labels).tolist()
+    ]
     _, probs = clf.score(data.scaled()[held])
     accuracy = (probs.argmax(1) == data.labels[held]).double().mean().item()
     assert accuracy == pytest.approx(r["heldout_accuracy"])
@@ -90,8 +99,11 @@ def test_cached_classifier_is_a_plain_dict_keyed_by_the_data(digits_classifier, 
     images[0, 0, 0, 0] ^= 1
     labels = data.labels.clone()
     labels[0] = (labels[0] + 1) % 10
-    names = {path.name, classifiers.cache_file(classifier_cache, "digits", None, images, data.labels).name,
-             classifiers.cache_file(classifier_cache, "digits", None, data.images, labels).name}
+    names = {
+        path.name,
+        classifiers.cache_file(classifier_cache, "digits", None, images, data.labels).name,
+        classifiers.cache_file(classifier_cache, "digits", None, data.images, labels).name,
+    }
     assert len(names) == 3
     # An unreadable cache file is not used (it is trained again instead).
     bad = classifier_cache / "classifiers" / "broken.pt"
@@ -109,7 +121,7 @@ def test_classifier_training_is_deterministic_and_leaves_random_state_alone():
     one = classifiers.fit(x, y, 10, torch.device("cpu"), steps=15)
     assert torch.equal(torch.get_rng_state(), before)
     two = classifiers.fit(x, y, 10, torch.device("cpu"), steps=15)
-    for (name, a), (_, b) in zip(one.state_dict().items(), two.state_dict().items()):
+    for (name, a), (_, b) in zip(one.state_dict().items(), two.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -131,7 +143,7 @@ def test_frechet_distance_real_vs_real_near_the_floor_and_noise_far_above(digits
     real_vs_real = frechet_distance(*feature_stats(half_a), *feature_stats(half_b))
     noise = torch.rand(898, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
     real_vs_noise = frechet_distance(*feature_stats(clf.score(noise)[0]), *feature_stats(half_b))
-    assert 0 < floor and 0.3 * floor < real_vs_real < 2.5 * floor
+    assert floor > 0 and 0.3 * floor < real_vs_real < 2.5 * floor
     assert real_vs_noise > 50 * floor
 
 
@@ -180,8 +192,15 @@ def test_a_run_logs_and_returns_the_metrics_and_gan_eval_reproduces_them(make_cf
     run_dir = Path(cfg.run_dir)
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved == pytest.approx(metrics, nan_ok=True)
-    for key in ("eval/fd", "eval/classes_present", "eval/classes_kl", "eval/confidence",
-                "eval/class_accuracy", "eval/class_accuracy/9", "eval/fd_floor"):
+    for key in (
+        "eval/fd",
+        "eval/classes_present",
+        "eval/classes_kl",
+        "eval/confidence",
+        "eval/class_accuracy",
+        "eval/class_accuracy/9",
+        "eval/fd_floor",
+    ):
         assert key in metrics and math.isfinite(metrics[key]), key
     assert 0 <= metrics["eval/class_accuracy"] <= 1 and 1 <= metrics["eval/classes_present"] <= 10
     acc = EventAccumulator(str(run_dir / "tb"))
@@ -192,7 +211,7 @@ def test_a_run_logs_and_returns_the_metrics_and_gan_eval_reproduces_them(make_cf
     # gan-eval from the checkpoint alone: the same numbers as the run's last evaluation.
     out = tmp_path / "eval.json"
     capsys.readouterr()
-    eval_main([str(run_dir), "--json", str(out), "--device", "auto"])   # where the run ran
+    eval_main([str(run_dir), "--json", str(out), "--device", "auto"])  # where the run ran
     shown = capsys.readouterr().out
     assert "eval/fd" in shown and "eval/class_accuracy/<k>" in shown
     again = json.loads(out.read_text())
@@ -207,7 +226,7 @@ def test_building_an_experiment_obtains_no_classifier_until_it_evaluates(make_cf
     cache = tmp_path / "empty-cache"
     exp = Experiment(make_cfg("dataset=mnist_subset", f"eval.cache_dir={cache}"))
     assert exp.evaluation.room.scorer is not None and exp.evaluation.room.scorer.classifier is None
-    assert not cache.exists()             # gan-bench builds experiments; it never trains one
+    assert not cache.exists()  # gan-bench builds experiments; it never trains one
 
 
 def test_unconditional_runs_get_no_class_accuracy_and_off_means_off(make_cfg):
@@ -233,15 +252,21 @@ def test_a_run_that_finds_no_classifier_trains_it_and_says_so(tmp_path, make_cfg
     assert accuracy >= 0.97
 
 
-@pytest.mark.parametrize("main,args,message", [
-    (classifier_main, ["dataset=image_folder", "dataset.path=FOLDER", "dataset.size=8"],
-     "has no class labels"),
-    (classifier_main, ["dataset=nonsense"], "dataset=nonsense is not an option of dataset"),
-    (eval_main, ["FOLDER"], "no checkpoint in"),
-    (eval_main, ["RUN", "--num-samples", "1"], "--num-samples must be >= 2"),
-], ids=["unlabelled", "unknown-option", "no-checkpoint", "num-samples"])
-def test_bad_input_to_the_metric_commands_gets_one_line(tmp_path, make_cfg, capsys, main, args,
-                                                        message):
+@pytest.mark.parametrize(
+    "main,args,message",
+    [
+        (
+            classifier_main,
+            ["dataset=image_folder", "dataset.path=FOLDER", "dataset.size=8"],
+            "has no class labels",
+        ),
+        (classifier_main, ["dataset=nonsense"], "dataset=nonsense is not an option of dataset"),
+        (eval_main, ["FOLDER"], "no checkpoint in"),
+        (eval_main, ["RUN", "--num-samples", "1"], "--num-samples must be >= 2"),
+    ],
+    ids=["unlabelled", "unknown-option", "no-checkpoint", "num-samples"],
+)
+def test_bad_input_to_the_metric_commands_gets_one_line(tmp_path, make_cfg, capsys, main, args, message):
     from PIL import Image
 
     folder = tmp_path / "pictures"
@@ -261,13 +286,20 @@ def test_bad_input_to_the_metric_commands_gets_one_line(tmp_path, make_cfg, caps
 
 def test_the_metrics_see_mse_collapse_to_one_average_digit(make_cfg):
     # Regression with fresh z each step learns the mean image: one "digit".
-    metrics = run(make_cfg("objective=mse", "train.steps=200", "train.log_every=100",
-                           "train.sample_every=200", "train.checkpoint_every=200"))
+    metrics = run(
+        make_cfg(
+            "objective=mse",
+            "train.steps=200",
+            "train.log_every=100",
+            "train.sample_every=200",
+            "train.checkpoint_every=200",
+        )
+    )
     assert metrics["eval/classes_present"] <= 2 and metrics["eval/classes_kl"] > 1.5
     assert metrics["eval/fd"] > 50 * metrics["eval/fd_floor"]
 
 
-@pytest.mark.slow      # ~7 min on 2 CPU cores
+@pytest.mark.slow  # ~7 min on 2 CPU cores
 def test_cgan_mnist_preset_draws_the_requested_class_95_percent_of_the_time(make_cfg):
     cfg = make_cfg("experiment=cgan_mnist", "train.eval_every=16000", "train.log_every=1000", tiny=False)
     assert cfg.train.steps == 16000

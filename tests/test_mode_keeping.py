@@ -9,24 +9,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same
 from torch import nn
 
-from conftest import assert_same
+from gan_cli.commands.sample import draw
+from gan_cli.commands.sample import main as sample_main
 from gan_cli.config.build import build_models
-from gan_cli.run.checkpoint import generator_from_checkpoint, load_checkpoint
 from gan_cli.config.checks import validate
 from gan_cli.data import Batch
-from gan_cli.training.ema import GeneratorEMA
 from gan_cli.errors import UserError
-from gan_cli.training.experiment import Experiment
 from gan_cli.latent import Latent, mixture_centres
 from gan_cli.models import Discriminator, build_dcgan, build_toy_mlp
-from gan_cli.objectives import MinimaxGAN, WGANGP
+from gan_cli.objectives import WGANGP, MinimaxGAN
+from gan_cli.run.checkpoint import generator_from_checkpoint, load_checkpoint
 from gan_cli.run.runner import run
-from gan_cli.commands.sample import draw, main as sample_main
-
+from gan_cli.training.ema import GeneratorEMA
+from gan_cli.training.experiment import Experiment
 
 # --- G's moving average ----------------------------------------------------------
+
 
 class TinyG(nn.Module):
     def __init__(self):
@@ -46,16 +47,16 @@ def _set(G, value: float, buffers: float):
 def test_ema_is_the_closed_form_average_of_known_weights():
     G = TinyG()
     _set(G, 1.0, buffers=10.0)
-    ema = GeneratorEMA(G, decay=0.5)               # the average starts as a copy of G
+    ema = GeneratorEMA(G, decay=0.5)  # the average starts as a copy of G
     _set(G, 3.0, buffers=20.0)
-    ema.update(1)                                  # 0.5 * 1 + 0.5 * 3
+    ema.update(1)  # 0.5 * 1 + 0.5 * 3
     _set(G, 7.0, buffers=40.0)
-    ema.update(2)                                  # 0.5 * 2 + 0.5 * 7
+    ema.update(2)  # 0.5 * 2 + 0.5 * 7
     avg = ema.average
     for p in avg.parameters():
         assert torch.equal(p, torch.full_like(p, 4.5))
-    assert torch.equal(avg.bn.running_mean, torch.full((2,), 27.5))      # 0.5 * 15 + 0.5 * 40
-    assert int(avg.bn.num_batches_tracked) == 70                         # integers are copied
+    assert torch.equal(avg.bn.running_mean, torch.full((2,), 27.5))  # 0.5 * 15 + 0.5 * 40
+    assert int(avg.bn.num_batches_tracked) == 70  # integers are copied
     assert not any(p.requires_grad for p in avg.parameters()) and not avg.training
     assert G.lin.weight.data_ptr() != avg.lin.weight.data_ptr()
 
@@ -67,14 +68,15 @@ def test_ema_follows_g_exactly_until_its_start():
     _set(G, 5.0, buffers=0.0)
     ema.update(1)
     _set(G, 6.0, buffers=0.0)
-    ema.update(2)                                  # still warming up: a copy
+    ema.update(2)  # still warming up: a copy
     assert torch.equal(ema.average.lin.weight, torch.full((2, 2), 6.0))
     _set(G, 16.0, buffers=0.0)
-    ema.update(3)                                  # 0.9 * 6 + 0.1 * 16
+    ema.update(3)  # 0.9 * 6 + 0.1 * 16
     assert torch.allclose(ema.average.lin.weight, torch.full((2, 2), 7.0))
 
 
 # --- spectral norm -----------------------------------------------------------------
+
 
 def _weighted_layers(D):
     return [m for m in D.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
@@ -88,15 +90,16 @@ def test_spectral_norm_bounds_every_layer_of_d_near_one(build, shape):
     layers = _weighted_layers(D)
     assert len(layers) == len(_weighted_layers(plain)) >= 2
     x, y = torch.randn(8, *shape), torch.arange(8) % 3
-    for _ in range(30):                         # one power iteration per training forward
+    for _ in range(30):  # one power iteration per training forward
         D(x, y)
     for layer in layers:
         assert "weight" in layer.parametrizations
         sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
         assert sigma == pytest.approx(1.0, abs=0.02)
     # Without it the same layers are far from 1 (so the check above can fail).
-    sigmas = [float(torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2))
-              for m in _weighted_layers(plain)]
+    sigmas = [
+        float(torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)) for m in _weighted_layers(plain)
+    ]
     assert any(abs(s - 1) > 0.1 for s in sigmas)
 
 
@@ -108,11 +111,12 @@ def test_spectral_norm_checkpoint_loads_into_d_rebuilt_from_its_config(make_cfg)
     assert any(k.endswith("parametrizations.weight.original") for k in saved)
     assert any(k.endswith("parametrizations.weight.0._u") for k in saved)
     _, D = build_models(state["config"], state["model_args"])
-    D.load_state_dict(saved)                                         # strict: the same keys
+    D.load_state_dict(saved)  # strict: the same keys
     assert all(torch.equal(D.state_dict()[k], v) for k, v in saved.items())
 
 
 # --- R1 --------------------------------------------------------------------------
+
 
 class ZeroG(nn.Module):
     def forward(self, z, y=None):
@@ -144,7 +148,7 @@ def test_r1_on_a_linear_d_is_half_gamma_times_the_squared_weight_norm(pack):
     extra, stats = _d_loss(MinimaxGAN(r1=4.0, pack=pack), D, x)
     assert extra == pytest.approx(4.0 / 2 * float(w @ w), rel=1e-5)
     assert stats["r1_penalty"].item() == pytest.approx(float(w @ w), rel=1e-5)
-    assert extra == pytest.approx(2.0 * pack * (0.3 ** 2 + 1.2 ** 2), rel=1e-5)
+    assert extra == pytest.approx(2.0 * pack * (0.3**2 + 1.2**2), rel=1e-5)
 
 
 def test_lazy_r1_applies_every_kth_d_step_with_weight_gamma_times_k():
@@ -156,7 +160,7 @@ def test_lazy_r1_applies_every_kth_d_step_with_weight_gamma_times_k():
     assert extras == pytest.approx([full, 0, 0, full, 0, 0, full], abs=1e-5)
     assert objective.state_dict() == {"d_steps": 7}
     again = MinimaxGAN(r1=4.0, r1_every=3)
-    again.load_state_dict(objective.state_dict())                  # resumes the rhythm
+    again.load_state_dict(objective.state_dict())  # resumes the rhythm
     assert [_d_loss(again, D, x)[0] for _ in range(3)] == pytest.approx([0, 0, full], abs=1e-5)
 
 
@@ -174,6 +178,7 @@ def test_r1_works_with_a_gradient_penalty_objective_too():
 
 # --- packing ---------------------------------------------------------------------
 
+
 class Capture(nn.Module):
     """A stand-in for D's net: remembers what it was given, scores 0."""
 
@@ -185,12 +190,13 @@ class Capture(nn.Module):
 def test_packing_joins_consecutive_examples_with_their_labels():
     net = Capture()
     D = Discriminator(net, num_classes=3, pack=2)
-    x = torch.arange(8.0).view(4, 2)                      # examples (0,1) (2,3) (4,5) (6,7)
+    x = torch.arange(8.0).view(4, 2)  # examples (0,1) (2,3) (4,5) (6,7)
     y = torch.tensor([0, 2, 1, 1])
     assert D(x, y).shape == (2,)
     onehot = torch.eye(3)
-    want = torch.stack([torch.cat([x[0], onehot[0], x[1], onehot[2]]),
-                        torch.cat([x[2], onehot[1], x[3], onehot[1]])])
+    want = torch.stack(
+        [torch.cat([x[0], onehot[0], x[1], onehot[2]]), torch.cat([x[2], onehot[1], x[3], onehot[1]])]
+    )
     assert torch.equal(net.seen, want)
     # A pack never mixes real and fake samples.
     D = Discriminator(net, num_classes=0, pack=2)
@@ -221,7 +227,7 @@ def test_a_packed_d_is_still_drawn_point_by_point():
     _, D = build_toy_mlp([2], 0, 2, g_hidden=[8], d_hidden=[8], pack=3)
     objective = MinimaxGAN(pack=3)
     values, _, _ = _surface(load_toy("ring8", 0.02), D, objective, torch.device("cpu"))
-    assert values.shape == (SURFACE_CELLS, SURFACE_CELLS)          # 25,600 points, not a multiple of 3
+    assert values.shape == (SURFACE_CELLS, SURFACE_CELLS)  # 25,600 points, not a multiple of 3
     points, moves = _generator_moves(D, objective, torch.randn(20, 2), None, count=7)
     assert points.shape == moves.shape == (7, 2)
 
@@ -257,32 +263,51 @@ def test_mixture_centres_are_the_same_for_every_seed():
 
 # --- one line per impossible value -------------------------------------------------
 
-@pytest.mark.parametrize("overrides,message", [
-    (["objective=gan", "objective.pack=3"],
-     "train.batch_size=32 is not divisible by objective.pack=3: D judges whole packs of 3 samples"),
-    (["objective=gan", "objective.pack=0"], "objective.pack must be a whole number >= 1, got 0"),
-    (["objective=hinge", "objective.r1=-1"], "objective.r1 must be a number >= 0, got -1"),
-    (["objective=gan", "objective.r1_every=0"],
-     "objective.r1_every must be a whole number >= 1, got 0"),
-    (["train.ema=1"], "train.ema must be a decay in [0, 1) (0 = off), got 1"),
-    (["train.ema=-0.5"], "train.ema must be a decay in [0, 1) (0 = off), got -0.5"),
-    (["train.ema_start=-1"], "train.ema_start must be a whole number >= 0, got -1"),
-    (["train.lr_decay=1.5"], "train.lr_decay must be a fraction of train.steps in [0, 1] "
-                             "(0 = constant learning rates), got 1.5"),
-    (["train.lr_decay=true"], "train.lr_decay must be a fraction of train.steps in [0, 1] "
-                              "(0 = constant learning rates), got True"),
-    (["eval.use_ema=maybe"], "eval.use_ema must be one of true, false, got 'maybe'"),
-    (["model.spectral_norm=2"], "model.spectral_norm must be one of true, false, got 2"),
-    (["latent.distribution=gamma"],
-     "latent.distribution must be one of normal, uniform, mixture, got 'gamma'"),
-    (["latent.distribution=mixture", "latent.components=0"],
-     "latent.components must be a whole number >= 1, got 0"),
-    (["latent.distribution=mixture", "latent.component_std=0"],
-     "latent.component_std must be a number > 0, got 0"),
-    (["objective=mse", "objective.pack=2"],
-     "objective=mse has no discriminator, so objective.pack and objective.r1 do not apply "
-     "(got pack=2, r1=0.0)"),
-])
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["objective=gan", "objective.pack=3"],
+            "train.batch_size=32 is not divisible by objective.pack=3: D judges whole packs of 3 samples",
+        ),
+        (["objective=gan", "objective.pack=0"], "objective.pack must be a whole number >= 1, got 0"),
+        (["objective=hinge", "objective.r1=-1"], "objective.r1 must be a number >= 0, got -1"),
+        (["objective=gan", "objective.r1_every=0"], "objective.r1_every must be a whole number >= 1, got 0"),
+        (["train.ema=1"], "train.ema must be a decay in [0, 1) (0 = off), got 1"),
+        (["train.ema=-0.5"], "train.ema must be a decay in [0, 1) (0 = off), got -0.5"),
+        (["train.ema_start=-1"], "train.ema_start must be a whole number >= 0, got -1"),
+        (
+            ["train.lr_decay=1.5"],
+            "train.lr_decay must be a fraction of train.steps in [0, 1] "
+            "(0 = constant learning rates), got 1.5",
+        ),
+        (
+            ["train.lr_decay=true"],
+            "train.lr_decay must be a fraction of train.steps in [0, 1] "
+            "(0 = constant learning rates), got True",
+        ),
+        (["eval.use_ema=maybe"], "eval.use_ema must be one of true, false, got 'maybe'"),
+        (["model.spectral_norm=2"], "model.spectral_norm must be one of true, false, got 2"),
+        (
+            ["latent.distribution=gamma"],
+            "latent.distribution must be one of normal, uniform, mixture, got 'gamma'",
+        ),
+        (
+            ["latent.distribution=mixture", "latent.components=0"],
+            "latent.components must be a whole number >= 1, got 0",
+        ),
+        (
+            ["latent.distribution=mixture", "latent.component_std=0"],
+            "latent.component_std must be a number > 0, got 0",
+        ),
+        (
+            ["objective=mse", "objective.pack=2"],
+            "objective=mse has no discriminator, so objective.pack and objective.r1 do not apply "
+            "(got pack=2, r1=0.0)",
+        ),
+    ],
+)
 def test_impossible_values_are_refused_in_one_line(make_cfg, overrides, message):
     with pytest.raises(UserError) as info:
         validate(make_cfg(*overrides))
@@ -296,7 +321,8 @@ def test_gan_train_refuses_a_batch_that_packs_do_not_divide(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "gan-train: error: train.batch_size=32 is not divisible by objective.pack=5: D judges whole "
-        "packs of 5 samples"]
+        "packs of 5 samples"
+    ]
 
 
 def test_lr_decay_holds_the_rates_then_falls_linearly_to_zero():
@@ -304,13 +330,13 @@ def test_lr_decay_holds_the_rates_then_falls_linearly_to_zero():
 
     net = torch.nn.Linear(2, 1)
     opt = torch.optim.Adam(net.parameters(), lr=0.1)
-    schedule = LinearDecay([opt, None], steps=10, fraction=0.4)      # decays over steps 6..9
+    schedule = LinearDecay([opt, None], steps=10, fraction=0.4)  # decays over steps 6..9
     rates = []
     for step in range(10):
         schedule(step)
         rates.append(opt.param_groups[0]["lr"])
     assert rates == pytest.approx([0.1] * 6 + [0.1, 0.075, 0.05, 0.025])
-    schedule.scale(0.5)                                 # a rollback halves the base rate
+    schedule.scale(0.5)  # a rollback halves the base rate
     schedule(8)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
     whole = LinearDecay([opt], steps=4, fraction=1.0)
@@ -328,8 +354,13 @@ def test_a_decaying_run_is_not_captured_and_says_why(make_cfg):
 
 # --- runs: resume bit for bit, the average in pictures, metrics and gan-sample -----
 
-SHORT = ["train.steps=12", "train.log_every=3", "train.checkpoint_every=3", "train.sample_every=6",
-         "train.eval_every=6"]
+SHORT = [
+    "train.steps=12",
+    "train.log_every=3",
+    "train.checkpoint_every=3",
+    "train.sample_every=6",
+    "train.eval_every=6",
+]
 OPTIONS = {
     "ema": ["train.ema=0.8", "train.ema_start=4"],
     "spectral_norm": ["model.spectral_norm=true"],
@@ -345,7 +376,7 @@ def test_resumed_run_with_each_option_equals_straight_run_bit_for_bit(make_cfg, 
     given = ["objective=gan", *SHORT, *OPTIONS[option]]
     straight = make_cfg(*given)
     run(straight)
-    if option == "lr_decay":       # the rates depend on train.steps: go on from step 6's file
+    if option == "lr_decay":  # the rates depend on train.steps: go on from step 6's file
         copy = Path(straight.run_dir).with_name("from_step_6")
         shutil.copytree(straight.run_dir, copy)
         for later in ("last.pt", "step_9.pt", "step_12.pt"):
@@ -366,23 +397,31 @@ def test_resumed_run_with_each_option_equals_straight_run_bit_for_bit(make_cfg, 
         assert any(not torch.equal(a["generator_ema"][k], a["generator"][k]) for k in a["generator"])
     if option == "r1":
         assert a["objective"] == {"d_steps": 12}
-    if option == "lr_decay":           # step 12 of 12 ran at 1/9 of the rate: 9 decaying steps
+    if option == "lr_decay":  # step 12 of 12 ran at 1/9 of the rate: 9 decaying steps
         lr = make_cfg(*given).optimizer.g.lr
         assert a["opt_g"]["param_groups"][0]["lr"] == pytest.approx(lr / 9)
 
 
 def test_the_average_is_what_metrics_pictures_and_gan_sample_use(make_cfg, tmp_path, capsys):
-    cfg = make_cfg("experiment=toy_gan", "train.steps=30", "train.ema=0.9", "train.ema_start=0",
-                   "train.log_every=10", "train.sample_every=30", "dataset.eval_points=200",
-                   tiny=False)
+    cfg = make_cfg(
+        "experiment=toy_gan",
+        "train.steps=30",
+        "train.ema=0.9",
+        "train.ema_start=0",
+        "train.log_every=10",
+        "train.sample_every=30",
+        "dataset.eval_points=200",
+        tiny=False,
+    )
     metrics = run(cfg)
     state = load_checkpoint(cfg.run_dir)
-    averaged, _ = draw(state, 200, seed=3)                        # the default: the average
+    averaged, _ = draw(state, 200, seed=3)  # the default: the average
     raw, _ = draw(state, 200, seed=3, ema=False)
     assert torch.equal(averaged, draw(state, 200, seed=3, ema=True)[0])
     assert not torch.equal(averaged, raw)
     # The run's metrics came from the average as well.
     from gan_cli.training.experiment import Experiment
+
     exp = Experiment(cfg)
     exp.restore(state)
     assert exp.sampling_generator is exp.ema.average
@@ -395,25 +434,27 @@ def test_the_average_is_what_metrics_pictures_and_gan_sample_use(make_cfg, tmp_p
     run(plain)
     old = load_checkpoint(plain.run_dir)
     assert old["generator_ema"] is None
-    del old["generator_ema"]                      # a checkpoint from before the average existed
+    del old["generator_ema"]  # a checkpoint from before the average existed
     assert generator_from_checkpoint(old) is not None
     capsys.readouterr()
     with pytest.raises(SystemExit):
         sample_main([str(plain.run_dir), "--ema"])
     assert capsys.readouterr().err.strip() == (
         "gan-sample: error: this checkpoint holds no moving average of G (its run had train.ema=0); "
-        "use the trained G (drop --ema)")
+        "use the trained G (drop --ema)"
+    )
 
 
 def test_every_option_shows_in_hparams(make_cfg):
     from gan_cli.run.monitor import run_hparams
 
-    params = run_hparams(make_cfg("objective=gan", "train.ema=0.99", "objective.pack=2",
-                                  "train.lr_decay=0.5"))
+    params = run_hparams(
+        make_cfg("objective=gan", "train.ema=0.99", "objective.pack=2", "train.lr_decay=0.5")
+    )
     assert params["train.ema"] == 0.99 and params["objective.pack"] == 2
     assert params["train.lr_decay"] == 0.5 and params["latent.distribution"] == "normal"
     assert {"model.spectral_norm", "objective.r1", "objective.r1_every"} <= set(params)
-    assert "latent.components" not in params           # shown only where the mixture uses it
+    assert "latent.components" not in params  # shown only where the mixture uses it
     params = run_hparams(make_cfg("latent.distribution=mixture", "latent.components=50"))
     assert params["latent.components"] == 50 and params["latent.component_std"] == 0.1
 
@@ -422,10 +463,12 @@ def test_resuming_a_run_saved_before_these_options_is_no_change():
     from gan_cli.config.checks import changed_keys
 
     old = {"train": {"steps": 5}, "objective": {"name": "gan"}, "model": {"name": "mlp"}}
-    new = {"train": {"steps": 5, "ema": 0.0, "ema_start": 0, "lr_decay": 0.0},
-           "objective": {"name": "gan", "pack": 1, "r1": 0.0, "r1_every": 1},
-           "model": {"name": "mlp", "spectral_norm": False},
-           "latent": {"components": 1000, "component_std": 0.1}}
+    new = {
+        "train": {"steps": 5, "ema": 0.0, "ema_start": 0, "lr_decay": 0.0},
+        "objective": {"name": "gan", "pack": 1, "r1": 0.0, "r1_every": 1},
+        "model": {"name": "mlp", "spectral_norm": False},
+        "latent": {"components": 1000, "component_std": 0.1},
+    }
     assert changed_keys(old, new, []) == []
     new["objective"]["pack"] = 2
     new["latent"]["components"] = 100
@@ -445,15 +488,22 @@ def test_the_mixture_keys_an_old_config_lacks_compare_as_the_defaults(make_cfg):
 
 # --- the preset on a real toy run ---------------------------------------------------
 
+
 def test_short_run_of_the_best_preset_spreads_g_over_the_ring(make_cfg):
     """The first 300 of toy_best's 9,000 steps: G's points leave the origin
     for the ring (W1 falls at every evaluation); the full run reaches 8/8
     modes (slow test)."""
     from conftest import tensorboard_events
 
-    cfg = make_cfg("experiment=toy_best", "train.steps=300", "train.eval_every=100",
-                   "train.sample_every=300", "train.log_every=100", "dataset.eval_points=1000",
-                   tiny=False)
+    cfg = make_cfg(
+        "experiment=toy_best",
+        "train.steps=300",
+        "train.eval_every=100",
+        "train.sample_every=300",
+        "train.log_every=100",
+        "dataset.eval_points=1000",
+        tiny=False,
+    )
     result = run(cfg)
     w1 = [e.value for e in tensorboard_events(cfg.run_dir).Scalars("toy/w1")]
     assert len(w1) == 3 and w1[0] > w1[1] > w1[2]
@@ -466,12 +516,16 @@ def test_short_run_of_the_best_preset_spreads_g_over_the_ring(make_cfg):
 def test_best_preset_keeps_every_ring_mode():
     """experiment=toy_best in full on ring8 (about 2 minutes of one CPU
     core); the README gives what seeds 0-4 measured."""
-    from gan_cli.config.compose import compose_config
     import tempfile
 
+    from gan_cli.config.compose import compose_config
+
     with tempfile.TemporaryDirectory() as folder:
-        result = run(compose_config(["experiment=toy_best", "train.sample_every=4000",
-                                     f"run_dir={Path(folder) / 'run'}"]))
+        result = run(
+            compose_config(
+                ["experiment=toy_best", "train.sample_every=4000", f"run_dir={Path(folder) / 'run'}"]
+            )
+        )
     assert result["toy/modes"] == 8
     assert result["toy/high_quality"] >= 0.95 and result["toy/reverse_kl"] <= 0.05
 
@@ -481,11 +535,20 @@ def test_best_preset_reaches_every_grid_mode():
     """experiment=toy_best dataset=grid25 in full (about 2 minutes of one CPU
     core): all 25 modes, evenly, nearly all points within 3 std of a centre;
     the README gives what seeds 0-4 measured."""
-    from gan_cli.config.compose import compose_config
     import tempfile
 
+    from gan_cli.config.compose import compose_config
+
     with tempfile.TemporaryDirectory() as folder:
-        result = run(compose_config(["experiment=toy_best", "dataset=grid25",
-                                     "train.sample_every=4000", f"run_dir={Path(folder) / 'run'}"]))
+        result = run(
+            compose_config(
+                [
+                    "experiment=toy_best",
+                    "dataset=grid25",
+                    "train.sample_every=4000",
+                    f"run_dir={Path(folder) / 'run'}",
+                ]
+            )
+        )
     assert result["toy/modes"] >= 24 and result["toy/reverse_kl"] <= 0.05
     assert result["toy/high_quality"] >= 0.9

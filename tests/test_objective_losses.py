@@ -24,27 +24,28 @@ def on_batches(values_at_points):
 
 # --- gradient penalty ---------------------------------------------------------
 
+
 def test_interpolate_uses_one_coefficient_per_sample():
     real = torch.ones(3, 1, 2, 2)
     fake = torch.zeros(3, 1, 2, 2)
     mixed = losses.interpolate(real, fake, torch.tensor([0.0, 1.0, 0.25]))
     assert mixed.shape == (3, 1, 2, 2)
     assert mixed[:, 0, 0, 0].tolist() == [0.0, 1.0, 0.25]
-    assert (mixed == mixed[:, :1, :1, :1]).all()         # one value across each sample
+    assert (mixed == mixed[:, :1, :1, :1]).all()  # one value across each sample
 
 
 def test_gradient_penalty_is_zero_for_a_unit_norm_linear_critic():
-    w = torch.tensor([0.6, 0.0, 0.8])                      # ||w|| = 1
+    w = torch.tensor([0.6, 0.0, 0.8])  # ||w|| = 1
     points = torch.randn(5, 3)
     assert losses.gradient_penalty(lambda x: x @ w + 2.0, points).item() == pytest.approx(0, abs=1e-12)
 
 
 def test_gradient_penalty_for_another_norm_and_its_gradient_reaches_the_critic():
-    w = torch.tensor([[1.2, 0.0], [0.0, 1.6]]).flatten().requires_grad_(True)   # ||w|| = 2
-    points = torch.randn(4, 2, 2)                          # images flattened inside
+    w = torch.tensor([[1.2, 0.0], [0.0, 1.6]]).flatten().requires_grad_(True)  # ||w|| = 2
+    points = torch.randn(4, 2, 2)  # images flattened inside
     penalty = losses.gradient_penalty(lambda x: x.flatten(1) @ w, points)
     assert penalty.item() == pytest.approx((2 - 1) ** 2)
-    penalty.backward()                                     # create_graph=True made this possible
+    penalty.backward()  # create_graph=True made this possible
     # d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w|| = w
     assert torch.allclose(w.grad, w.detach())
 
@@ -52,10 +53,11 @@ def test_gradient_penalty_for_another_norm_and_its_gradient_reaches_the_critic()
 def test_gradient_penalty_per_sample_for_a_quadratic_critic():
     # critic(x) = ||x||^2 / 2 has gradient x: norms 5 and 1 give (4^2 + 0^2) / 2 = 8.
     points = torch.tensor([[3.0, 4.0], [0.6, 0.8]])
-    assert losses.gradient_penalty(lambda x: (x ** 2).sum(1) / 2, points).item() == pytest.approx(8.0)
+    assert losses.gradient_penalty(lambda x: (x**2).sum(1) / 2, points).item() == pytest.approx(8.0)
 
 
 # --- hinge --------------------------------------------------------------------
+
 
 def test_hinge_losses_by_hand():
     real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-3.0, 0.0])
@@ -65,8 +67,8 @@ def test_hinge_losses_by_hand():
 
 
 def test_hinge_estimate_is_the_total_variation_at_the_optimal_d_and_below_it_elsewhere():
-    tv = 0.5 * np.abs(P - Q).sum()                                     # 1/4
-    best = on_batches(np.sign(P - Q))                                  # d = sign(p - q)
+    tv = 0.5 * np.abs(P - Q).sum()  # 1/4
+    best = on_batches(np.sign(P - Q))  # d = sign(p - q)
     estimate = losses.total_variation_estimate(losses.hinge_discriminator_loss(*best)).item()
     assert estimate == pytest.approx(tv) and tv == pytest.approx(0.25)
     for d in ([0.0, 0.0], [2.0, -2.0], [0.3, -0.1], [-1.0, 1.0]):
@@ -75,6 +77,7 @@ def test_hinge_estimate_is_the_total_variation_at_the_optimal_d_and_below_it_els
 
 
 # --- least squares --------------------------------------------------------------
+
 
 def test_least_squares_losses_by_hand():
     real, fake = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])
@@ -87,9 +90,9 @@ def test_least_squares_losses_by_hand():
 
 @pytest.mark.parametrize("a,b", [(-1.0, 1.0), (0.0, 1.0)])
 def test_least_squares_estimate_is_the_chi2_of_mao_et_al_at_the_optimal_d(a, b):
-    chi2 = ((P - Q) ** 2 / (P + Q)).sum()                 # 1/12 + 1/20 = 2/15
+    chi2 = ((P - Q) ** 2 / (P + Q)).sum()  # 1/12 + 1/20 = 2/15
     assert chi2 == pytest.approx(2 / 15)
-    best = on_batches((b * P + a * Q) / (P + Q))            # Mao et al.'s optimal D
+    best = on_batches((b * P + a * Q) / (P + Q))  # Mao et al.'s optimal D
     loss = losses.least_squares_discriminator_loss(*best, a=a, b=b)
     assert losses.chi2_estimate(loss, a, b).item() == pytest.approx(chi2)
     worse = losses.least_squares_discriminator_loss(*on_batches([b, a]), a=a, b=b)
@@ -99,15 +102,15 @@ def test_least_squares_estimate_is_the_chi2_of_mao_et_al_at_the_optimal_d(a, b):
 # --- f-divergences ----------------------------------------------------------------
 
 U = P / Q
-TRUE_DIVERGENCE = {                       # the textbook formulas, not the table's f
+TRUE_DIVERGENCE = {  # the textbook formulas, not the table's f
     "kl": (P * np.log(P / Q)).sum(),
     "reverse_kl": (Q * np.log(Q / P)).sum(),
     "pearson": ((P - Q) ** 2 / Q).sum(),
     "hellinger": ((np.sqrt(P) - np.sqrt(Q)) ** 2).sum(),
-    "jensen_shannon": (P * np.log(2 * P / (P + Q)) + Q * np.log(2 * Q / (P + Q))).sum(),   # 2 JS
-    "gan": (P * np.log(P / (P + Q)) + Q * np.log(Q / (P + Q))).sum(),                      # 2 JS - log 4
+    "jensen_shannon": (P * np.log(2 * P / (P + Q)) + Q * np.log(2 * Q / (P + Q))).sum(),  # 2 JS
+    "gan": (P * np.log(P / (P + Q)) + Q * np.log(Q / (P + Q))).sum(),  # 2 JS - log 4
 }
-OPTIMAL_T = {                             # T* = f'(p/q), derived by hand
+OPTIMAL_T = {  # T* = f'(p/q), derived by hand
     "kl": 1 + np.log(U),
     "reverse_kl": -1 / U,
     "pearson": 2 * (U - 1),
@@ -115,7 +118,7 @@ OPTIMAL_T = {                             # T* = f'(p/q), derived by hand
     "jensen_shannon": np.log(2 * U / (1 + U)),
     "gan": np.log(U / (1 + U)),
 }
-RAW_OUTPUT = {                            # v with g_f(v) = t, inverted by hand
+RAW_OUTPUT = {  # v with g_f(v) = t, inverted by hand
     "kl": lambda t: t,
     "reverse_kl": lambda t: -np.log(-t),
     "pearson": lambda t: t,
@@ -123,7 +126,7 @@ RAW_OUTPUT = {                            # v with g_f(v) = t, inverted by hand
     "jensen_shannon": lambda t: -np.log(2 * np.exp(-t) - 1),
     "gan": lambda t: -np.log(np.exp(-t) - 1),
 }
-CONJUGATE_POINTS = {                      # t inside dom f*
+CONJUGATE_POINTS = {  # t inside dom f*
     "kl": [-1.0, 0.0, 0.5, 1.0],
     "reverse_kl": [-2.0, -1.0, -0.5],
     "pearson": [-1.5, 0.0, 1.0],
@@ -134,8 +137,11 @@ CONJUGATE_POINTS = {                      # t inside dom f*
 
 
 def test_every_divergence_of_the_issue_is_in_the_table():
-    assert set(fdiv.DIVERGENCES) == set(TRUE_DIVERGENCE) == \
-        {"kl", "reverse_kl", "pearson", "hellinger", "jensen_shannon", "gan"}
+    assert (
+        set(fdiv.DIVERGENCES)
+        == set(TRUE_DIVERGENCE)
+        == {"kl", "reverse_kl", "pearson", "hellinger", "jensen_shannon", "gan"}
+    )
 
 
 @pytest.mark.parametrize("name", sorted(TRUE_DIVERGENCE))
@@ -144,7 +150,7 @@ def test_f_at_one_and_the_divergence_it_gives(name):
     # f(1) = 0 (D_f(P || P) = 0), except the table's gan f: 2 JS - log 4 is -log 4 at P = Q.
     at_one = -math.log(4) if name == "gan" else 0.0
     assert div.f(torch.tensor(1.0, dtype=torch.float64)).item() == pytest.approx(at_one, abs=1e-12)
-    d_f = (Q * div.f(torch.tensor(U)).numpy()).sum()              # E_Q[f(p/q)]
+    d_f = (Q * div.f(torch.tensor(U)).numpy()).sum()  # E_Q[f(p/q)]
     assert d_f == pytest.approx(TRUE_DIVERGENCE[name])
 
 
@@ -183,13 +189,17 @@ def test_fgan_generator_losses_for_the_gan_divergence():
     v = torch.tensor([0.0, math.log(3.0)])
     div = fdiv.DIVERGENCES["gan"]
     # The alternative update is the non-saturating -E[log D(G(z))] ...
-    assert fdiv.fgan_generator_loss_alternative(v, div).item() == \
-        pytest.approx(losses.non_saturating_generator_loss(v).item())
+    assert fdiv.fgan_generator_loss_alternative(v, div).item() == pytest.approx(
+        losses.non_saturating_generator_loss(v).item()
+    )
     # ... the saddle point objective is E[log(1 - D(G(z)))]: -(log 2 + log 4) / 2.
     assert fdiv.fgan_generator_loss_saddle(v, div).item() == pytest.approx(-(math.log(2) + math.log(4)) / 2)
 
 
 def test_unknown_divergence_lists_the_allowed_ones():
-    with pytest.raises(UserError, match="objective.divergence must be one of kl, reverse_kl, "
-                                        "pearson, hellinger, jensen_shannon, gan, got 'chi'"):
+    with pytest.raises(
+        UserError,
+        match="objective.divergence must be one of kl, reverse_kl, "
+        "pearson, hellinger, jensen_shannon, gan, got 'chi'",
+    ):
         fdiv.divergence("chi")

@@ -12,21 +12,21 @@ from PIL import Image
 from torch import nn
 
 from gan_cli.config.build import build_models
-from gan_cli.run.checkpoint import load_checkpoint
 from gan_cli.config.checks import validate
 from gan_cli.data import Batch
 from gan_cli.errors import UserError
 from gan_cli.latent import Latent
 from gan_cli.models import Discriminator
 from gan_cli.objectives import FGAN, WGANGP, HingeGAN, LeastSquaresGAN, fdiv
+from gan_cli.run.checkpoint import load_checkpoint
 from gan_cli.run.runner import run
 
 # --- each critic, trained alone, estimates its divergence ----------------------
 # P = N(0, 1) (the data), Q = N(1, 1) (a fixed "generator": z + 1). True values
 # by numerical integration on a fine grid (W1 = the shift, 1).
 GRID = np.linspace(-12, 13, 200_001)
-DENS_P = np.exp(-GRID ** 2 / 2) / math.sqrt(2 * math.pi)
-DENS_Q = np.exp(-(GRID - 1) ** 2 / 2) / math.sqrt(2 * math.pi)
+DENS_P = np.exp(-(GRID**2) / 2) / math.sqrt(2 * math.pi)
+DENS_Q = np.exp(-((GRID - 1) ** 2) / 2) / math.sqrt(2 * math.pi)
 
 
 def _integral(values):
@@ -39,22 +39,28 @@ def _f_divergence(name):
 
 
 CASES = [(FGAN(divergence=name), _f_divergence(name), 0.1) for name in fdiv.DIVERGENCES] + [
-    (HingeGAN(), 0.5 * _integral(np.abs(DENS_P - DENS_Q)), 0.1),                       # TV
-    (LeastSquaresGAN(), _integral((DENS_P - DENS_Q) ** 2 / (DENS_P + DENS_Q)), 0.1),   # chi^2
-    (WGANGP(critic_steps=1), 1.0, 0.1),                                                  # W1
+    (HingeGAN(), 0.5 * _integral(np.abs(DENS_P - DENS_Q)), 0.1),  # TV
+    (LeastSquaresGAN(), _integral((DENS_P - DENS_Q) ** 2 / (DENS_P + DENS_Q)), 0.1),  # chi^2
+    (WGANGP(critic_steps=1), 1.0, 0.1),  # W1
 ]
 # Pearson's optimal critic 2(p/q - 1) grows like exp(-x): a small net in 200
 # steps gets within 15%.
 CASES[list(fdiv.DIVERGENCES).index("pearson")] = (FGAN(divergence="pearson"), math.e - 1, 0.15)
 
 
-@pytest.mark.parametrize("objective,truth,rel", CASES,
-                         ids=[f"{c[0].name}-{getattr(c[0], 'divergence', None) and c[0].divergence.name}"
-                              for c in CASES])
+@pytest.mark.parametrize(
+    "objective,truth,rel",
+    CASES,
+    ids=[f"{c[0].name}-{getattr(c[0], 'divergence', None) and c[0].divergence.name}" for c in CASES],
+)
 def test_trained_critic_estimates_the_divergence_it_claims(objective, truth, rel):
     torch.manual_seed(0)
-    D = Discriminator(nn.Sequential(nn.Linear(1, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64),
-                                    nn.LeakyReLU(0.2), nn.Linear(64, 1)), num_classes=0)
+    D = Discriminator(
+        nn.Sequential(
+            nn.Linear(1, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1)
+        ),
+        num_classes=0,
+    )
     opt = torch.optim.Adam(D.parameters(), 1e-3)
     latent = Latent(1, "normal", torch.device("cpu"), seed=1)
     data = torch.Generator().manual_seed(2)
@@ -81,18 +87,38 @@ def test_trained_critic_estimates_the_divergence_it_claims(objective, truth, rel
 FAST = ["train.steps=4", "train.log_every=2", "train.sample_every=4", "train.checkpoint_every=4"]
 
 
-@pytest.mark.parametrize("overrides,estimate,identity", [
-    (["objective=wgan_gp"], "wasserstein_estimate",
-     lambda m: -m["wasserstein_estimate"] + 10 * m["gradient_penalty"]),
-    (["objective=hinge"], "tv_estimate", lambda m: 2 * (1 - m["tv_estimate"])),
-    (["objective=lsgan"], "chi2_estimate", lambda m: (2 - m["chi2_estimate"]) / 2),
-    (["objective=lsgan", "objective.a=0", "objective.c=1"], "chi2_estimate",
-     lambda m: (2 - m["chi2_estimate"]) / 8),
-    # Every divergence's loss is checked on fixed tensors; two run here.
-    *[(["objective=fgan", f"objective.divergence={name}"], "fdiv_estimate",
-       lambda m: -m["fdiv_estimate"]) for name in ("kl", "gan")],
-    (["objective=fgan", "objective.generator_loss=saddle"], "fdiv_estimate", lambda m: -m["fdiv_estimate"]),
-], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+@pytest.mark.parametrize(
+    "overrides,estimate,identity",
+    [
+        (
+            ["objective=wgan_gp"],
+            "wasserstein_estimate",
+            lambda m: -m["wasserstein_estimate"] + 10 * m["gradient_penalty"],
+        ),
+        (["objective=hinge"], "tv_estimate", lambda m: 2 * (1 - m["tv_estimate"])),
+        (["objective=lsgan"], "chi2_estimate", lambda m: (2 - m["chi2_estimate"]) / 2),
+        (
+            ["objective=lsgan", "objective.a=0", "objective.c=1"],
+            "chi2_estimate",
+            lambda m: (2 - m["chi2_estimate"]) / 8,
+        ),
+        # Every divergence's loss is checked on fixed tensors; two run here.
+        *[
+            (
+                ["objective=fgan", f"objective.divergence={name}"],
+                "fdiv_estimate",
+                lambda m: -m["fdiv_estimate"],
+            )
+            for name in ("kl", "gan")
+        ],
+        (
+            ["objective=fgan", "objective.generator_loss=saddle"],
+            "fdiv_estimate",
+            lambda m: -m["fdiv_estimate"],
+        ),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
 def test_new_objective_trains_and_logs_its_estimate(make_cfg, overrides, estimate, identity):
     cfg = make_cfg(*overrides, *FAST)
     metrics = run(cfg)
@@ -121,12 +147,15 @@ def test_wgan_gp_runs_five_critic_steps_per_generator_step(make_cfg, monkeypatch
     assert calls == {"d": 20, "g": 4}
 
 
-@pytest.mark.parametrize("objective,optimizer,lr,betas,extra", [
-    ("wgan_gp", "adam_gp", 1e-4, [0.5, 0.9], {"critic_steps": 5, "gp_weight": 10.0}),
-    ("hinge", "adam", 2e-4, [0.5, 0.999], {"critic_steps": 1}),
-    ("lsgan", "adam", 2e-4, [0.5, 0.999], {"a": -1.0, "b": 1.0, "c": 0.0}),
-    ("fgan", "adam", 2e-4, [0.5, 0.999], {"divergence": "kl", "generator_loss": "alternative"}),
-])
+@pytest.mark.parametrize(
+    "objective,optimizer,lr,betas,extra",
+    [
+        ("wgan_gp", "adam_gp", 1e-4, [0.5, 0.9], {"critic_steps": 5, "gp_weight": 10.0}),
+        ("hinge", "adam", 2e-4, [0.5, 0.999], {"critic_steps": 1}),
+        ("lsgan", "adam", 2e-4, [0.5, 0.999], {"a": -1.0, "b": 1.0, "c": 0.0}),
+        ("fgan", "adam", 2e-4, [0.5, 0.999], {"divergence": "kl", "generator_loss": "alternative"}),
+    ],
+)
 def test_each_new_objective_brings_its_paper_defaults(make_cfg, objective, optimizer, lr, betas, extra):
     cfg = make_cfg(f"objective={objective}", tiny=False)
     assert cfg.optimizer.name == optimizer
@@ -139,11 +168,18 @@ def test_each_new_objective_brings_its_paper_defaults(make_cfg, objective, optim
 
 @pytest.mark.parametrize("objective", ["mse", "gan", "wgan", "wgan_gp", "hinge", "lsgan", "fgan"])
 def test_conditional_switch_gives_every_objective_a_grid_row_per_class(make_cfg, objective):
-    cfg = make_cfg(f"objective={objective}", "objective.conditional=true", "train.grid_columns=6",
-                   "train.steps=2", "train.log_every=1", "train.sample_every=2", "train.checkpoint_every=2")
+    cfg = make_cfg(
+        f"objective={objective}",
+        "objective.conditional=true",
+        "train.grid_columns=6",
+        "train.steps=2",
+        "train.log_every=1",
+        "train.sample_every=2",
+        "train.checkpoint_every=2",
+    )
     run(cfg)
     with Image.open(Path(cfg.run_dir) / "samples" / "step_2.png") as png:
-        assert png.size == (6 * 10 + 2, 10 * 10 + 2)     # 6 columns, one row per digit class
+        assert png.size == (6 * 10 + 2, 10 * 10 + 2)  # 6 columns, one row per digit class
     state = load_checkpoint(cfg.run_dir)
     assert state["model_args"]["num_classes"] == 10
     assert state["fixed_noise"]["y"].tolist() == [k for k in range(10) for _ in range(6)]
@@ -159,6 +195,7 @@ def test_conditional_switch_gives_every_objective_a_grid_row_per_class(make_cfg,
 
 # --- wgan_gp and batch norm in the critic -----------------------------------------
 
+
 @pytest.fixture
 def folder_16px(tmp_path):
     folder = tmp_path / "pictures16"
@@ -170,9 +207,20 @@ def folder_16px(tmp_path):
 
 
 def _dcgan_on(folder):
-    return ["model=dcgan", "model.g_channels=4", "model.d_channels=4", "dataset=image_folder",
-            f"dataset.path={folder}", "dataset.size=16", "dataset.channels=1", "latent.dim=8",
-            "train.batch_size=4", "train.steps=2", "train.log_every=1", "train.checkpoint_every=2"]
+    return [
+        "model=dcgan",
+        "model.g_channels=4",
+        "model.d_channels=4",
+        "dataset=image_folder",
+        f"dataset.path={folder}",
+        "dataset.size=16",
+        "dataset.channels=1",
+        "latent.dim=8",
+        "train.batch_size=4",
+        "train.steps=2",
+        "train.log_every=1",
+        "train.checkpoint_every=2",
+    ]
 
 
 def test_wgan_gp_refuses_a_batch_norm_critic_and_trains_with_layer_norm(make_cfg, folder_16px):
@@ -180,24 +228,27 @@ def test_wgan_gp_refuses_a_batch_norm_critic_and_trains_with_layer_norm(make_cfg
     # one line, before anything is built, and the fix it names runs.
     with pytest.raises(UserError) as caught:
         run(make_cfg("objective=wgan_gp", *_dcgan_on(folder_16px), tiny=False))
-    assert str(caught.value) == ("objective=wgan_gp needs a critic without batch norm (its penalty "
-                                 "is per sample); add model.d_norm=layer (or none), as "
-                                 "experiment=wgan_gp_mnist does")
+    assert str(caught.value) == (
+        "objective=wgan_gp needs a critic without batch norm (its penalty "
+        "is per sample); add model.d_norm=layer (or none), as "
+        "experiment=wgan_gp_mnist does"
+    )
     assert not (folder_16px.parent / "run0" / "checkpoints").exists()
     cfg = make_cfg("objective=wgan_gp", *_dcgan_on(folder_16px), "model.d_norm=layer", tiny=False)
-    assert cfg.model.d_norm == "layer"                               # what --cfg job shows
+    assert cfg.model.d_norm == "layer"  # what --cfg job shows
     run(cfg)
     state = load_checkpoint(cfg.run_dir)
     assert state["config"]["model"]["d_norm"] == "layer"
     G, D = build_models(state["config"], state["model_args"])
-    D.load_state_dict(state["discriminator"])                      # the checkpoint rebuilds this D
+    D.load_state_dict(state["discriminator"])  # the checkpoint rebuilds this D
     kinds = {type(m).__name__ for m in D.modules()}
     assert "GroupNorm" in kinds and "BatchNorm2d" not in kinds
     assert "BatchNorm2d" in {type(m).__name__ for m in G.modules()}  # G keeps its batch norm
 
 
-@pytest.mark.parametrize("objective,refused", [("hinge", False), ("fgan", False), ("wgan", False),
-                                               ("wgan_gp", True)])
+@pytest.mark.parametrize(
+    "objective,refused", [("hinge", False), ("fgan", False), ("wgan", False), ("wgan_gp", True)]
+)
 def test_only_an_objective_that_forbids_it_refuses_a_batch_norm_critic(make_cfg, objective, refused):
     cfg = make_cfg(f"objective={objective}", "model=dcgan", tiny=False)
     if refused:
@@ -205,24 +256,41 @@ def test_only_an_objective_that_forbids_it_refuses_a_batch_norm_critic(make_cfg,
             validate(cfg)
     else:
         validate(cfg)
-    for norm in ("layer", "none"):                    # nothing to refuse
+    for norm in ("layer", "none"):  # nothing to refuse
         validate(make_cfg(f"objective={objective}", "model=dcgan", f"model.d_norm={norm}", tiny=False))
 
 
 # --- bad input ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("overrides,message", [
-    (["objective=fgan", "objective.divergence=chi"],
-     "objective.divergence must be one of kl, reverse_kl, pearson, hellinger, jensen_shannon, gan, got 'chi'"),
-    (["objective=fgan", "objective.generator_loss=minimax"],
-     "objective.generator_loss must be one of alternative, saddle, got 'minimax'"),
-    (["objective=lsgan", "objective.a=1"], "objective.a and objective.b must differ"),
-    (["objective=lsgan", "objective.c=high"], "objective.c must be a number, got 'high'"),
-    (["objective=wgan_gp", "objective.gp_weight=-1"], "objective.gp_weight must be a number >= 0, got -1"),
-    (["objective=hinge", "objective.critic_steps=0"], "objective.critic_steps must be a whole number >= 1"),
-    (["objective=hinge", "model=dcgan", "model.d_norm=instance", "dataset=digits"],
-     "model.d_norm must be one of batch, layer, none, got 'instance'"),
-])
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["objective=fgan", "objective.divergence=chi"],
+            "objective.divergence must be one of kl, reverse_kl, pearson, hellinger, jensen_shannon, gan, "
+            "got 'chi'",
+        ),
+        (
+            ["objective=fgan", "objective.generator_loss=minimax"],
+            "objective.generator_loss must be one of alternative, saddle, got 'minimax'",
+        ),
+        (["objective=lsgan", "objective.a=1"], "objective.a and objective.b must differ"),
+        (["objective=lsgan", "objective.c=high"], "objective.c must be a number, got 'high'"),
+        (
+            ["objective=wgan_gp", "objective.gp_weight=-1"],
+            "objective.gp_weight must be a number >= 0, got -1",
+        ),
+        (
+            ["objective=hinge", "objective.critic_steps=0"],
+            "objective.critic_steps must be a whole number >= 1",
+        ),
+        (
+            ["objective=hinge", "model=dcgan", "model.d_norm=instance", "dataset=digits"],
+            "model.d_norm must be one of batch, layer, none, got 'instance'",
+        ),
+    ],
+)
 def test_bad_objective_settings_get_one_clear_line(make_cfg, overrides, message):
     cfg = make_cfg(*overrides, "train.steps=1", tiny="model=dcgan" not in overrides)
     with pytest.raises(UserError) as caught:

@@ -5,16 +5,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line_errors, assert_pictures, tensorboard_events
 from PIL import Image
 
-from conftest import assert_one_line_errors, assert_pictures, tensorboard_events
+from gan_cli.commands.sample import draw
+from gan_cli.commands.sample import main as sample_main
 from gan_cli.run.checkpoint import load_checkpoint
 from gan_cli.run.runner import run
-from gan_cli.commands.sample import draw, main as sample_main
 
 
-@pytest.mark.parametrize("objective,estimate", [("wgan", "wasserstein_estimate"),
-                                                 ("gan", "js_estimate"), ("mse", "mse")])
+@pytest.mark.parametrize(
+    "objective,estimate", [("wgan", "wasserstein_estimate"), ("gan", "js_estimate"), ("mse", "mse")]
+)
 def test_tensorboard_holds_scalars_and_sample_grids(make_cfg, objective, estimate):
     cfg = make_cfg(f"objective={objective}")
     run(cfg)
@@ -26,20 +28,22 @@ def test_tensorboard_holds_scalars_and_sample_grids(make_cfg, objective, estimat
     assert [e.step for e in acc.Scalars("loss/g")] == [5, 10, 15, 20]
     # 8 x 8 grid of 8x8 digits with 2-pixel padding: 8*10 + 2 = 82 pixels a side.
     assert_pictures(run_dir, acc, "samples", [10, 20], (82, 82))
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == \
-        ["last.pt", "step_10.pt", "step_20.pt"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "last.pt",
+        "step_10.pt",
+        "step_20.pt",
+    ]
 
 
 def test_cgan_grid_has_one_row_per_class(make_cfg):
     cfg = make_cfg("objective=cgan", "train.grid_columns=6")
     run(cfg)
     with Image.open(Path(cfg.run_dir) / "samples" / "step_20.png") as png:
-        assert png.size == (6 * 10 + 2, 10 * 10 + 2)     # 6 columns, 10 class rows
+        assert png.size == (6 * 10 + 2, 10 * 10 + 2)  # 6 columns, 10 class rows
 
 
 def test_checkpoint_is_a_plain_dict_that_rebuilds_the_generator(make_cfg):
-    cfg = make_cfg("objective=cgan", "train.steps=10", "train.keep_checkpoints=1",
-                   "train.checkpoint_every=4")
+    cfg = make_cfg("objective=cgan", "train.steps=10", "train.keep_checkpoints=1", "train.checkpoint_every=4")
     run(cfg)
     folder = Path(cfg.run_dir) / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["last.pt", "step_8.pt"]
@@ -54,7 +58,7 @@ def test_checkpoint_is_a_plain_dict_that_rebuilds_the_generator(make_cfg):
     assert samples.min() >= -1 and samples.max() <= 1
     assert labels.tolist() == [i % 10 for i in range(20)]
     again, _ = draw(load_checkpoint(folder / "last.pt"), 20, seed=3)
-    assert torch.equal(samples, again)                   # same seed, same samples
+    assert torch.equal(samples, again)  # same seed, same samples
 
 
 def test_gan_sample_writes_npz_and_grid_with_label_control(make_cfg, tmp_path):
@@ -75,10 +79,10 @@ def test_gan_sample_writes_npz_and_grid_with_label_control(make_cfg, tmp_path):
     with Image.open(grid) as png:
         assert png.size == (10 * 10 + 2, 2 * 10 + 2)
         pixels = np.asarray(png.convert("L"), dtype=np.int64)
-    cells = [pixels[2 + 10 * r: 10 + 10 * r, 2 + 10 * c: 10 + 10 * c] for r in range(2) for c in range(10)]
+    cells = [pixels[2 + 10 * r : 10 + 10 * r, 2 + 10 * c : 10 + 10 * c] for r in range(2) for c in range(10)]
     expected = np.floor(np.clip((samples[:, 0] + 1) / 2, 0, 1) * 255 + 0.5)
-    assert all(np.abs(cell - want).max() <= 1 for cell, want in zip(cells, expected))
-    assert len({cell.tobytes() for cell in cells[:10]}) == 10         # each label its own image
+    assert all(np.abs(cell - want).max() <= 1 for cell, want in zip(cells, expected, strict=True))
+    assert len({cell.tobytes() for cell in cells[:10]}) == 10  # each label its own image
     # Class control is real: the same noise under two labels gives two images.
     state = load_checkpoint(cfg.run_dir)
     three, _ = draw(state, 4, label=3, seed=1)
@@ -111,7 +115,7 @@ def test_meter_sums_bf16_losses_in_fp32_and_continues_restored_sums():
     from gan_cli.training.meter import Meter
 
     meter = Meter()
-    for _ in range(1000):      # a bf16 running sum would stall near 32 (its spacing there is 0.25)
+    for _ in range(1000):  # a bf16 running sum would stall near 32 (its spacing there is 0.25)
         meter.add({"loss/d": torch.tensor(0.1, dtype=torch.bfloat16)})
     restored = Meter()
     restored.load_state_dict(meter.state_dict())
@@ -128,10 +132,11 @@ def _png_pixels(path) -> np.ndarray:
 
 @pytest.mark.parametrize("batch", [256, 5])
 def test_gan_sample_png_dir_writes_one_8_bit_png_per_sample(make_cfg, tmp_path, monkeypatch, batch):
-    import gan_cli.commands.sample
     from torchvision.utils import save_image
 
-    monkeypatch.setattr(gan_cli.commands.sample, "PNG_BATCH", batch)    # 5: the samples come in 5 batches
+    import gan_cli.commands.sample
+
+    monkeypatch.setattr(gan_cli.commands.sample, "PNG_BATCH", batch)  # 5: the samples come in 5 batches
     monkeypatch.chdir(tmp_path)
     cfg = make_cfg("objective=cgan", "train.steps=5")
     run(cfg)
@@ -139,10 +144,10 @@ def test_gan_sample_png_dir_writes_one_8_bit_png_per_sample(make_cfg, tmp_path, 
     sample_main([cfg.run_dir, "--png-dir", str(folder), "--num", "23", "--seed", "4"])
     names = sorted(p.name for p in folder.iterdir())
     assert names == [f"{i:06d}_class{i % 10}.png" for i in range(23)]
-    assert not (tmp_path / "samples.npz").exists()            # only what was asked for
+    assert not (tmp_path / "samples.npz").exists()  # only what was asked for
     samples, labels = draw(load_checkpoint(cfg.run_dir), 23, seed=4)
     expected = np.floor(np.clip((samples.numpy()[:, 0] + 1) / 2, 0, 1) * 255 + 0.5).astype(np.uint8)
-    assert len(np.unique(expected)) > 20                      # real images, not a constant
+    assert len(np.unique(expected)) > 20  # real images, not a constant
     for i, name in enumerate(names):
         with Image.open(folder / name) as png:
             assert (png.mode, png.size) == ("L", (8, 8))
@@ -150,7 +155,7 @@ def test_gan_sample_png_dir_writes_one_8_bit_png_per_sample(make_cfg, tmp_path, 
         assert np.array_equal(pixels, expected[i]), name
         # The same bytes the run's grids get from the same image.
         single = tmp_path / "single.png"
-        save_image(((samples[i:i + 1] + 1) / 2).clamp(0, 1), single, padding=0)
+        save_image(((samples[i : i + 1] + 1) / 2).clamp(0, 1), single, padding=0)
         assert np.array_equal(_png_pixels(single)[..., 0], pixels)
 
 
@@ -193,10 +198,13 @@ def test_gan_eval_bad_input_gets_one_line(make_cfg, tmp_path, capsys):
     assert_one_line_errors(eval_main, "gan-eval", cases, capsys)
 
 
-@pytest.mark.parametrize("shape,nrow", [((5, 1, 8, 8), 2), ((6, 3, 7, 9), 3), ((1, 1, 4, 4), 8),
-                                        ((3, 4, 5, 5), 8), ((3, 20, 30), 8)])
+@pytest.mark.parametrize(
+    "shape,nrow",
+    [((5, 1, 8, 8), 2), ((6, 3, 7, 9), 3), ((1, 1, 4, 4), 8), ((3, 4, 5, 5), 8), ((3, 20, 30), 8)],
+)
 def test_grids_and_pngs_equal_torchvision_pixel_for_pixel(tmp_path, shape, nrow):
-    from torchvision.utils import make_grid as tv_grid, save_image
+    from torchvision.utils import make_grid as tv_grid
+    from torchvision.utils import save_image
 
     from gan_cli.output.pictures import make_grid, save_png
 
@@ -215,9 +223,11 @@ def test_a_run_with_pictures_does_not_import_torchvision(tmp_path):
 
     from conftest import TINY
 
-    code = ("import sys; from gan_cli.config.compose import compose_config; from gan_cli.run.runner import run; "
-            f"run(compose_config({[*TINY, 'train.steps=4', 'train.sample_every=2', f'run_dir={tmp_path}']!r})); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
+    code = (
+        "import sys; from gan_cli.config.compose import compose_config; from gan_cli.run.runner import run; "
+        f"run(compose_config({[*TINY, 'train.steps=4', 'train.sample_every=2', f'run_dir={tmp_path}']!r})); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.strip().splitlines()[-1] == "[]"

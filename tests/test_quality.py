@@ -1,36 +1,48 @@
 """gan-bench --quality: the metric against training seconds, per configuration."""
 
 import json
+from itertools import pairwise
 
 import pytest
 from PIL import Image
 
-from gan_cli.commands.bench import main as bench_main
 from gan_cli.bench.quality import quality_curve, seconds_to_reach, table
+from gan_cli.commands.bench import main as bench_main
 
-SMALL = ["dataset=digits", "model.g_hidden=[32]", "model.d_hidden=[32]", "latent.dim=8",
-         "eval.num_samples=200"]
+SMALL = [
+    "dataset=digits",
+    "model.g_hidden=[32]",
+    "model.d_hidden=[32]",
+    "latent.dim=8",
+    "eval.num_samples=200",
+]
 
 
 def test_a_curve_is_scored_at_zero_and_every_interval_up_to_the_budget():
     points = quality_curve(["objective=gan", *SMALL], budget=1.2, every=0.4, metric="eval/fd")
     assert [p["seconds"] for p in points][0] == 0.0 and len(points) == 4
     seconds = [p["seconds"] for p in points]
-    assert all(b > a for a, b in zip(seconds, seconds[1:])) and seconds[-1] >= 1.2 - 1e-6
+    assert all(b > a for a, b in pairwise(seconds)) and seconds[-1] >= 1.2 - 1e-6
     steps = [p["steps"] for p in points]
-    assert steps[0] == 0 and all(b > a for a, b in zip(steps, steps[1:]))
+    assert steps[0] == 0 and all(b > a for a, b in pairwise(steps))
     assert all("eval/fd" in p and p["eval/fd"] > 0 for p in points)
 
 
 def test_the_table_reads_each_curve_at_a_quarter_half_and_end():
-    curves = {"a": [{"seconds": 0, "steps": 0, "eval/fd": 100.0},
-                    {"seconds": 10, "steps": 50, "eval/fd": 40.0},
-                    {"seconds": 20, "steps": 100, "eval/fd": 20.0},
-                    {"seconds": 30, "steps": 150, "eval/fd": 12.0},
-                    {"seconds": 40, "steps": 200, "eval/fd": 10.0}],
-              "b": [{"seconds": 0, "steps": 0, "eval/fd": 100.0},
-                    {"seconds": 20, "steps": 10, "eval/fd": 60.0},
-                    {"seconds": 40, "steps": 20, "eval/fd": 30.0}]}
+    curves = {
+        "a": [
+            {"seconds": 0, "steps": 0, "eval/fd": 100.0},
+            {"seconds": 10, "steps": 50, "eval/fd": 40.0},
+            {"seconds": 20, "steps": 100, "eval/fd": 20.0},
+            {"seconds": 30, "steps": 150, "eval/fd": 12.0},
+            {"seconds": 40, "steps": 200, "eval/fd": 10.0},
+        ],
+        "b": [
+            {"seconds": 0, "steps": 0, "eval/fd": 100.0},
+            {"seconds": 20, "steps": 10, "eval/fd": 60.0},
+            {"seconds": 40, "steps": 20, "eval/fd": 30.0},
+        ],
+    }
     rows = table(curves, "eval/fd").splitlines()
     assert rows[2] == "| a | 200 | 5.0 | 40 | 20 | 10 | 40 |"
     assert rows[3] == "| b | 20 | 0.5 | 60 | 60 | 30 | - |"
@@ -39,8 +51,20 @@ def test_the_table_reads_each_curve_at_a_quarter_half_and_end():
 
 
 def test_gan_bench_quality_writes_the_table_json_and_one_curve_per_config(tmp_path, capsys):
-    bench_main(["--quality", "--configs", "gan,wgan", "--budget", "0.6", "--every", "0.3",
-                "--out", str(tmp_path), *SMALL])
+    bench_main(
+        [
+            "--quality",
+            "--configs",
+            "gan,wgan",
+            "--budget",
+            "0.6",
+            "--every",
+            "0.3",
+            "--out",
+            str(tmp_path),
+            *SMALL,
+        ]
+    )
     out = capsys.readouterr().out
     assert "| gan |" in out and "| wgan |" in out
     curves = json.loads((tmp_path / "quality.json").read_text())
@@ -52,12 +76,17 @@ def test_gan_bench_quality_writes_the_table_json_and_one_curve_per_config(tmp_pa
     assert (31, 119, 180) in colours and (255, 127, 14) in colours
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--configs", "gan,nope"], "unknown config 'nope'; choose from"),
-    (["--configs", "gan", "--metric", "eval/nothing", "--budget", "0.1", *SMALL],
-     "--metric eval/nothing is not among this run's metrics"),
-    (["--every", "0"], "--budget and --every must be > 0 seconds"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--configs", "gan,nope"], "unknown config 'nope'; choose from"),
+        (
+            ["--configs", "gan", "--metric", "eval/nothing", "--budget", "0.1", *SMALL],
+            "--metric eval/nothing is not among this run's metrics",
+        ),
+        (["--every", "0"], "--budget and --every must be > 0 seconds"),
+    ],
+)
 def test_bad_quality_input_gets_one_line(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as stopped:
         bench_main(["--quality", "--out", str(tmp_path), *args])

@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import tensorboard_events
 from PIL import Image
 
-from conftest import tensorboard_events
-from gan_cli.commands.report import build_table, find_jobs, main as report_main, plot_report
+from gan_cli.commands.report import build_table, find_jobs, plot_report
+from gan_cli.commands.report import main as report_main
 from gan_cli.run.runner import run
 
 
@@ -42,20 +43,23 @@ def test_plot_draws_one_curve_per_job_and_each_last_grid(sweep):
     assert len(curves["wasserstein_estimate"].get_lines()) == 1
     assert len(curves["steps_per_sec"].get_lines()) == 3
     assert "eval/fd" in curves and "eval/class_accuracy/3" not in curves
-    for job, line in zip(jobs, curves["loss/g"].get_lines()):
+    for job, line in zip(jobs, curves["loss/g"].get_lines(), strict=True):
         events = tensorboard_events(job.folder).Scalars("loss/g")
         assert list(line.get_xdata()) == [e.step for e in events] == [5, 10, 15, 20]
         assert np.allclose(line.get_ydata(), [e.value for e in events])
     labels = [line.get_label() for line in curves["loss/g"].get_lines()]
-    assert labels == ["objective=gan seed=0", "objective=gan seed=1",
-                      "objective=wgan train.sample_every=5 seed=0"]
+    assert labels == [
+        "objective=gan seed=0",
+        "objective=gan seed=1",
+        "objective=wgan train.sample_every=5 seed=0",
+    ]
     gan0, gan1, wgan = curves["loss/g"].get_lines()
-    assert gan0.get_color() == gan1.get_color() != wgan.get_color()    # a group shares a colour
+    assert gan0.get_color() == gan1.get_color() != wgan.get_color()  # a group shares a colour
     assert gan0.get_linestyle() != gan1.get_linestyle()
 
     pictures = [ax for ax in fig.subfigs[1].axes if ax.images]
     assert [ax.get_title().splitlines()[1] for ax in pictures] == ["step 20"] * 3
-    for job, ax in zip(jobs, pictures):
+    for job, ax in zip(jobs, pictures, strict=True):
         with Image.open(job.folder / "samples" / "step_20.png") as png:
             assert np.array_equal(ax.images[0].get_array(), np.asarray(png.convert("RGB")))
 
@@ -85,4 +89,4 @@ def test_plot_without_events_or_samples_is_one_line(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("gan-report: error: --plot: no TensorBoard curves") and err.count("\n") == 1
-    assert not (tmp_path / "sweep" / "report.md").exists()      # nothing half done
+    assert not (tmp_path / "sweep" / "report.md").exists()  # nothing half done

@@ -6,22 +6,30 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, assert_same, run_cli, start_gan_train, wait_for
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, assert_same, run_cli, start_gan_train, wait_for
-from gan_cli.run.checkpoint import load_checkpoint
 from gan_cli.errors import UserError
+from gan_cli.run.checkpoint import load_checkpoint
 from gan_cli.run.runner import run
 
-SHORT = ["train.steps=12", "train.log_every=3", "train.checkpoint_every=3", "train.sample_every=6",
-         "train.eval_every=6"]
+SHORT = [
+    "train.steps=12",
+    "train.log_every=3",
+    "train.checkpoint_every=3",
+    "train.sample_every=6",
+    "train.eval_every=6",
+]
 
 
 def _curves(run_dir) -> dict[str, list[tuple[int, float]]]:
     acc = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)]
-            for tag in acc.Tags()["scalars"] if not tag.startswith("perf/")}
+    return {
+        tag: [(e.step, e.value) for e in acc.Scalars(tag)]
+        for tag in acc.Tags()["scalars"]
+        if not tag.startswith("perf/")
+    }
 
 
 @pytest.mark.parametrize("objective", ["mse", "gan", "wgan", "cgan"])
@@ -42,20 +50,32 @@ def test_resumed_run_equals_straight_run_bit_for_bit(make_cfg, objective):
             assert torch.equal(a[net][key], b[net][key]), f"{net}.{key} differs"
     curves_a, curves_b = _curves(straight.run_dir), _curves(half.run_dir)
     assert curves_a == curves_b
-    assert [s for s, _ in curves_b["loss/g"]] == [3, 6, 9, 12]      # no duplicate points
+    assert [s for s, _ in curves_b["loss/g"]] == [3, 6, 9, 12]  # no duplicate points
 
 
-@pytest.mark.parametrize("objective,dataset,extra", [
-    ("gan", "digits", []), ("wgan_gp", "ring8", []),
-    ("hinge", "digits", ["train.augment=[color,translation,cutout]"])])
-def test_the_whole_checkpoint_does_not_depend_on_where_a_run_stopped(make_cfg, objective, dataset,
-                                                                     extra):
+@pytest.mark.parametrize(
+    "objective,dataset,extra",
+    [
+        ("gan", "digits", []),
+        ("wgan_gp", "ring8", []),
+        ("hinge", "digits", ["train.augment=[color,translation,cutout]"]),
+    ],
+)
+def test_the_whole_checkpoint_does_not_depend_on_where_a_run_stopped(make_cfg, objective, dataset, extra):
     # The half run ends at step 10, so it evaluates and draws a picture there
     # (and, on digits, trains the scoring classifier) before its checkpoint;
     # the straight run does neither at 10. The checkpoints at 20 must still be
     # the same, process-wide random states included.
-    cadence = ["seed=1", "train.log_every=5", "train.checkpoint_every=5", "train.sample_every=20",
-               "train.eval_every=20", f"objective={objective}", f"dataset={dataset}", *extra]
+    cadence = [
+        "seed=1",
+        "train.log_every=5",
+        "train.checkpoint_every=5",
+        "train.sample_every=20",
+        "train.eval_every=20",
+        f"objective={objective}",
+        f"dataset={dataset}",
+        *extra,
+    ]
     if dataset != "digits":
         cadence += ["model.g_hidden=[16]", "model.d_hidden=[16]", "dataset.eval_points=200"]
     straight = make_cfg(*cadence, "train.steps=20")
@@ -74,9 +94,17 @@ def test_random_streams_saved_on_another_device_type_are_reseeded_reproducibly(m
     # A CUDA run's generators save 16 bytes (seed, offset); a CPU generator's
     # state is 5,056. Such a checkpoint resumed on the CPU continues from a
     # seed taken from the saved bytes: it runs, says so, and repeats itself.
-    toy = ["objective=gan", "dataset=ring8", "model.g_hidden=[16]", "model.d_hidden=[16]",
-           "dataset.eval_points=200", "train.log_every=3", "train.checkpoint_every=3",
-           "train.sample_every=100", "train.eval_every=100"]
+    toy = [
+        "objective=gan",
+        "dataset=ring8",
+        "model.g_hidden=[16]",
+        "model.d_hidden=[16]",
+        "dataset.eval_points=200",
+        "train.log_every=3",
+        "train.checkpoint_every=3",
+        "train.sample_every=100",
+        "train.eval_every=100",
+    ]
     half = make_cfg(*toy, "train.steps=6")
     run(half)
     path = Path(half.run_dir) / "checkpoints" / "last.pt"
@@ -95,11 +123,12 @@ def test_random_streams_saved_on_another_device_type_are_reseeded_reproducibly(m
     assert finals[0]["step"] == finals[1]["step"] == 12
     for key in finals[0]["generator"]:
         assert torch.equal(finals[0]["generator"][key], finals[1]["generator"][key]), key
-    assert not torch.equal(finals[0]["latent_rng"], state["latent_rng"])   # a CPU state now
+    assert not torch.equal(finals[0]["latent_rng"], state["latent_rng"])  # a CPU state now
 
 
 def test_restore_generator_keeps_exact_states_and_refuses_a_broken_one():
     from gan_cli.rng import restore_generator
+
     source = torch.Generator().manual_seed(5)
     target = torch.Generator().manual_seed(0)
     assert restore_generator(target, source.get_state()) is True
@@ -109,7 +138,7 @@ def test_restore_generator_keeps_exact_states_and_refuses_a_broken_one():
     second = torch.Generator()
     assert restore_generator(second, torch.arange(16, dtype=torch.uint8)) is False
     assert torch.equal(torch.rand(4, generator=first), torch.rand(4, generator=second))
-    broken = torch.zeros_like(source.get_state())      # a CPU state's size, not a valid one
+    broken = torch.zeros_like(source.get_state())  # a CPU state's size, not a valid one
     with pytest.raises(RuntimeError):
         restore_generator(torch.Generator(), broken)
 
@@ -117,18 +146,30 @@ def test_restore_generator_keeps_exact_states_and_refuses_a_broken_one():
 def test_resume_refuses_a_changed_config_unless_allowed(make_cfg):
     first = make_cfg("objective=gan", "train.steps=4")
     run(first)
-    changed = make_cfg("objective=gan", "train.steps=8", "optimizer.lr=1e-3", "latent.dim=8",
-                       "resume=true", f"run_dir={first.run_dir}")
+    changed = make_cfg(
+        "objective=gan",
+        "train.steps=8",
+        "optimizer.lr=1e-3",
+        "latent.dim=8",
+        "resume=true",
+        f"run_dir={first.run_dir}",
+    )
     with pytest.raises(UserError) as info:
         run(changed)
     message = str(info.value)
     assert "latent.dim" in message and "optimizer.lr" in message and "train.steps" not in message
-    allowed = make_cfg("objective=gan", "train.steps=8", "optimizer.lr=1e-3",
-                       "resume=true", f"run_dir={first.run_dir}", "resume_allow=[optimizer]")
+    allowed = make_cfg(
+        "objective=gan",
+        "train.steps=8",
+        "optimizer.lr=1e-3",
+        "resume=true",
+        f"run_dir={first.run_dir}",
+        "resume_allow=[optimizer]",
+    )
     run(allowed)
     state = load_checkpoint(first.run_dir)
     assert state["step"] == 8
-    assert state["opt_g"]["param_groups"][0]["lr"] == 1e-3       # the allowed change took effect
+    assert state["opt_g"]["param_groups"][0]["lr"] == 1e-3  # the allowed change took effect
 
 
 def test_resume_from_a_checkpoint_path_and_bad_resumes(make_cfg, tmp_path):
@@ -136,7 +177,7 @@ def test_resume_from_a_checkpoint_path_and_bad_resumes(make_cfg, tmp_path):
     run(first)
     step3 = Path(first.run_dir) / "checkpoints" / "step_3.pt"
     again = make_cfg("objective=wgan", "train.steps=6", "train.checkpoint_every=3", f"resume={step3}")
-    run(again)                     # continues the original run dir from step 3
+    run(again)  # continues the original run dir from step 3
     assert load_checkpoint(first.run_dir)["step"] == 6
     with pytest.raises(UserError, match="holds no checkpoints/last.pt"):
         run(make_cfg("resume=true"))
@@ -147,8 +188,14 @@ def test_resume_from_a_checkpoint_path_and_bad_resumes(make_cfg, tmp_path):
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(make_cfg):
-    cfg = make_cfg("objective=gan", "optimizer=sgd", "optimizer.lr=1e12", "train.steps=40",
-                   "train.checkpoint_every=1", "train.log_every=1")
+    cfg = make_cfg(
+        "objective=gan",
+        "optimizer=sgd",
+        "optimizer.lr=1e12",
+        "train.steps=40",
+        "train.checkpoint_every=1",
+        "train.log_every=1",
+    )
     with pytest.raises(UserError) as info:
         run(cfg)
     assert "diverged" in str(info.value) and "at step" in str(info.value)
@@ -159,18 +206,24 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(make_cfg):
 
 def test_rollback_reloads_lowers_the_learning_rate_and_finishes(make_cfg, monkeypatch, capsys):
     from gan_cli.objectives import MinimaxGAN
+
     original = MinimaxGAN.generator_loss
     calls = {"n": 0}
 
-    def poisoned(self, G, D, batch, latent):      # NaN losses at two generator steps
+    def poisoned(self, G, D, batch, latent):  # NaN losses at two generator steps
         calls["n"] += 1
         loss, stats = original(self, G, D, batch, latent)
         return (loss * float("nan"), stats) if calls["n"] in (7, 12) else (loss, stats)
 
     monkeypatch.setattr(MinimaxGAN, "generator_loss", poisoned)
-    cfg = make_cfg("objective=gan", "train.steps=12", "train.log_every=2",
-                   "train.checkpoint_every=4", "train.on_nonfinite=rollback",
-                   "train.rollback_lr_factor=0.5")
+    cfg = make_cfg(
+        "objective=gan",
+        "train.steps=12",
+        "train.log_every=2",
+        "train.checkpoint_every=4",
+        "train.on_nonfinite=rollback",
+        "train.rollback_lr_factor=0.5",
+    )
     metrics = run(cfg)
     err = capsys.readouterr().err
     assert "rolled back to step 4, learning rates x0.5 (rollback 1 of 3)" in err
@@ -182,24 +235,25 @@ def test_rollback_reloads_lowers_the_learning_rate_and_finishes(make_cfg, monkey
 
 def test_sigkill_leaves_a_loadable_checkpoint_and_resume_finishes(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["train.steps=100000", "train.checkpoint_every=5", "train.log_every=5",
-            f"hydra.run.dir={run_dir}"]
+    args = ["train.steps=100000", "train.checkpoint_every=5", "train.log_every=5", f"hydra.run.dir={run_dir}"]
     process = start_gan_train(tmp_path, *args)
     wait_for(run_dir / "checkpoints" / "step_15.pt", process)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     state = load_checkpoint(run_dir)
     assert state["step"] >= 15
-    done = run_cli("gan-train", *TINY, *args[1:], f"train.steps={state['step'] + 5}", "resume=true",
-                   cwd=tmp_path)
+    done = run_cli(
+        "gan-train", *TINY, *args[1:], f"train.steps={state['step'] + 5}", "resume=true", cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert load_checkpoint(run_dir)["step"] == state["step"] + 5
 
 
 def test_sigint_checkpoints_says_how_to_resume_and_exits_nonzero(tmp_path):
     run_dir = tmp_path / "run"
-    process = start_gan_train(tmp_path, "train.steps=100000", "train.checkpoint_every=5",
-                     f"hydra.run.dir={run_dir}")
+    process = start_gan_train(
+        tmp_path, "train.steps=100000", "train.checkpoint_every=5", f"hydra.run.dir={run_dir}"
+    )
     wait_for(run_dir / "checkpoints" / "step_5.pt", process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)

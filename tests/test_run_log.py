@@ -6,10 +6,9 @@ import io
 import logging
 from pathlib import Path
 
-from gan_cli.run.checkpoint import load_checkpoint
-from gan_cli.run.monitor import Monitor, _duration
 from gan_cli.output.log import log, logging_to
-from gan_cli.run.monitor import summary
+from gan_cli.run.checkpoint import load_checkpoint
+from gan_cli.run.monitor import Monitor, _duration, summary
 from gan_cli.run.runner import run
 
 
@@ -23,18 +22,28 @@ def test_a_run_from_python_writes_train_log_and_its_summary(make_cfg, capsys):
     err = capsys.readouterr().err
     assert "step 20/20" in err and f"run finished: {cfg.run_dir}" in err
     assert f"eval/fd {final['eval/fd']:.4g} (floor {final['eval/fd_floor']:.4g})" in err
-    assert not log.handlers                               # the run's own handlers are gone again
+    assert not log.handlers  # the run's own handlers are gone again
 
 
 def test_the_summary_shows_quality_beside_its_floor_and_how_to_look():
-    text = summary("out/run", {"loss/d": 0.5, "js_estimate": 0.1, "eval/fd": 12.0,
-                               "eval/fd_floor": 0.25, "toy/modes": 8.0, "steps_per_sec": 90.0})
+    text = summary(
+        "out/run",
+        {
+            "loss/d": 0.5,
+            "js_estimate": 0.1,
+            "eval/fd": 12.0,
+            "eval/fd_floor": 0.25,
+            "toy/modes": 8.0,
+            "steps_per_sec": 90.0,
+        },
+    )
     assert text.splitlines() == [
         "run finished: out/run",
         "  quality: eval/fd 12 (floor 0.25), toy/modes 8",
         "  last losses: loss/d 0.5, js_estimate 0.1",
         "  curves and pictures: tensorboard --logdir out/run",
-        "  samples: gan-sample out/run --num 64 --grid out/run/grid.png"]
+        "  samples: gan-sample out/run --num 64 --grid out/run/grid.png",
+    ]
 
 
 def test_a_terminal_gets_a_bar_and_train_log_still_gets_every_line(tmp_path, monkeypatch):
@@ -47,16 +56,15 @@ def test_a_terminal_gets_a_bar_and_train_log_still_gets_every_line(tmp_path, mon
         monitor.progress(100, {"loss/g": 0.125}, rate=10.0)
         monitor.close()
     shown = terminal.getvalue()
-    assert "100/200" in shown and "loss/g 0.125" in shown         # the bar, with the losses
-    assert "step 100/200" not in shown                             # not the log line as well
+    assert "100/200" in shown and "loss/g 0.125" in shown  # the bar, with the losses
+    assert "step 100/200" not in shown  # not the log line as well
     logged = (tmp_path / "train.log").read_text()
     assert "step 50/200  loss/g 0.25  10.0 it/s  eta 15s" in logged
     assert "step 100/200  loss/g 0.125  10.0 it/s  eta 10s" in logged
 
 
 def test_durations_read_as_a_person_writes_them():
-    assert [_duration(s) for s in (0, 45, 750, 14_700, float("inf"))] == \
-        ["0s", "45s", "12m30s", "4h05m", "?"]
+    assert [_duration(s) for s in (0, 45, 750, 14_700, float("inf"))] == ["0s", "45s", "12m30s", "4h05m", "?"]
 
 
 def test_logging_to_adds_only_what_is_missing(tmp_path):
@@ -81,9 +89,18 @@ def test_cadence_keys_may_change_on_resume_and_training_stays_the_same(make_cfg)
     run(half)
     # How often it logs, draws, evaluates and checkpoints, and how many step
     # files it keeps: none of it changes what is trained.
-    run(make_cfg("objective=gan", "resume=true", f"run_dir={half.run_dir}", "train.log_every=2",
-                 "train.sample_every=4", "train.eval_every=7", "train.checkpoint_every=5",
-                 "train.keep_checkpoints=1"))
+    run(
+        make_cfg(
+            "objective=gan",
+            "resume=true",
+            f"run_dir={half.run_dir}",
+            "train.log_every=2",
+            "train.sample_every=4",
+            "train.eval_every=7",
+            "train.checkpoint_every=5",
+            "train.keep_checkpoints=1",
+        )
+    )
     a, b = load_checkpoint(straight.run_dir), load_checkpoint(half.run_dir)
     for key in a["generator"]:
         assert a["generator"][key].equal(b["generator"][key])

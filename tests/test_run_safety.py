@@ -8,57 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_cli.run.checkpoint import Checkpointer, load_checkpoint, load_resumable, newest_readable
 from gan_cli.errors import UserError, reported
 from gan_cli.output.files import write_text_atomic
+from gan_cli.run.checkpoint import Checkpointer, load_checkpoint, load_resumable, newest_readable
 from gan_cli.run.runner import run
 
 CHECKPOINTS = ["train.steps=20", "train.checkpoint_every=10"]
-
-
-class _FillsUp:
-    """A file on a disk that fills up after `room` bytes."""
-
-    def __init__(self, file, room: int):
-        self.file, self.room = file, room
-
-    def write(self, data) -> int:
-        if len(data) > self.room:
-            self.file.write(bytes(data[:self.room]))
-            self.room = 0
-            raise OSError(errno.ENOSPC)            # as the kernel's write(2) reports it: a number
-        self.room -= len(data)
-        return self.file.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.file, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.file.close()
-
-
-@pytest.fixture(params=["python", "dev_full"])
-def full_disk(request, monkeypatch):
-    """full_disk(name_part): from now on, writing any temporary file whose
-    name contains `name_part` fails with ENOSPC: after 64 bytes from
-    Python's write ("python"), or from the kernel itself ("dev_full", the
-    bytes going to /dev/full through a buffered file, as on a real disk)."""
-    real_fdopen = os.fdopen
-
-    def arm(name_part: str):
-        def fdopen(fd, mode="r", *args, **kwargs):
-            name = os.readlink(f"/proc/self/fd/{fd}")
-            if name_part not in Path(name).name or "w" not in mode:
-                return real_fdopen(fd, mode, *args, **kwargs)
-            if request.param == "python":
-                return _FillsUp(real_fdopen(fd, mode, *args, **kwargs), room=64)
-            os.close(fd)
-            return open("/dev/full", "wb")
-        monkeypatch.setattr(os, "fdopen", fdopen)
-    return arm
 
 
 def _trained(make_cfg, *extra) -> Path:
@@ -75,9 +30,11 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_good_one(make_cfg, full_
     full_disk(".step_30.pt.")
     with pytest.raises(UserError) as info:
         Checkpointer(folder, keep=1).save({**state, "step": 30}, 30, keep_step_file=True)
-    assert str(info.value) == (f"cannot write {folder / 'step_30.pt'}: No space left on device; "
-                               f"last.pt still holds the previous checkpoint")
-    assert sorted(os.listdir(folder)) == before          # no .tmp left, nothing pruned
+    assert str(info.value) == (
+        f"cannot write {folder / 'step_30.pt'}: No space left on device; "
+        f"last.pt still holds the previous checkpoint"
+    )
+    assert sorted(os.listdir(folder)) == before  # no .tmp left, nothing pruned
     assert load_checkpoint(folder / "last.pt")["step"] == 20
 
 
@@ -92,9 +49,11 @@ def test_a_run_that_fills_the_disk_stops_with_one_line(make_cfg, full_disk, caps
     assert exit_info.value.code != 0
     folder = Path(cfg.run_dir) / "checkpoints"
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"gan-train: error: cannot write {folder / 'step_20.pt'}: No space left "
-                       f"on device; last.pt still holds the previous checkpoint")
-    assert all(line.startswith("step ") for line in err[:-1])     # progress lines, no traceback
+    assert err[-1] == (
+        f"gan-train: error: cannot write {folder / 'step_20.pt'}: No space left "
+        f"on device; last.pt still holds the previous checkpoint"
+    )
+    assert all(line.startswith("step ") for line in err[:-1])  # progress lines, no traceback
     assert sorted(os.listdir(folder)) == ["last.pt", "step_10.pt"]
     assert load_checkpoint(folder / "last.pt")["step"] == 10
 
@@ -124,9 +83,8 @@ def test_writing_names_the_file_and_reported_keeps_it_to_one_line(tmp_path, caps
     from gan_cli.errors import writing
 
     target = tmp_path / "samples" / "step_10.png"
-    with pytest.raises(SystemExit) as exit_info, reported("gan-x"):
-        with writing(target):
-            raise OSError(errno.ENOSPC)
+    with pytest.raises(SystemExit) as exit_info, reported("gan-x"), writing(target):
+        raise OSError(errno.ENOSPC)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"gan-x: error: cannot write {target}: No space left on device\n"
 
@@ -148,8 +106,9 @@ def test_an_unreadable_last_pt_names_the_newest_readable_step(make_cfg):
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"cannot resume: {last} is not a readable checkpoint")
-    assert message.endswith(f"the newest readable checkpoint is step 10: continue with "
-                            f"resume={(folder / 'step_10.pt').resolve()}")
+    assert message.endswith(
+        f"the newest readable checkpoint is step 10: continue with resume={(folder / 'step_10.pt').resolve()}"
+    )
     # The resume= it names works.
     resumed = make_cfg("objective=gan", *CHECKPOINTS, f"resume={(folder / 'step_10.pt').resolve()}")
     run(resumed)
@@ -160,10 +119,13 @@ def test_a_last_pt_replaced_by_a_broken_copy_names_step_20(make_cfg):
     folder = _trained(make_cfg) / "checkpoints"
     last = folder / "last.pt"
     data = last.read_bytes()
-    last.unlink()                                        # a separate file now, not step_20's bytes
-    last.write_bytes(data[:len(data) // 2])
-    with pytest.raises(UserError, match=r"newest readable checkpoint is step 20: continue with "
-                                        r"resume=.*step_20\.pt$"):
+    last.unlink()  # a separate file now, not step_20's bytes
+    last.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        UserError,
+        match=r"newest readable checkpoint is step 20: continue with "
+        r"resume=.*step_20\.pt$",
+    ):
         load_resumable(last)
     assert load_resumable(folder / "step_20.pt")["step"] == 20
 
@@ -174,7 +136,7 @@ def test_no_readable_checkpoint_at_all_says_so(make_cfg):
         _truncate(path, 100)
     assert newest_readable(folder) is None
     with pytest.raises(UserError, match=r"no readable step_<N>\.pt in .* either: start afresh"):
-        load_resumable(folder.parent)                    # a run dir means its last.pt
+        load_resumable(folder.parent)  # a run dir means its last.pt
 
 
 def test_newest_readable_orders_by_step_not_by_name(tmp_path):

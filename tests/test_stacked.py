@@ -22,9 +22,9 @@ def test_each_channel_is_a_real_digit_and_the_label_spells_them(stacked):
     sampler = stacked.sampler(64, torch.device("cpu"), seed=3)
     batch = sampler.next()
     assert batch.x.shape == (64, 3, 28, 28) and stacked.num_classes == 1000
-    digits = to_unit_range(stacked.digits[:, 0])                           # [5000, 28, 28]
-    for image, number in zip(batch.x, batch.y.tolist()):
-        for channel, place in zip(image, (100, 10, 1)):
+    digits = to_unit_range(stacked.digits[:, 0])  # [5000, 28, 28]
+    for image, number in zip(batch.x, batch.y.tolist(), strict=True):
+        for channel, place in zip(image, (100, 10, 1), strict=True):
             match = (digits == channel).flatten(1).all(1).nonzero().view(-1)
             assert len(match) >= 1
             assert stacked.labels[match[0]].item() == number // place % 10
@@ -67,6 +67,7 @@ def test_numbers_are_read_place_by_place():
             n = len(images) // 3
             digits = (torch.arange(n)[:, None] + torch.arange(3)[None]) % 10
             return None, torch.nn.functional.one_hot(digits.reshape(-1), 10).float()
+
     numbers, sure = read_numbers(Fixed(), torch.zeros(4, 3, 28, 28))
     assert numbers.tolist() == [12, 123, 234, 345] and sure.tolist() == [1.0] * 4
     values = mode_metrics(numbers, sure, 1000, wanted=torch.tensor([12, 123, 0, 345]))
@@ -75,9 +76,19 @@ def test_numbers_are_read_place_by_place():
 
 
 def test_a_short_stacked_run_logs_the_modes(make_cfg, tmp_path):
-    cfg = make_cfg("dataset=stacked_mnist", "model=dcgan", "model.g_channels=8",
-                   "model.d_channels=8", "objective=gan", "train.batch_size=16", "latent.dim=16",
-                   "train.steps=4", "train.log_every=2", "dataset.eval_samples=2000",
-                   f"dataset.root={tmp_path}", tiny=False)
+    cfg = make_cfg(
+        "dataset=stacked_mnist",
+        "model=dcgan",
+        "model.g_channels=8",
+        "model.d_channels=8",
+        "objective=gan",
+        "train.batch_size=16",
+        "latent.dim=16",
+        "train.steps=4",
+        "train.log_every=2",
+        "dataset.eval_samples=2000",
+        f"dataset.root={tmp_path}",
+        tiny=False,
+    )
     final = run(cfg)
     assert 1 <= final["eval/modes"] <= 1000 and final["eval/modes_kl"] >= 0

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY, run_cli
-from gan_cli.run.checkpoint import load_checkpoint
+
 from gan_cli.commands.report import main as report_main
+from gan_cli.run.checkpoint import load_checkpoint
 from gan_cli.run.runner import run
 
 
@@ -39,7 +39,7 @@ def test_hydra_main_returns_the_metric_named_by_optimized_metric(make_cfg, capsy
     from gan_cli.commands.train import main
 
     cfg = make_cfg("objective=cgan", "train.steps=4", "optimized_metric=eval/class_accuracy")
-    value = main(cfg)                      # a config passed in skips the command line
+    value = main(cfg)  # a config passed in skips the command line
     saved = json.loads((Path(cfg.run_dir) / "metrics.json").read_text())
     assert value == saved["eval/class_accuracy"] and 0 <= value <= 1
 
@@ -76,10 +76,11 @@ def test_gan_report_groups_by_swept_keys_with_mean_and_std_over_seeds(tmp_path, 
     sweep = tmp_path / "sweep"
     fds = {("gan", 0): 10.0, ("gan", 1): 12.0, ("gan", 2): 14.0, ("wgan", 0): 20.0, ("wgan", 1): 22.0}
     for i, ((objective, seed), fd) in enumerate(fds.items()):
-        _fake_job(sweep / f"{i}_objective={objective},seed={seed}",
-                  [f"objective={objective}", f"seed={seed}", "train.steps=4", "hydra.run.dir=x"],
-                  {"eval/fd": fd, "eval/fd_floor": 0.25, "eval/class_accuracy/3": 0.5,
-                   "loss/g": float(seed)})
+        _fake_job(
+            sweep / f"{i}_objective={objective},seed={seed}",
+            [f"objective={objective}", f"seed={seed}", "train.steps=4", "hydra.run.dir=x"],
+            {"eval/fd": fd, "eval/fd_floor": 0.25, "eval/class_accuracy/3": 0.5, "loss/g": float(seed)},
+        )
     _fake_job(sweep / "5_objective=gan,seed=3", ["objective=gan", "seed=3", "train.steps=4"], None)
 
     report_main([str(sweep)])
@@ -87,7 +88,7 @@ def test_gan_report_groups_by_swept_keys_with_mean_and_std_over_seeds(tmp_path, 
     assert "fixed: train.steps=4" in out and "floor (real held-out vs real train): 0.25" in out
     lines = out.splitlines()
     header = next(line for line in lines if line.startswith("objective"))
-    assert header.split() == ["objective", "n", "eval/fd", "loss/g"]   # no per-class, no seed column
+    assert header.split() == ["objective", "n", "eval/fd", "loss/g"]  # no per-class, no seed column
     gan = next(line for line in lines if line.startswith("gan "))
     wgan = next(line for line in lines if line.startswith("wgan "))
     assert gan.split()[:5] == ["gan", "3", "12", "±", "2"]
@@ -108,11 +109,14 @@ def test_gan_report_groups_by_swept_keys_with_mean_and_std_over_seeds(tmp_path, 
     assert (tmp_path / "r" / "report.csv").exists()
 
 
-@pytest.mark.parametrize("setup,args,message", [
-    ("empty", [], "no finished runs under"),
-    ("missing", [], "no such folder"),
-    ("one", ["--metrics", "eval/nope"], "--metrics: eval/nope not in any job's metrics.json"),
-])
+@pytest.mark.parametrize(
+    "setup,args,message",
+    [
+        ("empty", [], "no finished runs under"),
+        ("missing", [], "no such folder"),
+        ("one", ["--metrics", "eval/nope"], "--metrics: eval/nope not in any job's metrics.json"),
+    ],
+)
 def test_gan_report_bad_input_gets_one_line(tmp_path, capsys, setup, args, message):
     folder = tmp_path / "sweep"
     if setup != "missing":
@@ -133,12 +137,20 @@ def _job_dirs(sweep: Path) -> list[Path]:
 def test_a_failed_job_leaves_the_rest_of_the_sweep_running(tmp_path):
     sweep = tmp_path / "sweep"
     # moons has no labels, so the conditional job 0 fails; ring8 (job 1) trains.
-    done = run_cli("gan-train", "-m", "objective=cgan", "dataset=moons,ring8", "train.steps=3",
-                   "train.log_every=3", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    done = run_cli(
+        "gan-train",
+        "-m",
+        "objective=cgan",
+        "dataset=moons,ring8",
+        "train.steps=3",
+        "train.log_every=3",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 1
     message = "objective=cgan is conditional but dataset moons has no class labels"
     assert f"gan-train: error: job 0: {message}" in done.stderr
-    assert f"gan-train: error: {message}" in done.stderr       # Hydra's report after the sweep
+    assert f"gan-train: error: {message}" in done.stderr  # Hydra's report after the sweep
     assert "Traceback" not in done.stderr
     failed, trained = _job_dirs(sweep)
     assert not (failed / "metrics.json").exists() and not (failed / "checkpoints").exists()
@@ -152,9 +164,19 @@ def test_a_failed_job_leaves_the_rest_of_the_sweep_running(tmp_path):
 def test_joblib_launcher_runs_jobs_in_parallel_and_gan_report_averages_the_seeds(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "sweep"
-    done = run_cli("gan-train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY,
-                   "train.steps=4", "train.log_every=2", "objective=gan", "seed=0,1",
-                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    done = run_cli(
+        "gan-train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *TINY,
+        "train.steps=4",
+        "train.log_every=2",
+        "objective=gan",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert "Joblib.Parallel(n_jobs=2" in done.stdout + done.stderr
     jobs = _job_dirs(sweep)
@@ -167,7 +189,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_and_gan_report_averages_the_seeds
     rows = list(csv.DictReader((sweep / "report.csv").open()))
     assert len(rows) == 1 and rows[0]["n"] == "2" and "seed" not in rows[0]
     fds = [json.loads((j / "metrics.json").read_text())["eval/fd"] for j in jobs]
-    assert fds[0] != fds[1]                                  # two seeds, two runs
+    assert fds[0] != fds[1]  # two seeds, two runs
     assert float(rows[0]["eval/fd_mean"]) == pytest.approx(sum(fds) / 2)
     assert float(rows[0]["eval/fd_std"]) == pytest.approx(abs(fds[0] - fds[1]) / math.sqrt(2))
     assert "fixed: " in report.stdout and "2 job(s) in 1 group(s)" in report.stdout
@@ -176,16 +198,27 @@ def test_joblib_launcher_runs_jobs_in_parallel_and_gan_report_averages_the_seeds
 def test_optuna_sweeper_optimises_the_returned_metric(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "sweep"
-    done = run_cli("gan-train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *TINY,
-                   "train.steps=4", "train.log_every=2", "objective=gan",
-                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    done = run_cli(
+        "gan-train",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        *TINY,
+        "train.steps=4",
+        "train.log_every=2",
+        "objective=gan",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     trials = _job_dirs(sweep)
     assert [t.name for t in trials] == ["0", "1"]
     fds, sampled = [], []
     for trial in trials:
         fds.append(json.loads((trial / "metrics.json").read_text())["eval/fd"])
-        given = dict(o.split("=", 1) for o in yaml.safe_load((trial / ".hydra" / "overrides.yaml").read_text()))
+        given = dict(
+            o.split("=", 1) for o in yaml.safe_load((trial / ".hydra" / "overrides.yaml").read_text())
+        )
         assert 1e-5 <= float(given["optimizer.g.lr"]) <= 1e-3
         assert 1 <= int(given["objective.critic_steps"]) <= 5
         sampled.append(given["optimizer.d.lr"])
@@ -198,20 +231,36 @@ def test_submitit_launcher_configs_compose(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from gan_cli.config.compose import compose_config
 
-    cfg = compose_config(["run_dir=.", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
-                          "hydra.launcher.gpus_per_node=1"], hydra_node=True)
+    cfg = compose_config(
+        [
+            "run_dir=.",
+            "hydra/launcher=submitit_slurm",
+            "hydra.launcher.partition=gpu",
+            "hydra.launcher.gpus_per_node=1",
+        ],
+        hydra_node=True,
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.timeout_min > 0
 
 
-@pytest.mark.slow      # ~10 s: submitit's local engine, the one SLURM jobs use
+@pytest.mark.slow  # ~10 s: submitit's local engine, the one SLURM jobs use
 def test_submitit_local_launcher_runs_a_job(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"
-    done = run_cli("gan-train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
-                   *TINY, "train.steps=2", "train.log_every=1", "objective=gan",
-                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    done = run_cli(
+        "gan-train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        *TINY,
+        "train.steps=2",
+        "train.log_every=1",
+        "objective=gan",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     [job] = _job_dirs(sweep)
     assert "eval/fd" in json.loads((job / "metrics.json").read_text())

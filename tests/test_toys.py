@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_pictures, tensorboard_events
 from PIL import Image
 
-from conftest import assert_pictures, tensorboard_events
-from gan_cli.data import load_toy
+from gan_cli.commands.sample import main as sample_main
 from gan_cli.config.checks import validate
+from gan_cli.data import load_toy
 from gan_cli.errors import UserError
 from gan_cli.evaluation.toys import ToyEvaluation
 from gan_cli.latent import Latent
 from gan_cli.metrics import toy as metrics
 from gan_cli.run.runner import run
-from gan_cli.commands.sample import main as sample_main
 
 
 def draw(name: str, n: int, seed: int):
@@ -29,6 +29,7 @@ def draw(name: str, n: int, seed: int):
 
 # --- the distributions ---------------------------------------------------------
 
+
 def test_ring8_is_eight_distinct_centres_at_radius_two_with_std_002():
     toy, x, y = draw("ring8", 40_000, seed=0)
     centres = toy.centres.numpy()
@@ -38,7 +39,7 @@ def test_ring8_is_eight_distinct_centres_at_radius_two_with_std_002():
     assert np.allclose(angles, 2 * np.pi * np.arange(8) / 8, atol=1e-6)
     offsets = x - centres[y]
     assert offsets.std(axis=0) == pytest.approx([0.02, 0.02], rel=0.03)
-    assert np.bincount(y, minlength=8).min() > 0.11 * len(y)          # about 1/8 each
+    assert np.bincount(y, minlength=8).min() > 0.11 * len(y)  # about 1/8 each
 
 
 def test_grid25_centres_are_the_grid_and_std_is_005():
@@ -73,17 +74,22 @@ def test_sampler_state_is_its_generator_and_resumes_the_same_batches():
         got = b.next()
         assert torch.equal(got.x, want.x) and torch.equal(got.y, want.y)
     fresh = toy.sampler(64, torch.device("cpu"), seed=5).next()
-    assert torch.equal(fresh.x, first.x)                                # seeded
-    assert not torch.equal(a.next().x, first.x)                         # fresh every batch
+    assert torch.equal(fresh.x, first.x)  # seeded
+    assert not torch.equal(a.next().x, first.x)  # fresh every batch
 
 
-@pytest.mark.parametrize("override,message", [
-    ("dataset.name=ring9", "dataset.name must be one of ring8, grid25, spiral, moons, "
-                           "circles, got 'ring9'"),
-    ("dataset.std=0", "dataset.std must be a number > 0, got 0"),
-    ("dataset.arrows=-1", "dataset.arrows must be a whole number >= 0, got -1"),
-    ("dataset.eval_points=1", "dataset.eval_points must be a whole number >= 2, got 1"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "dataset.name=ring9",
+            "dataset.name must be one of ring8, grid25, spiral, moons, circles, got 'ring9'",
+        ),
+        ("dataset.std=0", "dataset.std must be a number > 0, got 0"),
+        ("dataset.arrows=-1", "dataset.arrows must be a whole number >= 0, got -1"),
+        ("dataset.eval_points=1", "dataset.eval_points must be a whole number >= 2, got 1"),
+    ],
+)
 def test_bad_toy_settings_name_the_key_and_what_is_allowed(make_cfg, override, message):
     with pytest.raises(UserError) as info:
         validate(make_cfg("dataset=ring8", override, tiny=False))
@@ -91,6 +97,7 @@ def test_bad_toy_settings_name_the_key_and_what_is_allowed(make_cfg, override, m
 
 
 # --- metrics on constructed point sets -------------------------------------------
+
 
 @pytest.mark.parametrize("name,k,floor", [("ring8", 8, 0.2), ("grid25", 25, 0.25)])
 def test_perfect_samples_cover_every_mode_at_the_real_vs_real_floor(name, k, floor):
@@ -122,22 +129,22 @@ def test_uniform_noise_is_rarely_high_quality_and_covers_no_mode_at_one_percent(
     fake = np.random.default_rng(0).uniform(-3, 3, size=(2500, 2))
     centres = toy.centres.numpy()
     hq = metrics.high_quality(fake, centres, toy.std)
-    assert 0 < hq < 0.01                       # expected 8 * pi * 0.06^2 / 36 = 0.25%
+    assert 0 < hq < 0.01  # expected 8 * pi * 0.06^2 / 36 = 0.25%
     assert metrics.modes(fake, centres, toy.std) == 0
     assert metrics.modes(fake, centres, toy.std, min_fraction=0.0001) >= 3
 
 
 def test_a_mode_counts_from_one_percent_of_all_samples():
     centres = load_toy("ring8", 0.02).centres.numpy()
-    fake = np.full((2500, 2), 50.0)                                   # far from everything
+    fake = np.full((2500, 2), 50.0)  # far from everything
     fake[:1000] = centres[0]
-    fake[1000:1025] = centres[1]                                      # 25 = 1%: counts
-    fake[1025:1049] = centres[2] + [0.05, 0.0]                        # 24, within 3 std: too few
+    fake[1000:1025] = centres[1]  # 25 = 1%: counts
+    fake[1025:1049] = centres[2] + [0.05, 0.0]  # 24, within 3 std: too few
     assert metrics.modes(fake, centres, 0.02) == 2
     assert metrics.high_quality(fake, centres, 0.02) == pytest.approx(1049 / 2500)
     p = np.array([1000, 25, 24]) / 1049
     assert metrics.reverse_kl(fake, centres, 0.02) == pytest.approx(float((p * np.log(8 * p)).sum()))
-    fake[1025:1049] = centres[2] + [0.07, 0.0]                        # beyond 3 std: not HQ
+    fake[1025:1049] = centres[2] + [0.07, 0.0]  # beyond 3 std: not HQ
     assert metrics.high_quality(fake, centres, 0.02) == pytest.approx(1025 / 2500)
 
 
@@ -148,7 +155,7 @@ def test_w1_is_exact_and_the_fallback_agrees(monkeypatch):
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(300, 2)), rng.normal(size=(300, 2)) + [1.0, 0.0]
     with_pot = metrics.w1(x, y)
-    monkeypatch.setitem(__import__("sys").modules, "ot", None)           # import ot fails
+    monkeypatch.setitem(__import__("sys").modules, "ot", None)  # import ot fails
     assert metrics.w1(x, y) == pytest.approx(with_pot, rel=1e-9)
     with pytest.raises(ValueError, match="equally many"):
         metrics.w1(x, y[:10])
@@ -182,24 +189,26 @@ def test_evaluate_scores_a_perfect_generator_and_asks_each_class_equally():
 
 # --- the picture ------------------------------------------------------------------
 
+
 def test_generator_arrows_follow_the_discriminator_uphill():
     from gan_cli.evaluation.toy_picture import _generator_moves
-    from gan_cli.objectives import MinimaxGAN, WGAN
+    from gan_cli.objectives import WGAN, MinimaxGAN
 
     D = torch.nn.Linear(2, 1)
     with torch.no_grad():
         D.weight.copy_(torch.tensor([[3.0, -1.0]]))
-    score = lambda x, y=None: D(x).view(-1)                              # noqa: E731
+    score = lambda x, y=None: D(x).view(-1)  # noqa: E731
     fake = torch.randn(50, 2)
     for objective in (MinimaxGAN(), WGAN()):
         points, moves = _generator_moves(score, objective, fake, None, count=10)
         assert len(points) == 10
         cosine = torch.nn.functional.cosine_similarity(moves, torch.tensor([[3.0, -1.0]]))
         assert torch.allclose(cosine, torch.ones(10), atol=1e-5)
-    assert D.weight.grad is None                                          # D left untouched
+    assert D.weight.grad is None  # D left untouched
 
 
 # --- real training runs --------------------------------------------------------------
+
 
 def test_dataset_picks_the_toy_model_and_the_command_line_wins(make_cfg):
     assert make_cfg("dataset=ring8", tiny=False).model.name == "toy_mlp"
@@ -220,15 +229,16 @@ def mse_ring8(tmp_path_factory):
     from gan_cli.config.compose import compose_config
 
     run_dir = tmp_path_factory.mktemp("mse") / "run"
-    cfg = compose_config(["experiment=toy_mse", "train.steps=150", "train.sample_every=50",
-                          *SHORT, f"run_dir={run_dir}"])
+    cfg = compose_config(
+        ["experiment=toy_mse", "train.steps=150", "train.sample_every=50", *SHORT, f"run_dir={run_dir}"]
+    )
     return run(cfg), run_dir
 
 
 def test_mse_collapses_to_one_blob_at_the_mean(mse_ring8):
     metrics_, run_dir = mse_ring8
     assert metrics_["toy/modes"] == 0 and metrics_["toy/high_quality"] < 0.01
-    assert metrics_["toy/w1"] > 1.5                       # every real point is ~2 from the mean
+    assert metrics_["toy/w1"] > 1.5  # every real point is ~2 from the mean
     assert json.loads((run_dir / "metrics.json").read_text())["toy/w1"] == metrics_["toy/w1"]
     # No discriminator, so no surface: the picture is still drawn, frames and all.
     acc = tensorboard_events(run_dir)
@@ -237,9 +247,18 @@ def test_mse_collapses_to_one_blob_at_the_mean(mse_ring8):
         assert gif.n_frames == 3
 
 
-def test_short_cgan_run_on_ring8_covers_the_modes_and_writes_its_pictures(make_cfg, mse_ring8, tmp_path, capsys):
-    cfg = make_cfg("experiment=toy_cgan", "train.steps=700", "train.sample_every=350",
-                   "train.eval_every=350", "dataset.arrows=16", *SHORT, tiny=False)
+def test_short_cgan_run_on_ring8_covers_the_modes_and_writes_its_pictures(
+    make_cfg, mse_ring8, tmp_path, capsys
+):
+    cfg = make_cfg(
+        "experiment=toy_cgan",
+        "train.steps=700",
+        "train.sample_every=350",
+        "train.eval_every=350",
+        "dataset.arrows=16",
+        *SHORT,
+        tiny=False,
+    )
     result = run(cfg)
     run_dir = Path(cfg.run_dir)
     # Measured (seed 0, 700 steps): 8 modes, 90.8% high quality, W1 0.075; mse: W1 2.0.
@@ -271,6 +290,5 @@ def test_short_cgan_run_on_ring8_covers_the_modes_and_writes_its_pictures(make_c
 def test_documented_cgan_configuration_meets_the_target(make_cfg, dataset, modes, high_quality):
     """The README's best configuration, in full (about 40 s of CPU each); the
     sweep measured 8/8 at 99.5% (ring8) and 24.7/25 at 96.4% (grid25)."""
-    result = run(make_cfg("experiment=toy_cgan", f"dataset={dataset}", "train.sample_every=1000",
-                          tiny=False))
+    result = run(make_cfg("experiment=toy_cgan", f"dataset={dataset}", "train.sample_every=1000", tiny=False))
     assert result["toy/modes"] >= modes and result["toy/high_quality"] >= high_quality

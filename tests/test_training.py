@@ -1,20 +1,22 @@
 """Short real training runs of every objective, checking what the theory says."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from gan_cli.config.build import build_models
-from gan_cli.run.checkpoint import generator_from_checkpoint, load_checkpoint
 from gan_cli.data import load_sklearn_digits
 from gan_cli.errors import UserError
+from gan_cli.run.checkpoint import generator_from_checkpoint, load_checkpoint
 from gan_cli.run.runner import run
 
 
-@pytest.mark.parametrize("objective,estimate", [
-    ("mse", "mse"), ("gan", "js_estimate"), ("wgan", "wasserstein_estimate"),
-    ("cgan", "js_estimate")])
+@pytest.mark.parametrize(
+    "objective,estimate",
+    [("mse", "mse"), ("gan", "js_estimate"), ("wgan", "wasserstein_estimate"), ("cgan", "js_estimate")],
+)
 def test_each_objective_trains_and_reports_its_estimate(make_cfg, objective, estimate):
     cfg = make_cfg(f"objective={objective}")
     metrics = run(cfg)
@@ -40,6 +42,7 @@ def test_wgan_keeps_every_critic_parameter_inside_the_clip_range(make_cfg):
 
 def test_wgan_reference_schedule_trains_the_critic_100_times_early():
     from gan_cli.objectives import WGAN
+
     wgan = WGAN(reference_schedule=True)
     assert [wgan.critic_steps_at(s) for s in (0, 24, 25, 499, 500, 501)] == [100, 100, 5, 5, 100, 5]
     assert WGAN().critic_steps_at(0) == 5
@@ -54,8 +57,14 @@ def _full_data_mse(cfg) -> float:
 
 
 def test_mse_fixed_pairing_descends_toward_the_closed_form_minimum(make_cfg):
-    common = ["objective=mse", "model=linear", "model.g_hidden=32", "objective.pairing=fixed",
-              "latent.dim=64", "train.batch_size=256"]
+    common = [
+        "objective=mse",
+        "model=linear",
+        "model.g_hidden=32",
+        "objective.pairing=fixed",
+        "latent.dim=64",
+        "train.batch_size=256",
+    ]
     analytic = make_cfg(*common, "objective.solver=analytic")
     minimum = run(analytic)["mse"]
     assert minimum == pytest.approx(_full_data_mse(analytic), rel=1e-4)
@@ -89,12 +98,19 @@ def test_mse_resample_collapses_to_the_data_mean(make_cfg):
 
 def test_cgan_needs_labels(make_cfg, tmp_path):
     from PIL import Image
+
     folder = tmp_path / "pictures"
     folder.mkdir()
     for i in range(4):
         Image.new("L", (8, 8), color=i * 40).save(folder / f"{i}.png")
-    cfg = make_cfg("objective=cgan", "dataset=image_folder", f"dataset.path={folder}",
-                   "dataset.size=8", "dataset.channels=1", "train.batch_size=2")
+    cfg = make_cfg(
+        "objective=cgan",
+        "dataset=image_folder",
+        f"dataset.path={folder}",
+        "dataset.size=8",
+        "dataset.channels=1",
+        "train.batch_size=2",
+    )
     with pytest.raises(UserError, match="conditional.*no class labels"):
         run(cfg)
 
@@ -102,8 +118,8 @@ def test_cgan_needs_labels(make_cfg, tmp_path):
 def test_refuses_to_overwrite_a_finished_run(make_cfg):
     cfg = make_cfg("objective=gan", "train.steps=2")
     run(cfg)
-    before = (cfg.run_dir + "/checkpoints/last.pt")
-    stamp = open(before, "rb").read()
+    before = cfg.run_dir + "/checkpoints/last.pt"
+    stamp = Path(before).read_bytes()
     with pytest.raises(UserError, match="already holds a run"):
         run(cfg)
-    assert open(before, "rb").read() == stamp
+    assert Path(before).read_bytes() == stamp

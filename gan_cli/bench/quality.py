@@ -31,8 +31,8 @@ def quality_curve(overrides: list[str], budget: float, every: float, metric: str
     Building the run and its evaluations are not counted; training is."""
     import torch
 
-    from gan_cli.config.compose import compose_config
     from gan_cli.config.checks import validate
+    from gan_cli.config.compose import compose_config
     from gan_cli.training.cuda_graphs import trainer
     from gan_cli.training.experiment import Experiment
     from gan_cli.training.meter import Meter
@@ -42,10 +42,12 @@ def quality_curve(overrides: list[str], budget: float, every: float, metric: str
     exp = Experiment(cfg)
     if exp.objective.closed_form:
         raise UserError("a closed-form objective has no training time to measure")
-    first = exp.evaluate()                     # loads (or trains) the classifier off the clock
+    first = exp.evaluate()  # loads (or trains) the classifier off the clock
     if metric not in first:
-        raise UserError(f"--metric {metric} is not among this run's metrics: "
-                        f"{', '.join(sorted(k for k in first if not k[-1].isdigit()))}")
+        raise UserError(
+            f"--metric {metric} is not among this run's metrics: "
+            f"{', '.join(sorted(k for k in first if not k[-1].isdigit()))}"
+        )
     points = [{"seconds": 0.0, "steps": 0, **first}]
     run_steps = trainer(cfg, exp.parts, exp.device)
     sync = torch.cuda.synchronize if exp.device.type == "cuda" else (lambda: None)
@@ -54,7 +56,7 @@ def quality_curve(overrides: list[str], budget: float, every: float, metric: str
         target = min(trained + every, budget)
         began = time.perf_counter()
 
-        def go_on(_step: int) -> bool:
+        def go_on(_step: int, trained=trained, began=began, target=target) -> bool:
             return trained + time.perf_counter() - began < target
 
         step = run_steps(exp.parts, step, sys.maxsize, Meter(), go_on)
@@ -76,8 +78,11 @@ def seconds_to_reach(points: list[dict], metric: str, threshold: float, lower_is
 def table(curves: dict[str, list[dict]], metric: str) -> str:
     lower = not metric.endswith(("modes", "present", "confidence", "accuracy", "high_quality"))
     best_final = (min if lower else max)(c[-1][metric] for c in curves.values())
-    lines = [f"| config | steps | steps/s | {metric} at 1/4 | at 1/2 | at the end | "
-             f"seconds to within 10% of the best final |", "| --- " * 7 + "|"]
+    lines = [
+        f"| config | steps | steps/s | {metric} at 1/4 | at 1/2 | at the end | "
+        f"seconds to within 10% of the best final |",
+        "| --- " * 7 + "|",
+    ]
     for name, points in curves.items():
         end = points[-1]
         quarter = points[max(1, round((len(points) - 1) / 4))]
@@ -85,9 +90,11 @@ def table(curves: dict[str, list[dict]], metric: str) -> str:
         goal = best_final * (1.1 if lower else 0.9)
         reached = seconds_to_reach(points, metric, goal, lower)
         rate = end["steps"] / end["seconds"] if end["seconds"] else 0.0
-        lines.append(f"| {name} | {end['steps']} | {rate:.1f} | {quarter[metric]:.4g} | "
-                     f"{half[metric]:.4g} | {end[metric]:.4g} | "
-                     f"{'-' if reached is None else f'{reached:.0f}'} |")
+        lines.append(
+            f"| {name} | {end['steps']} | {rate:.1f} | {quarter[metric]:.4g} | "
+            f"{half[metric]:.4g} | {end[metric]:.4g} | "
+            f"{'-' if reached is None else f'{reached:.0f}'} |"
+        )
     return "\n".join(lines)
 
 
@@ -100,8 +107,9 @@ def plot(curves: dict[str, list[dict]], metric: str, path: Path) -> None:
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for name, points in curves.items():
-        ax.plot([p["seconds"] for p in points], [p[metric] for p in points], marker="o",
-                markersize=3, label=name)
+        ax.plot(
+            [p["seconds"] for p in points], [p[metric] for p in points], marker="o", markersize=3, label=name
+        )
     if metric in ("eval/fd",):
         ax.set_yscale("log")
     ax.set(xlabel="training seconds", ylabel=metric, title=f"{metric} against training time")
@@ -116,18 +124,27 @@ def parse_args(argv=None):
     from gan_cli.errors import OneLineParser
 
     parser = OneLineParser(prog="gan-bench --quality", description=__doc__)
-    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
-                        help=f"comma-separated, from: {', '.join(CONFIGS)} "
-                             f"(default: {', '.join(DEFAULT_CONFIGS)})")
-    parser.add_argument("--budget", type=float, default=300.0,
-                        help="training seconds per configuration (default 300)")
-    parser.add_argument("--every", type=float, default=30.0,
-                        help="training seconds between evaluations (default 30)")
+    parser.add_argument(
+        "--configs",
+        default=",".join(DEFAULT_CONFIGS),
+        help=f"comma-separated, from: {', '.join(CONFIGS)} (default: {', '.join(DEFAULT_CONFIGS)})",
+    )
+    parser.add_argument(
+        "--budget", type=float, default=300.0, help="training seconds per configuration (default 300)"
+    )
+    parser.add_argument(
+        "--every", type=float, default=30.0, help="training seconds between evaluations (default 30)"
+    )
     parser.add_argument("--metric", default="eval/fd", help="the metric to compare (default eval/fd)")
-    parser.add_argument("--out", type=Path, default=Path("quality"),
-                        help="folder for quality.md, quality.json and quality.png (default ./quality)")
-    parser.add_argument("overrides", nargs="*",
-                        help="overrides for every configuration, e.g. dataset=digits device=cpu")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("quality"),
+        help="folder for quality.md, quality.json and quality.png (default ./quality)",
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="overrides for every configuration, e.g. dataset=digits device=cpu"
+    )
     return parser.parse_args(argv)
 
 
@@ -138,14 +155,18 @@ def main(argv=None) -> None:
         unknown = [n for n in names if n not in CONFIGS]
         if unknown:
             raise UserError(f"unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
-        if not args.budget > 0 or not 0 < args.every:
+        if not args.budget > 0 or not args.every > 0:
             raise UserError("--budget and --every must be > 0 seconds")
         curves = {}
         for name in names:
-            print(f"{name}: training for {args.budget:g} s, scored every {args.every:g} s",
-                  file=sys.stderr, flush=True)
-            curves[name] = quality_curve([*CONFIGS[name], *args.overrides], args.budget,
-                                         args.every, args.metric)
+            print(
+                f"{name}: training for {args.budget:g} s, scored every {args.every:g} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            curves[name] = quality_curve(
+                [*CONFIGS[name], *args.overrides], args.budget, args.every, args.metric
+            )
         text = table(curves, args.metric)
         print(text)
         args.out.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,6 @@
 """gan-bench: training speed of configurations, against the machine's own
 matrix-multiply peak and against a naive reference loop, in one process."""
 
-import argparse
-import json
 import resource
 import subprocess
 import sys
@@ -19,8 +17,13 @@ CONFIGS = {
     "mlp-wgan-b256": ["objective=wgan", "model=mlp", "train.batch_size=256", "train.ema=0"],
     "dcgan-gan-b64": ["objective=gan", "model=dcgan", "train.batch_size=64", "train.ema=0"],
     # torch.compile of both nets and optimizer steps (compiled during the warm-up)
-    "mlp-wgan-b64-compile": ["objective=wgan", "model=mlp", "train.batch_size=64", "train.ema=0",
-                             "train.compile=true"],
+    "mlp-wgan-b64-compile": [
+        "objective=wgan",
+        "model=mlp",
+        "train.batch_size=64",
+        "train.ema=0",
+        "train.compile=true",
+    ],
 }
 DEFAULT_CONFIGS = ["mlp-wgan-b64", "mlp-wgan-b256", "dcgan-gan-b64"]
 REFERENCE = {"mlp-wgan-b64", "mlp-wgan-b256"}
@@ -47,7 +50,7 @@ def matmul_peak_gflops(device: torch.device, size: int = 1024, seconds: float = 
         _sync(device)
         best = min(best, time.perf_counter() - start)
         tries += 1
-    return 2 * size ** 3 / best / 1e9
+    return 2 * size**3 / best / 1e9
 
 
 def _sync(device: torch.device) -> None:
@@ -57,8 +60,8 @@ def _sync(device: torch.device) -> None:
 
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024    # process, KiB on Linux
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process, KiB on Linux
 
 
 def flops_per_step(exp) -> float:
@@ -120,8 +123,11 @@ class TimedLoop:
         self.finish()
         _sync(self.device)
         seconds = time.perf_counter() - start
-        self.updates = (dict(self.counter.counts) if self.counter is not None else
-                        {k: v - before.get(k, 0) for k, v in self.counts().items()})
+        self.updates = (
+            dict(self.counter.counts)
+            if self.counter is not None
+            else {k: v - before.get(k, 0) for k, v in self.counts().items()}
+        )
         return seconds
 
 
@@ -137,6 +143,7 @@ def fast_loop(exp) -> TimedLoop:
         nonlocal step
         run_steps(exp.parts, step, step + 1, meter, lambda s: True)
         step += 1
+
     return TimedLoop(generator_step, exp.parts.opt_g, exp.parts.opt_d, exp.device, meter.means)
 
 
@@ -154,8 +161,8 @@ def graph_loop(exp) -> TimedLoop:
         nonlocal step
         steps.run(step)
         step += 1
-    loop = TimedLoop(generator_step, None, None, exp.device, meter.means,
-                     counts=lambda: steps.updates)
+
+    loop = TimedLoop(generator_step, None, None, exp.device, meter.means, counts=lambda: steps.updates)
     loop.graphed = steps
     return loop
 
@@ -168,16 +175,20 @@ def reference_loop(cfg, data_root: Path) -> TimedLoop:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    device = torch.device("cpu") if cfg.device == "cpu" or not torch.cuda.is_available() \
-        else torch.device("cuda")
+    device = (
+        torch.device("cpu") if cfg.device == "cpu" or not torch.cuda.is_available() else torch.device("cuda")
+    )
     torch.manual_seed(cfg.seed)
     G, D = instantiate(cfg.model, data_shape=[1, 28, 28], num_classes=0, latent_dim=cfg.latent.dim)
     G, D = G.to(device), D.to(device)
     opt_g = instantiate(cfg.optimizer.g)(G.parameters())
     opt_d = instantiate(cfg.optimizer.d)(D.parameters())
-    mnist = datasets.MNIST(str(data_root), train=True, download=False,
-                           transform=transforms.Compose([transforms.ToTensor(),
-                                                         transforms.Normalize([0.5], [0.5])]))
+    mnist = datasets.MNIST(
+        str(data_root),
+        train=True,
+        download=False,
+        transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]),
+    )
     loader = DataLoader(mnist, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True)
     batches = iter(loader)
     clip, critic_steps, batch = cfg.objective.clip_value, cfg.objective.critic_steps, cfg.train.batch_size
@@ -206,6 +217,7 @@ def reference_loop(cfg, data_root: Path) -> TimedLoop:
         loss_g.backward()
         opt_g.step()
         loss_g.item()
+
     return TimedLoop(generator_step, opt_g, opt_d, device)
 
 
@@ -239,6 +251,9 @@ def startup_seconds(repeats: int = 5) -> dict[str, float]:
                 subprocess.run(cmd, cwd=tmp, check=True, capture_output=True)
                 best[key] = min(best[key], time.perf_counter() - start)
     imports = best["import_torch_torchvision_s"]
-    return {**best, "overhead_s": best["gan_train_1_step_s"] - imports,
-            "overhead_no_eval_s": best["gan_train_1_step_no_eval_s"] - imports, "repeats": repeats}
-
+    return {
+        **best,
+        "overhead_s": best["gan_train_1_step_s"] - imports,
+        "overhead_no_eval_s": best["gan_train_1_step_no_eval_s"] - imports,
+        "repeats": repeats,
+    }

@@ -9,42 +9,74 @@ from pathlib import Path
 
 import torch
 
-from gan_cli.bench.speed import (CONFIGS, DEFAULT_CONFIGS, REFERENCE, bench_config, fast_loop,
-                                 flops_per_step, graph_loop, matmul_peak_gflops, _peak_memory_mb,
-                                 reference_loop, startup_seconds, write_mnist_idx)
+from gan_cli.bench.speed import (
+    CONFIGS,
+    DEFAULT_CONFIGS,
+    REFERENCE,
+    _peak_memory_mb,
+    bench_config,
+    fast_loop,
+    flops_per_step,
+    graph_loop,
+    matmul_peak_gflops,
+    reference_loop,
+    startup_seconds,
+    write_mnist_idx,
+)
 
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "--quality" in argv:                     # quality against time: its own options
+    if "--quality" in argv:  # quality against time: its own options
         from gan_cli.bench.quality import main as quality_main
+
         return quality_main([a for a in argv if a != "--quality"])
     parser = argparse.ArgumentParser(prog="gan-bench", description=__doc__)
     parser.add_argument("--steps", type=int, default=30, help="timed generator steps per config")
     parser.add_argument("--warmup", type=int, default=5, help="untimed generator steps first")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="timed rounds of --steps, taken in turns with the naive loop; the best counts")
-    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
-                        help=f"comma-separated, from: {', '.join(CONFIGS)} "
-                             f"(default: {', '.join(DEFAULT_CONFIGS)})")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="timed rounds of --steps, taken in turns with the naive loop; the best counts",
+    )
+    parser.add_argument(
+        "--configs",
+        default=",".join(DEFAULT_CONFIGS),
+        help=f"comma-separated, from: {', '.join(CONFIGS)} (default: {', '.join(DEFAULT_CONFIGS)})",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--no-reference", action="store_true", help="skip the naive loop")
-    parser.add_argument("--cuda-graphs", action="store_true",
-                        help="also time each config with train.cuda_graphs (CUDA only), in turns "
-                             "with the eager loop")
-    parser.add_argument("--startup", type=int, nargs="?", const=5, default=0, metavar="REPEATS",
-                        help="also time gan-train start-up, best of REPEATS (default 5) runs")
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="also time each config with train.cuda_graphs (CUDA only), in turns with the eager loop",
+    )
+    parser.add_argument(
+        "--startup",
+        type=int,
+        nargs="?",
+        const=5,
+        default=0,
+        metavar="REPEATS",
+        help="also time gan-train start-up, best of REPEATS (default 5) runs",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    parser.add_argument("--quality", action="store_true",
-                        help="instead: sample quality against training time (gan-bench --quality -h)")
+    parser.add_argument(
+        "--quality",
+        action="store_true",
+        help="instead: sample quality against training time (gan-bench --quality -h)",
+    )
     args = parser.parse_args(argv)
     names = [n for n in args.configs.split(",") if n]
     unknown = [n for n in names if n not in CONFIGS]
     if unknown or args.steps < 1 or args.rounds < 1 or args.warmup < 0 or args.startup < 0:
-        print(f"gan-bench: error: unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}"
-              if unknown else "gan-bench: error: --steps and --rounds must be >= 1, "
-                              "--warmup and --startup >= 0",
-              file=sys.stderr)
+        print(
+            f"gan-bench: error: unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}"
+            if unknown
+            else "gan-bench: error: --steps and --rounds must be >= 1, --warmup and --startup >= 0",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
     from gan_cli.training.experiment import Experiment, pick_device
@@ -52,12 +84,17 @@ def main(argv=None) -> None:
     device = pick_device(args.device)
     graphs = args.cuda_graphs and device.type == "cuda"
     if args.cuda_graphs and not graphs:
-        print(f"gan-bench: note: CUDA graphs need a CUDA device (this is {device.type}); "
-              f"timing the eager loops only", file=sys.stderr)
+        print(
+            f"gan-bench: note: CUDA graphs need a CUDA device (this is {device.type}); "
+            f"timing the eager loops only",
+            file=sys.stderr,
+        )
     peak = matmul_peak_gflops(device)
-    print(f"device {device} ({torch.get_num_threads()} threads), fp32 matmul peak "
-          f"{peak:.1f} GFLOP/s; best of {args.rounds} rounds of {args.steps} generator steps "
-          f"after {args.warmup} warm-up")
+    print(
+        f"device {device} ({torch.get_num_threads()} threads), fp32 matmul peak "
+        f"{peak:.1f} GFLOP/s; best of {args.rounds} rounds of {args.steps} generator steps "
+        f"after {args.warmup} warm-up"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         if not args.no_reference:
@@ -71,6 +108,7 @@ def main(argv=None) -> None:
                 loops["reference"] = reference_loop(cfg, Path(tmp))
             if graphs:
                 from gan_cli.training.cuda_graphs import capture_plan
+
                 # Its own experiment: capturable optimizers would slow the eager loop.
                 graphed_exp = Experiment(cfg)
                 ok, why = capture_plan(cfg, graphed_exp.parts, device)
@@ -82,9 +120,11 @@ def main(argv=None) -> None:
             for key, loop in loops.items():
                 loop.warm(max(args.warmup, 2) if key == "graph" else args.warmup)
             if "graph" in loops and loops["graph"].graphed.failed:
-                print(f"gan-bench: note: {name}: no CUDA graphs: "
-                      f"{loops.pop('graph').graphed.failed}", file=sys.stderr)
-            for _ in range(args.rounds):          # in turns, so a burst of other work hits both
+                print(
+                    f"gan-bench: note: {name}: no CUDA graphs: {loops.pop('graph').graphed.failed}",
+                    file=sys.stderr,
+                )
+            for _ in range(args.rounds):  # in turns, so a burst of other work hits both
                 for key, loop in loops.items():
                     seconds[key] = min(seconds.get(key, float("inf")), loop.time(args.steps))
             critic = cfg.objective.critic_steps
@@ -114,43 +154,77 @@ def main(argv=None) -> None:
     if peak_after > peak:
         for row in rows:
             row["percent_of_peak"] *= peak / peak_after
-        print(f"fp32 matmul peak measured again after the configs: {peak_after:.1f} GFLOP/s "
-              f"(% peak below uses it)")
+        print(
+            f"fp32 matmul peak measured again after the configs: {peak_after:.1f} GFLOP/s "
+            f"(% peak below uses it)"
+        )
         peak = peak_after
     _print_table(rows)
-    result = {"device": str(device), "threads": torch.get_num_threads(),
-              "matmul_peak_gflops": peak, "steps": args.steps, "rounds": args.rounds,
-              "warmup": args.warmup, "configs": rows}
+    result = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "matmul_peak_gflops": peak,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "configs": rows,
+    }
     if args.startup:
         result["startup"] = s = startup_seconds(args.startup)
-        print(f"start-up (best of {args.startup}): import torch+torchvision "
-              f"{s['import_torch_torchvision_s']:.2f} s; gan-train train.steps=1 "
-              f"{s['gan_train_1_step_s']:.2f} s (+{s['overhead_s']:.2f} s), of which the final "
-              f"evaluation {s['gan_train_1_step_s'] - s['gan_train_1_step_no_eval_s']:.2f} s "
-              f"(+{s['overhead_no_eval_s']:.2f} s without it)")
+        print(
+            f"start-up (best of {args.startup}): import torch+torchvision "
+            f"{s['import_torch_torchvision_s']:.2f} s; gan-train train.steps=1 "
+            f"{s['gan_train_1_step_s']:.2f} s (+{s['overhead_s']:.2f} s), of which the final "
+            f"evaluation {s['gan_train_1_step_s'] - s['gan_train_1_step_no_eval_s']:.2f} s "
+            f"(+{s['overhead_no_eval_s']:.2f} s without it)"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def _print_table(rows: list[dict]) -> None:
-    header = ["config", "G steps/s", "critic steps/s", "D images/s", "GFLOP/s", "% peak",
-              "peak MB", "naive G steps/s", "speed-up"]
+    header = [
+        "config",
+        "G steps/s",
+        "critic steps/s",
+        "D images/s",
+        "GFLOP/s",
+        "% peak",
+        "peak MB",
+        "naive G steps/s",
+        "speed-up",
+    ]
     graphed = any("graph_g_steps_per_s" in r for r in rows)
     if graphed:
         header += ["graph G steps/s", "graph/eager"]
     lines = [header]
     for r in rows:
-        lines.append([r["config"], f"{r['g_steps_per_s']:.2f}", f"{r['critic_steps_per_s']:.1f}",
-                      f"{r['images_per_s_through_d']:.0f}", f"{r['gflops_per_s']:.1f}",
-                      f"{r['percent_of_peak']:.0f}%", f"{r['peak_memory_mb']:.0f}",
-                      f"{r['reference_g_steps_per_s']:.2f}" if "reference_g_steps_per_s" in r else "-",
-                      f"{r['speedup_vs_reference']:.2f}x" if "speedup_vs_reference" in r else "-"])
+        lines.append(
+            [
+                r["config"],
+                f"{r['g_steps_per_s']:.2f}",
+                f"{r['critic_steps_per_s']:.1f}",
+                f"{r['images_per_s_through_d']:.0f}",
+                f"{r['gflops_per_s']:.1f}",
+                f"{r['percent_of_peak']:.0f}%",
+                f"{r['peak_memory_mb']:.0f}",
+                f"{r['reference_g_steps_per_s']:.2f}" if "reference_g_steps_per_s" in r else "-",
+                f"{r['speedup_vs_reference']:.2f}x" if "speedup_vs_reference" in r else "-",
+            ]
+        )
         if graphed:
-            lines[-1] += [f"{r['graph_g_steps_per_s']:.2f}" if "graph_g_steps_per_s" in r else "-",
-                          f"{r['graph_speedup_vs_eager']:.2f}x" if "graph_speedup_vs_eager" in r else "-"]
+            lines[-1] += [
+                f"{r['graph_g_steps_per_s']:.2f}" if "graph_g_steps_per_s" in r else "-",
+                f"{r['graph_speedup_vs_eager']:.2f}x" if "graph_speedup_vs_eager" in r else "-",
+            ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for line in lines:
-        print("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))))
+        print(
+            "  ".join(
+                cell.rjust(w) if i else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -11,22 +11,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="gan-classifier",
         description="Train the small CNN behind the eval/* metrics for a labelled data set and "
-                    "keep it in the cache (eval.cache_dir). Takes gan-train's overrides, e.g. "
-                    "`gan-classifier dataset=mnist dataset.download=false`.")
-    parser.add_argument("overrides", nargs="*", help="config overrides: dataset=..., "
-                        "dataset.<key>=..., eval.cache_dir=..., device=...")
-    parser.add_argument("--force", action="store_true",
-                        help="train again even if the cache holds one for this data")
+        "keep it in the cache (eval.cache_dir). Takes gan-train's overrides, e.g. "
+        "`gan-classifier dataset=mnist dataset.download=false`.",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="config overrides: dataset=..., dataset.<key>=..., eval.cache_dir=..., device=...",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="train again even if the cache holds one for this data"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
-        from gan_cli.config.compose import compose_config
-        from gan_cli.config.build import build
-        from gan_cli.device import pick_device
         from gan_cli import classifier as classifiers
+        from gan_cli.config.build import build
+        from gan_cli.config.compose import compose_config
+        from gan_cli.device import pick_device
         from gan_cli.evaluation.scorer import held_out_split
 
         cfg = compose_config([*args.overrides, "run_dir=."], job_runtime=True)
@@ -37,14 +42,23 @@ def main(argv=None) -> None:
             raise UserError(f"dataset {data.name} is not images [N, C, H, W]")
         split = cfg.dataset.get("split")
         clf, path, trained = classifiers.obtain(
-            data.name, split, data.images, data.labels, data.num_classes,
-            cache_dir=cfg.eval.cache_dir, device=pick_device(cfg.device),
-            held_out=held_out_split(cfg.dataset), force=args.force)
+            data.name,
+            split,
+            data.images,
+            data.labels,
+            data.num_classes,
+            cache_dir=cfg.eval.cache_dir,
+            device=pick_device(cfg.device),
+            held_out=held_out_split(cfg.dataset),
+            force=args.force,
+        )
         r = clf.record
         state = "trained" if trained else "cached"
         print(f"{data.name}: {state} classifier {path}")
-        print(f"held-out accuracy {r['heldout_accuracy']:.4f} on {r['heldout_count']} images "
-              f"({r['heldout_source']}); trained on {r['train_count']}")
+        print(
+            f"held-out accuracy {r['heldout_accuracy']:.4f} on {r['heldout_count']} images "
+            f"({r['heldout_source']}); trained on {r['train_count']}"
+        )
         print(f"real-vs-real FD floor {r['fd_floor']:.4g} (eval/fd of held-out vs training images)")
     except UserError as error:
         exit_with(error, "gan-classifier")

@@ -15,34 +15,39 @@ def parse_args(argv=None):
     parser = OneLineParser(
         prog="gan-eval",
         description="Score a run's generator (checkpoints/last.pt) or a checkpoint file with the "
-                    "same eval/* metrics a run logs.")
+        "same eval/* metrics a run logs.",
+    )
     parser.add_argument("path", help="a run dir (uses checkpoints/last.pt) or a checkpoint .pt file")
-    parser.add_argument("--num-samples", type=int,
-                        help="generated images to score (default: the run's eval.num_samples)")
-    parser.add_argument("--cache-dir", help="classifier cache (default: the run's eval.cache_dir, "
-                        "else $GAN_CLI_CACHE or ~/.cache/gan-cli)")
+    parser.add_argument(
+        "--num-samples", type=int, help="generated images to score (default: the run's eval.num_samples)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        help="classifier cache (default: the run's eval.cache_dir, else $GAN_CLI_CACHE or ~/.cache/gan-cli)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     from gan_cli.commands.sample import add_generator_choice
+
     add_generator_choice(parser)
     return parser.parse_args(argv)
 
 
-def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=None,
-                        device: str = "cpu", ema: bool | None = None) -> dict[str, float]:
+def evaluate_checkpoint(
+    state: dict, num_samples: int | None = None, cache_dir=None, device: str = "cpu", ema: bool | None = None
+) -> dict[str, float]:
     """What the run's evaluation at this checkpoint's step gives: the same
     classifier, the same real images and the same seeded noise."""
     from omegaconf import OmegaConf
 
-    from gan_cli.run.checkpoint import generator_from_checkpoint
     from gan_cli.config.build import build
     from gan_cli.device import pick_device
-    from gan_cli.latent import evaluation_latent
     from gan_cli.evaluation.images import make_scorer
+    from gan_cli.latent import evaluation_latent
+    from gan_cli.run.checkpoint import generator_from_checkpoint
 
     config = state["config"]
-    options = {"num_samples": 5000, "cache_dir": None, **(config.get("eval") or {}),
-               "classifier": "auto"}
+    options = {"num_samples": 5000, "cache_dir": None, **(config.get("eval") or {}), "classifier": "auto"}
     if num_samples is not None:
         if num_samples < 2:
             raise UserError(f"--num-samples must be >= 2, got {num_samples}")
@@ -54,8 +59,10 @@ def evaluate_checkpoint(state: dict, num_samples: int | None = None, cache_dir=N
     data = build(cfg.dataset)
     scorer = make_scorer(data, cfg, dev, say=None) if data.kind == "images" else None
     if scorer is None:
-        raise UserError(f"dataset {getattr(data, 'name', '?')} has no class labels: the eval/* "
-                        f"metrics need a labelled image data set")
+        raise UserError(
+            f"dataset {getattr(data, 'name', '?')} has no class labels: the eval/* "
+            f"metrics need a labelled image data set"
+        )
     G = generator_from_checkpoint(state, dev, ema)
     latent = evaluation_latent(config["latent"], dev, config["seed"])
     return scorer(G, latent, G.num_classes)

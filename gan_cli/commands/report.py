@@ -25,7 +25,7 @@ from gan_cli.output.step_files import step_files, step_of
 
 IGNORED_KEYS = {"seed", "run_dir", "resume", "resume_allow"}
 PER_CLASS = re.compile(r"/\d+$")
-LOGGED_ONLY = {"eval/fd_floor"}   # the same for every job on a data set: printed once above
+LOGGED_ONLY = {"eval/fd_floor"}  # the same for every job on a data set: printed once above
 
 
 @dataclass
@@ -53,8 +53,9 @@ def find_jobs(folder: Path) -> tuple[list[Job], list[Path]]:
             metrics = json.loads(metrics_file.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"{metrics_file} is not valid JSON: {exc}") from None
-        jobs.append(Job(job_dir, overrides, {k: float(v) for k, v in metrics.items()
-                                             if isinstance(v, (int, float))}))
+        jobs.append(
+            Job(job_dir, overrides, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+        )
     return jobs, unfinished
 
 
@@ -78,8 +79,7 @@ def swept_keys(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
     return swept, fixed
 
 
-HEADLINE = ["eval/fd", "eval/class_accuracy", "eval/classes_present", "eval/classes_kl",
-            "eval/confidence"]
+HEADLINE = ["eval/fd", "eval/class_accuracy", "eval/classes_present", "eval/classes_kl", "eval/confidence"]
 
 
 def default_metrics(jobs: list[Job]) -> list[str]:
@@ -100,7 +100,7 @@ def summarise(values: list[float]) -> tuple[float, float | None]:
 class Table:
     keys: list[str]
     metrics: list[str]
-    rows: list[dict]          # {"group": {key: value}, "n": int, "stats": {metric: (mean, std, n)}}
+    rows: list[dict]  # {"group": {key: value}, "n": int, "stats": {metric: (mean, std, n)}}
     fixed: dict[str, str]
     floor: float | None
 
@@ -114,13 +114,15 @@ class Table:
         return [*self.keys, "n", *self.metrics]
 
     def body(self) -> list[list[str]]:
-        return [[*(r["group"][k] for k in self.keys), str(r["n"]),
-                 *(self.cell(m, r) for m in self.metrics)] for r in self.rows]
+        return [
+            [*(r["group"][k] for k in self.keys), str(r["n"]), *(self.cell(m, r) for m in self.metrics)]
+            for r in self.rows
+        ]
 
     def text(self) -> str:
         rows = [self.header(), *self.body()]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(self.notes() + lines)
 
@@ -134,8 +136,7 @@ class Table:
     def csv(self) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow([*self.keys, "n", *(f"{m}_{s}" for m in self.metrics
-                                             for s in ("mean", "std", "n"))])
+        writer.writerow([*self.keys, "n", *(f"{m}_{s}" for m in self.metrics for s in ("mean", "std", "n"))])
         for r in self.rows:
             cells = []
             for m in self.metrics:
@@ -168,17 +169,17 @@ def build_table(jobs: list[Job], metrics: list[str] | None = None) -> Table:
             values = [j.metrics[m] for j in members if m in j.metrics]
             mean, std = summarise(values)
             stats[m] = (mean, std, sum(math.isfinite(v) for v in values))
-        rows.append({"group": dict(zip(keys, group)), "n": len(members), "stats": stats})
+        rows.append({"group": dict(zip(keys, group, strict=True)), "n": len(members), "stats": stats})
     floors = {j.metrics["eval/fd_floor"] for j in jobs if "eval/fd_floor" in j.metrics}
     floor = floors.pop() if len(floors) == 1 else None
     return Table(keys, metrics, rows, fixed, floor)
 
 
 # --- the plot ------------------------------------------------------------------
-PANEL_COLUMNS = 3            # curve panels per row
-IMAGE_COLUMNS = 6            # sample grids per row
-LINE_STYLES = ["-", "--", ":", "-."]      # the seeds of one group: one colour, these styles
-MARKED_POINTS = 30           # curves with at most this many points show each as a dot
+PANEL_COLUMNS = 3  # curve panels per row
+IMAGE_COLUMNS = 6  # sample grids per row
+LINE_STYLES = ["-", "--", ":", "-."]  # the seeds of one group: one colour, these styles
+MARKED_POINTS = 30  # curves with at most this many points show each as a dot
 
 
 def read_curves(job_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
@@ -190,8 +191,9 @@ def read_curves(job_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
     if not folder.is_dir():
         return {}
     # Scalars only: images and the HPARAMS record are not needed here.
-    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 1, "tensors": 1,
-                                                       "histograms": 1, "audio": 1})
+    acc = EventAccumulator(
+        str(folder), size_guidance={"scalars": 0, "images": 1, "tensors": 1, "histograms": 1, "audio": 1}
+    )
     acc.Reload()
     curves = {}
     for tag in acc.Tags()["scalars"]:
@@ -256,8 +258,9 @@ def plot_report(jobs: list[Job], metrics: list[str]):
             panels.append((metric, lines))
     samples = [last_sample(job.folder) for job in jobs]
     if not panels and not any(samples):
-        raise UserError("--plot: no TensorBoard curves (<job>/tb) or sample grids "
-                        "(<job>/samples/step_N.png) in any job")
+        raise UserError(
+            "--plot: no TensorBoard curves (<job>/tb) or sample grids (<job>/samples/step_N.png) in any job"
+        )
 
     columns = max(1, min(PANEL_COLUMNS, len(panels)))
     curve_rows = -(-len(panels) // columns)
@@ -268,27 +271,27 @@ def plot_report(jobs: list[Job], metrics: list[str]):
     top, bottom = fig.subfigures(2, 1, height_ratios=[3.2 * curve_rows + 0.6, 2.8 * image_rows])
     if panels:
         axes = top.subplots(curve_rows, columns, squeeze=False).flatten()
-        for ax, (metric, lines) in zip(axes, panels):
+        for ax, (metric, lines) in zip(axes, panels, strict=False):
             for i, tag in lines:
                 steps, values = curves[i][tag]
                 # Markers where points are few: a lone evaluation is a dot, not nothing.
                 marker = "o" if len(steps) <= MARKED_POINTS else None
-                ax.plot(steps, values, label=labels[i], linewidth=1.2, marker=marker,
-                        markersize=3, **style[i])
+                ax.plot(
+                    steps, values, label=labels[i], linewidth=1.2, marker=marker, markersize=3, **style[i]
+                )
             ax.set_title(metric, fontsize=10)
             ax.set_xlabel("step", fontsize=8)
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
-        for ax in axes[len(panels):]:
+        for ax in axes[len(panels) :]:
             ax.set_axis_off()
         handles = [Line2D([], [], **style[i]) for i in range(len(jobs))]
-        top.legend(handles, labels, loc="upper center", ncols=min(len(jobs), 4), fontsize=8,
-                   frameon=False)
+        top.legend(handles, labels, loc="upper center", ncols=min(len(jobs), 4), fontsize=8, frameon=False)
         top.subplots_adjust(top=0.82 if curve_rows == 1 else 0.9, hspace=0.5, wspace=0.3)
     pictures = bottom.subplots(image_rows, image_columns, squeeze=False).flatten()
     for ax in pictures:
         ax.set_axis_off()
-    for ax, label, found in zip(pictures, labels, samples):
+    for ax, label, found in zip(pictures, labels, samples, strict=False):
         if found is None:
             ax.set_title(f"{label}\n(no samples)", fontsize=8)
             continue
@@ -314,15 +317,21 @@ def parse_args(argv=None):
     parser = OneLineParser(
         prog="gan-report",
         description="Table of a sweep's final metrics (metrics.json of every job), grouped by "
-                    "every swept key except seed, as mean ± std over seeds.")
+        "every swept key except seed, as mean ± std over seeds.",
+    )
     parser.add_argument("folder", type=Path, help="a multirun folder, e.g. outputs/multirun/<date>/<time>")
-    parser.add_argument("--metrics", help="comma-separated metrics to show (default: all but "
-                        "per-class ones)")
-    parser.add_argument("--out", type=Path, help="folder for report.md and report.csv "
-                        "(default: the multirun folder)")
-    parser.add_argument("--plot", nargs="?", const="", metavar="FILE",
-                        help="also draw every job's curves and last sample grid into one PNG "
-                             "(default FILE: report.png beside report.md)")
+    parser.add_argument("--metrics", help="comma-separated metrics to show (default: all but per-class ones)")
+    parser.add_argument(
+        "--out", type=Path, help="folder for report.md and report.csv (default: the multirun folder)"
+    )
+    parser.add_argument(
+        "--plot",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="also draw every job's curves and last sample grid into one PNG "
+        "(default FILE: report.png beside report.md)",
+    )
     return parser.parse_args(argv)
 
 
@@ -333,16 +342,20 @@ def main(argv=None) -> None:
             raise UserError(f"no such folder: {args.folder}")
         jobs, unfinished = find_jobs(args.folder)
         if not jobs:
-            raise UserError(f"no finished runs under {args.folder} (looked for job folders with "
-                            f".hydra/overrides.yaml and metrics.json"
-                            f"{f'; {len(unfinished)} without metrics.json' if unfinished else ''})")
+            raise UserError(
+                f"no finished runs under {args.folder} (looked for job folders with "
+                f".hydra/overrides.yaml and metrics.json"
+                f"{f'; {len(unfinished)} without metrics.json' if unfinished else ''})"
+            )
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
         if metrics:
             known = {k for j in jobs for k in j.metrics}
             unknown = [m for m in metrics if m not in known]
             if unknown:
-                raise UserError(f"--metrics: {', '.join(unknown)} not in any job's metrics.json; "
-                                f"known: {', '.join(sorted(k for k in known if not PER_CLASS.search(k)))}")
+                raise UserError(
+                    f"--metrics: {', '.join(unknown)} not in any job's metrics.json; "
+                    f"known: {', '.join(sorted(k for k in known if not PER_CLASS.search(k)))}"
+                )
         table = build_table(jobs, metrics)
         out = args.out or args.folder
         figure = plot_report(jobs, table.metrics) if args.plot is not None else None
@@ -350,8 +363,10 @@ def main(argv=None) -> None:
         write_text_atomic(out / "report.csv", table.csv())
         print(table.text())
         skipped = f"; {len(unfinished)} unfinished job(s) skipped" if unfinished else ""
-        print(f"\n{len(jobs)} job(s) in {len(table.rows)} group(s){skipped}; wrote "
-              f"{out / 'report.md'} and {out / 'report.csv'}")
+        print(
+            f"\n{len(jobs)} job(s) in {len(table.rows)} group(s){skipped}; wrote "
+            f"{out / 'report.md'} and {out / 'report.csv'}"
+        )
         if figure is not None:
             plot = Path(args.plot) if args.plot else out / "report.png"
             save_figure(figure, plot)

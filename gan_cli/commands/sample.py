@@ -5,20 +5,24 @@ from pathlib import Path
 
 from gan_cli.errors import OneLineParser, UserError, os_reason, reported, writing
 
-PNG_BATCH = 256          # images generated at a time for --png-dir: memory stays flat for 50,000
+PNG_BATCH = 256  # images generated at a time for --png-dir: memory stays flat for 50,000
 
 
 def parse_args(argv=None):
     parser = OneLineParser(
         prog="gan-sample",
-        description="Draw samples from a run's generator (checkpoints/last.pt) or a checkpoint file.")
+        description="Draw samples from a run's generator (checkpoints/last.pt) or a checkpoint file.",
+    )
     parser.add_argument("path", help="a run dir (uses checkpoints/last.pt) or a checkpoint .pt file")
     parser.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
     parser.add_argument("--out", type=Path, help="write samples (and labels) to this .npz")
     parser.add_argument("--grid", type=Path, help="write a picture of the samples to this .png")
-    parser.add_argument("--png-dir", type=Path,
-                        help="write each sample as its own 8-bit PNG into this new (or empty) "
-                             "folder, e.g. for clean-fid or torch-fidelity")
+    parser.add_argument(
+        "--png-dir",
+        type=Path,
+        help="write each sample as its own 8-bit PNG into this new (or empty) "
+        "folder, e.g. for clean-fid or torch-fidelity",
+    )
     parser.add_argument("--label", type=int, help="conditional models: draw only this class")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
@@ -29,14 +33,27 @@ def parse_args(argv=None):
 def add_generator_choice(parser) -> None:
     """--ema / --raw: which G of a checkpoint (gan-sample and gan-eval)."""
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--ema", dest="ema", action="store_true", default=None,
-                       help="G's moving average (the default where the run kept one, train.ema > 0)")
-    which.add_argument("--raw", dest="ema", action="store_false",
-                       help="the trained G itself, not its moving average")
+    which.add_argument(
+        "--ema",
+        dest="ema",
+        action="store_true",
+        default=None,
+        help="G's moving average (the default where the run kept one, train.ema > 0)",
+    )
+    which.add_argument(
+        "--raw", dest="ema", action="store_false", help="the trained G itself, not its moving average"
+    )
 
 
-def draw_batches(state: dict, num: int, label: int | None = None, seed: int = 0,
-                 device: str = "cpu", batch: int | None = None, ema: bool | None = None):
+def draw_batches(
+    state: dict,
+    num: int,
+    label: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    batch: int | None = None,
+    ema: bool | None = None,
+):
     """An iterator of (samples [n, *shape] float32 on the CPU in the data's [-1, 1]
     scale, labels [n] or None) for `num` samples, `batch` at a time (all at
     once by default). The noise is drawn for all `num` first, so the samples
@@ -44,10 +61,10 @@ def draw_batches(state: dict, num: int, label: int | None = None, seed: int = 0,
     where the run kept one), or the trained G (False)."""
     import torch
 
-    from gan_cli.run.checkpoint import generator_from_checkpoint
     from gan_cli.device import pick_device
     from gan_cli.latent import Latent
     from gan_cli.models.inference import generate
+    from gan_cli.run.checkpoint import generator_from_checkpoint
 
     dev = pick_device(device, key="--device")
     G = generator_from_checkpoint(state, dev, ema)
@@ -56,7 +73,7 @@ def draw_batches(state: dict, num: int, label: int | None = None, seed: int = 0,
     labels = None
     if classes:
         if label is None:
-            labels = torch.arange(num, device=dev) % classes      # every class in turn
+            labels = torch.arange(num, device=dev) % classes  # every class in turn
         elif 0 <= label < classes:
             labels = torch.full((num,), label, dtype=torch.long, device=dev)
         else:
@@ -65,16 +82,23 @@ def draw_batches(state: dict, num: int, label: int | None = None, seed: int = 0,
         raise UserError("--label needs a conditional model (e.g. objective=cgan); this one has no classes")
     batch = batch or num
 
-    def batches():                     # the checks above run now, before anything is written
+    def batches():  # the checks above run now, before anything is written
         for start in range(0, num, batch):
             part = slice(start, start + batch)
             y = None if labels is None else labels[part]
             yield generate(G, z[part], y).cpu(), None if y is None else y.cpu()
+
     return batches()
 
 
-def draw(state: dict, num: int, label: int | None = None, seed: int = 0, device: str = "cpu",
-         ema: bool | None = None):
+def draw(
+    state: dict,
+    num: int,
+    label: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    ema: bool | None = None,
+):
     """(samples [N, *shape] float32 in the data's [-1, 1] scale, labels [N] or None)."""
     [(samples, labels)] = draw_batches(state, num, label, seed, device, ema=ema)
     return samples, labels
@@ -99,12 +123,15 @@ def check_png_dir(folder: Path, data_shape) -> None:
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--png-dir {folder} is a file, not a folder")
     if folder.is_dir() and any(folder.iterdir()):
-        raise UserError(f"--png-dir {folder} already exists and is not empty; gan-sample never "
-                        f"overwrites: give a new or empty folder")
+        raise UserError(
+            f"--png-dir {folder} already exists and is not empty; gan-sample never "
+            f"overwrites: give a new or empty folder"
+        )
     shape = list(data_shape)
     if len(shape) != 3 or shape[0] not in (1, 3):
-        raise UserError(f"--png-dir writes images of 1 or 3 channels; this model's samples have "
-                        f"shape {shape}")
+        raise UserError(
+            f"--png-dir writes images of 1 or 3 channels; this model's samples have shape {shape}"
+        )
 
 
 def write_pngs(batches, folder: Path, num: int) -> int:
@@ -126,9 +153,10 @@ def write_pngs(batches, folder: Path, num: int) -> int:
             try:
                 picture.save(path, format="PNG")
             except OSError as error:
-                path.unlink(missing_ok=True)     # no half-written image among the good ones
-                raise UserError(f"cannot write {path}: {os_reason(error)} ({index} of {num} "
-                                f"written)") from error
+                path.unlink(missing_ok=True)  # no half-written image among the good ones
+                raise UserError(
+                    f"cannot write {path}: {os_reason(error)} ({index} of {num} written)"
+                ) from error
             index += 1
     return index
 
@@ -145,12 +173,18 @@ def main(argv=None) -> None:
             check_png_dir(args.png_dir, state["model_args"]["data_shape"])
         out = args.out if args.out or args.grid or args.png_dir else Path("samples.npz")
         keep_all = bool(out or args.grid)
-        batches = draw_batches(state, args.num, args.label, args.seed, args.device,
-                               batch=PNG_BATCH if args.png_dir else None, ema=args.ema)
+        batches = draw_batches(
+            state,
+            args.num,
+            args.label,
+            args.seed,
+            args.device,
+            batch=PNG_BATCH if args.png_dir else None,
+            ema=args.ema,
+        )
         kept = []
         if args.png_dir:
-            written = write_pngs(_keeping(batches, kept if keep_all else None), args.png_dir,
-                                 args.num)
+            written = write_pngs(_keeping(batches, kept if keep_all else None), args.png_dir, args.num)
             print(f"wrote {written} PNG files to {args.png_dir}")
         else:
             kept = list(batches)
@@ -199,7 +233,7 @@ def grid_columns(num: int, labels) -> int:
         classes = int(labels.max()) + 1
         if len(set(labels.tolist())) == classes:
             return classes
-    return max(1, round(num ** 0.5))
+    return max(1, round(num**0.5))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ import hydra
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
-from gan_cli.parallel import launch
 from gan_cli.config.checks import check_data
 from gan_cli.errors import UserError, exit_with
+from gan_cli.parallel import launch
 
 
 class JobFailed(CompactHydraException):
@@ -19,22 +19,26 @@ class JobFailed(CompactHydraException):
 
 @hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from gan_cli.run.runner import Interrupted, run   # after Hydra parsed the command line
+    from gan_cli.run.runner import Interrupted, run  # after Hydra parsed the command line
 
     try:
         metrics = run(cfg)
     except UserError as error:
         fail(error)
     except Interrupted as stopped:
-        if not launch.echoed(stopped):      # several processes: rank 0 says it for all
+        if not launch.echoed(stopped):  # several processes: rank 0 says it for all
             print(f"gan-train: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
     # A sweeper (e.g. Optuna) optimises the value the main returns.
     if not cfg.optimized_metric:
         return None
     if cfg.optimized_metric not in metrics:
-        fail(UserError(f"optimized_metric={cfg.optimized_metric} is not among this run's final "
-                       f"metrics: {', '.join(sorted(k for k in metrics if not k[-1].isdigit()))}"))
+        fail(
+            UserError(
+                f"optimized_metric={cfg.optimized_metric} is not among this run's final "
+                f"metrics: {', '.join(sorted(k for k in metrics if not k[-1].isdigit()))}"
+            )
+        )
     return metrics[cfg.optimized_metric]
 
 
@@ -46,7 +50,7 @@ def fail(error: UserError):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    quiet = launch.echoed(error)           # several processes: rank 0 says it for all
+    quiet = launch.echoed(error)  # several processes: rank 0 says it for all
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         if not quiet:
             print(f"gan-train: error: job {HydraConfig.get().job.num}: {error}", file=sys.stderr)
@@ -66,9 +70,11 @@ def cli() -> None:
     where = launch.place()
     try:
         if where.size > 1 and flags & {"-m", "--multirun"}:
-            raise UserError(f"-m under a launcher of {where.size} processes would run the whole "
-                            f"sweep in every process; start one launch per job, or sweep with "
-                            f"hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node")
+            raise UserError(
+                f"-m under a launcher of {where.size} processes would run the whole "
+                f"sweep in every process; start one launch per job, or sweep with "
+                f"hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node"
+            )
         if overrides and not flags:
             cfg, run_dir = check_overrides(overrides)
             # The run's own resume decision, taken now, so that a missing or
@@ -78,15 +84,16 @@ def cli() -> None:
             # processes: rank 0 alone may see it, and decides in the run for all.
             if where.size == 1:
                 from gan_cli.run.resume import resume_state
+
                 resume_state(cfg, run_dir)
                 # Missing data, likewise (a download the config allows happens
                 # now, into dataset.root, and the run reads the files).
                 check_data(cfg)
-        elif overrides and flags <= {"-m", "--multirun"}:     # not --help, --cfg, -cn, ...
+        elif overrides and flags <= {"-m", "--multirun"}:  # not --help, --cfg, -cn, ...
             for variant in sweep_variants(overrides):
                 check_data(check_overrides(variant)[0])
     except UserError as error:
-        if where.rank:                 # every process checks the same overrides; rank 0 says it
+        if where.rank:  # every process checks the same overrides; rank 0 says it
             sys.exit(2)
         exit_with(error, "gan-train")
     # Under torchrun, processes other than rank 0 make no run folder of their own.
@@ -107,14 +114,14 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
         raise UserError(one_line(exc)) from None
-    choices = []                        # per override: the plain lines to try
+    choices = []  # per override: the plain lines to try
     for override in parsed:
         if not override.is_sweep_override():
             choices.append([override.input_line])
             continue
         try:
             values = list(override.sweep_string_iterator())
-        except Exception:               # an interval: not enumerable
+        except Exception:  # an interval: not enumerable
             choices.append([])
             continue
         choices.append([f"{override.get_key_element()}={v}" for v in values])
@@ -130,13 +137,13 @@ def check_overrides(overrides: list[str]) -> tuple[DictConfig, Path]:
     """The checked config, and the folder Hydra would run it in."""
     from omegaconf import open_dict
 
-    from gan_cli.config.compose import compose_config, one_line
     from gan_cli.config.checks import validate
+    from gan_cli.config.compose import compose_config, one_line
 
     cfg = compose_config(overrides, job_runtime=True, hydra_node=True)
     try:
         run_dir = Path(cfg.hydra.run.dir)
-    except Exception as exc:            # an interpolation that cannot resolve
+    except Exception as exc:  # an interpolation that cannot resolve
         raise UserError(one_line(exc)) from None
     with open_dict(cfg):
         del cfg["hydra"]

@@ -14,10 +14,21 @@ NONFINITE_POLICIES = ("stop", "rollback")
 # Keys that may differ when a run is resumed: where, how long and on how many
 # processes it runs, how often it reports, and what is measured (evaluation and
 # pictures draw from their own generators, so none of these changes what is trained).
-RESUMABLE_CHANGES = ("resume", "resume_allow", "run_dir", "device", "train.steps", "eval",
-                     "train.cuda_graphs", "train.log_every", "train.sample_every",
-                     "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
-                     "distributed")
+RESUMABLE_CHANGES = (
+    "resume",
+    "resume_allow",
+    "run_dir",
+    "device",
+    "train.steps",
+    "eval",
+    "train.cuda_graphs",
+    "train.log_every",
+    "train.sample_every",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "distributed",
+)
 EVAL_CLASSIFIER = ("auto", "off")
 LATENT_DISTRIBUTIONS = ("normal", "uniform", "mixture")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -25,17 +36,34 @@ D_NORMS = ("batch", "layer", "none")
 
 # Keys added after runs were first checkpointed: a saved config without one
 # had the value that means "off", so resuming it is no change.
-ADDED_KEYS = {"train.ema": 0.0, "train.ema_start": 0, "eval.use_ema": True,
-              "model.spectral_norm": False, "objective.pack": 1, "objective.r1": 0.0,
-              "objective.r1_every": 1, "train.lr_decay": 0.0,
-              # read by the mixture prior only, which no run had before
-              "latent.components": 1000, "latent.component_std": 0.1}
+ADDED_KEYS = {
+    "train.ema": 0.0,
+    "train.ema_start": 0,
+    "eval.use_ema": True,
+    "model.spectral_norm": False,
+    "objective.pack": 1,
+    "objective.r1": 0.0,
+    "objective.r1_every": 1,
+    "train.lr_decay": 0.0,
+    # read by the mixture prior only, which no run had before
+    "latent.components": 1000,
+    "latent.component_std": 0.1,
+}
 
 # Present in some configs only (an objective's, a data set's or a model's own
 # keys, or sections an older config lacks): checked where they exist.
-WHOLE = {"objective.critic_steps": 1, "dataset.arrows": 0, "dataset.eval_points": 2,
-         "dataset.eval_samples": 1, "dataset.size": 2, "objective.pack": 1, "latent.components": 1,
-         "objective.r1_every": 1, "train.ema_start": 0, "distributed.timeout_s": 1}
+WHOLE = {
+    "objective.critic_steps": 1,
+    "dataset.arrows": 0,
+    "dataset.eval_points": 2,
+    "dataset.eval_samples": 1,
+    "dataset.size": 2,
+    "objective.pack": 1,
+    "latent.components": 1,
+    "objective.r1_every": 1,
+    "train.ema_start": 0,
+    "distributed.timeout_s": 1,
+}
 POSITIVE = ("objective.clip_value", "dataset.std", "latent.component_std")
 AT_LEAST_ZERO = ("objective.gp_weight", "objective.r1")
 BOOLEANS = ("model.spectral_norm", "eval.use_ema", "distributed.sync_batch_norm")
@@ -91,8 +119,7 @@ def _widths(cfg, key: str):
     value = _get(cfg, key)
     widths = [value] if isinstance(value, int) and not isinstance(value, bool) else value
     try:
-        ok = len(widths) > 0 and all(isinstance(w, int) and not isinstance(w, bool) and w > 0
-                                     for w in widths)
+        ok = len(widths) > 0 and all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths)
     except TypeError:
         ok = False
     if not ok:
@@ -122,8 +149,14 @@ def validate(cfg: DictConfig) -> None:
     _one_of(cfg, "latent.distribution", LATENT_DISTRIBUTIONS)
     _whole(cfg, "train.steps", 0)
     _whole(cfg, "train.batch_size", 1)
-    for key in ("log_every", "sample_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-                "grid_columns"):
+    for key in (
+        "log_every",
+        "sample_every",
+        "eval_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "grid_columns",
+    ):
         _whole(cfg, f"train.{key}", 1)
     if cfg.train.cpu_threads != "auto":
         _whole(cfg, "train.cpu_threads", 1)
@@ -131,8 +164,10 @@ def validate(cfg: DictConfig) -> None:
 
     augment = _get(cfg, "train.augment")
     if not OmegaConf.is_list(augment) or any(a not in POLICIES for a in augment):
-        raise UserError(f"train.augment must be a list from {', '.join(POLICIES)}, got "
-                        f"{OmegaConf.to_container(augment) if OmegaConf.is_config(augment) else augment!r}")
+        raise UserError(
+            f"train.augment must be a list from {', '.join(POLICIES)}, got "
+            f"{OmegaConf.to_container(augment) if OmegaConf.is_config(augment) else augment!r}"
+        )
     _one_of(cfg, "train.precision", PRECISIONS)
     _one_of(cfg, "train.channels_last", ("auto", True, False))
     for net in ("g", "d"):
@@ -141,11 +176,16 @@ def validate(cfg: DictConfig) -> None:
     _real_in(cfg, "train.rollback_lr_factor", lambda v: 0 < v < 1, "a number in (0, 1)")
     _whole(cfg, "train.max_rollbacks", 0)
     _real_in(cfg, "train.ema", lambda v: 0 <= v < 1, "a decay in [0, 1) (0 = off)", default=0.0)
-    _real_in(cfg, "train.lr_decay", lambda v: 0 <= v <= 1,
-             "a fraction of train.steps in [0, 1] (0 = constant learning rates)", default=0.0)
+    _real_in(
+        cfg,
+        "train.lr_decay",
+        lambda v: 0 <= v <= 1,
+        "a fraction of train.steps in [0, 1] (0 = constant learning rates)",
+        default=0.0,
+    )
     if "eval" in cfg:
         _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
-        _whole(cfg, "eval.num_samples", 2)      # a covariance needs two images
+        _whole(cfg, "eval.num_samples", 2)  # a covariance needs two images
     _one_of(cfg, "train.cuda_graphs", ("auto", True, False))
     _one_of(cfg, "device", DEVICES)
     _component_values(cfg)
@@ -196,37 +236,51 @@ def _combinations(cfg: DictConfig) -> None:
     """Values that are fine alone but not together."""
     o, d = cfg.objective, cfg.dataset
     if "a" in o and "b" in o and o.a == o.b:
-        raise UserError(f"objective.a and objective.b must differ (the codes for fake and "
-                        f"real), both are {o.a!r}")
+        raise UserError(
+            f"objective.a and objective.b must differ (the codes for fake and real), both are {o.a!r}"
+        )
     if o.get("solver") == "analytic":
         if o.get("pairing") != "fixed":
-            raise UserError("objective.solver=analytic needs objective.pairing=fixed "
-                            "(with fresh z every step there is no fixed problem to solve)")
+            raise UserError(
+                "objective.solver=analytic needs objective.pairing=fixed "
+                "(with fresh z every step there is no fixed problem to solve)"
+            )
         if cfg.model.get("name") != "linear" or o.get("conditional"):
             raise UserError("objective.solver=analytic needs model=linear (unconditional)")
     if o.get("pairing") == "fixed" and getattr(target_of(d), "streaming", False):
-        raise UserError(f"dataset={d.name} draws fresh points every batch, so there are no "
-                        f"fixed examples to pair; use objective.pairing=resample")
+        raise UserError(
+            f"dataset={d.name} draws fresh points every batch, so there are no "
+            f"fixed examples to pair; use objective.pairing=resample"
+        )
     if cfg.get("distributed") and cfg.distributed.get("sync_batch_norm") and not _cuda_run(cfg.device):
-        raise UserError("distributed.sync_batch_norm=true needs CUDA (SyncBatchNorm does not "
-                        "run on CPU); leave it false on a CPU run")
+        raise UserError(
+            "distributed.sync_batch_norm=true needs CUDA (SyncBatchNorm does not "
+            "run on CPU); leave it false on a CPU run"
+        )
     pack, r1 = o.get("pack", 1), o.get("r1", 0.0)
     if (pack != 1 or r1) and not getattr(target_of(o), "uses_discriminator", True):
-        raise UserError(f"objective={o.name} has no discriminator, so objective.pack and "
-                        f"objective.r1 do not apply (got pack={pack}, r1={r1})")
+        raise UserError(
+            f"objective={o.name} has no discriminator, so objective.pack and "
+            f"objective.r1 do not apply (got pack={pack}, r1={r1})"
+        )
     if cfg.train.batch_size % pack:
-        raise UserError(f"train.batch_size={cfg.train.batch_size} is not divisible by "
-                        f"objective.pack={pack}: D judges whole packs of {pack} samples")
+        raise UserError(
+            f"train.batch_size={cfg.train.batch_size} is not divisible by "
+            f"objective.pack={pack}: D judges whole packs of {pack} samples"
+        )
     batch_norm_critic = _has(cfg, "model.d_norm") and _get(cfg, "model.d_norm") in (True, "batch")
     if batch_norm_critic and not getattr(target_of(o), "critic_batch_norm", True):
-        raise UserError(f"objective={o.name} needs a critic without batch norm (its penalty "
-                        f"is per sample); add model.d_norm=layer (or none), as "
-                        f"experiment=wgan_gp_mnist does")
+        raise UserError(
+            f"objective={o.name} needs a critic without batch norm (its penalty "
+            f"is per sample); add model.d_norm=layer (or none), as "
+            f"experiment=wgan_gp_mnist does"
+        )
 
 
 def _cuda_run(device: str) -> bool:
     if device == "auto":
-        import torch                # late: only this check needs it
+        import torch  # late: only this check needs it
+
         return torch.cuda.is_available()
     return device == "cuda"
 
@@ -246,9 +300,12 @@ def changed_keys(saved: dict, current: dict, allowed: list[str]) -> list[str]:
     old, new = _flatten(saved), _flatten(current)
     old = {**{k: v for k, v in ADDED_KEYS.items() if k in new}, **old}
     free = [*RESUMABLE_CHANGES, *allowed]
-    return sorted(k for k in old.keys() | new.keys()
-                  if old.get(k, "<absent>") != new.get(k, "<absent>")
-                  and not any(k == a or k.startswith(a + ".") for a in free))
+    return sorted(
+        k
+        for k in old.keys() | new.keys()
+        if old.get(k, "<absent>") != new.get(k, "<absent>")
+        and not any(k == a or k.startswith(a + ".") for a in free)
+    )
 
 
 def parse_override(text: str) -> tuple[str, str] | None:

@@ -10,8 +10,7 @@ from omegaconf import DictConfig, open_dict
 from gan_cli.errors import UserError
 
 
-def compose_config(overrides: list[str], job_runtime: bool = False,
-                   hydra_node: bool = False) -> DictConfig:
+def compose_config(overrides: list[str], job_runtime: bool = False, hydra_node: bool = False) -> DictConfig:
     """The composed config, without the hydra node unless hydra_node=True.
     job_runtime=True stands in for a job's runtime (run here, in a folder not
     yet made) so that values reading it, such as dataset.root's
@@ -21,8 +20,9 @@ def compose_config(overrides: list[str], job_runtime: bool = False,
 
     try:
         with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides),
-                          return_hydra_config=job_runtime or hydra_node)
+            cfg = compose(
+                config_name="config", overrides=list(overrides), return_hydra_config=job_runtime or hydra_node
+            )
     except Exception as exc:
         raise UserError(one_line(exc)) from None
     if not job_runtime:
@@ -38,12 +38,13 @@ def compose_config(overrides: list[str], job_runtime: bool = False,
             if not hydra_node:
                 del cfg["hydra"]
     finally:
-        HydraConfig.instance().cfg = None          # a job sets its own
+        HydraConfig.instance().cfg = None  # a job sets its own
     return cfg
 
 
 def _resolved(node):
     from omegaconf import OmegaConf
+
     return OmegaConf.create(OmegaConf.to_container(node, resolve=True))
 
 
@@ -52,13 +53,13 @@ def one_line(exc: Exception) -> str:
     text = str(exc)
     if m := re.search(r"Could not find '([\w/]+)/(\w+)'", text):
         group, option = m.groups()
-        return (f"{group}={option} is not an option of {group}; choose from: "
-                f"{', '.join(options(group))}")
+        return f"{group}={option} is not an option of {group}; choose from: {', '.join(options(group))}"
     if m := re.search(r"Could not override '([\w.]+)'", text):
         key = m.group(1)
         return f"{key} is not a config key (gan-train --cfg job shows them all; +{key}=... adds a new one)"
-    if m := re.search(r"Value '(.*)' (?:of type '\w+' )?could not be converted to (\w+)\s+full_key: ([\w.]+)",
-                      text, re.S):
+    if m := re.search(
+        r"Value '(.*)' (?:of type '\w+' )?could not be converted to (\w+)\s+full_key: ([\w.]+)", text, re.S
+    ):
         value, kind, key = m.groups()
         return f"{key} must be {kind.lower()}, got {value!r}"
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__

@@ -13,7 +13,6 @@ from gan_cli.data.images import (
 from gan_cli.data.sampler import Batch, TensorSampler
 from gan_cli.data.toys import ToySet, load_toy
 
-
 __all__ = [
     "Batch",
     "ImageSet",

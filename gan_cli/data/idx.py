@@ -19,8 +19,9 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
     path.write_bytes(data)
 
 
-def write_mnist_raw(root: Path, images: np.ndarray, labels: np.ndarray,
-                    test_from: int | None = None, compress: bool = False) -> Path:
+def write_mnist_raw(
+    root: Path, images: np.ndarray, labels: np.ndarray, test_from: int | None = None, compress: bool = False
+) -> Path:
     """<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte from
     images [N, 28, 28] and labels [N]: the test split is images[test_from:]
     and the training split the rest, or both are everything (test_from=None)."""

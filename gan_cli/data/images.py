@@ -21,10 +21,10 @@ class ImageSet:
     evaluation room compares G with, and the batches the loop draws."""
 
     name: str
-    images: torch.Tensor            # uint8 [N, C, H, W], 0..255
-    labels: torch.Tensor | None     # int64 [N]
+    images: torch.Tensor  # uint8 [N, C, H, W], 0..255
+    labels: torch.Tensor | None  # int64 [N]
     num_classes: int
-    kind = "images"                 # picks the evaluation room's metrics and pictures
+    kind = "images"  # picks the evaluation room's metrics and pictures
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -64,16 +64,22 @@ def _parse_small_ints(raw: bytes) -> np.ndarray:
     4 million values of mnist_subset, and this is part of every run's
     start-up. Any other text goes to numpy.loadtxt."""
     buf = np.frombuffer(raw, np.uint8)
-    stop = np.flatnonzero(buf <= ord(","))                     # the ',' or '\n' after each value
+    stop = np.flatnonzero(buf <= ord(","))  # the ',' or '\n' after each value
     digits_only = np.all((buf >= ord("0")) & (buf <= ord("9")) | (buf == ord(",")) | (buf == ord("\n")))
-    length = np.diff(stop, prepend=-1) - 1                     # digits of each value
-    row_ends = np.flatnonzero(buf[stop] == ord("\n"))         # index of each row's last value
+    length = np.diff(stop, prepend=-1) - 1  # digits of each value
+    row_ends = np.flatnonzero(buf[stop] == ord("\n"))  # index of each row's last value
     columns = int(row_ends[0]) + 1 if len(row_ends) else 0
-    if (not digits_only or not columns or raw[-1:] != b"\n" or length.min() < 1 or length.max() > 3
-            or not np.array_equal(row_ends, np.arange(columns - 1, len(stop), columns))):
+    if (
+        not digits_only
+        or not columns
+        or raw[-1:] != b"\n"
+        or length.min() < 1
+        or length.max() > 3
+        or not np.array_equal(row_ends, np.arange(columns - 1, len(stop), columns))
+    ):
         return np.loadtxt(io.StringIO(raw.decode()), delimiter=",", dtype=np.float32, ndmin=2)
-    values = buf[stop - 1].astype(np.int16) - ord("0")         # units
-    for place, scale in ((2, 10), (3, 100)):                   # tens, hundreds
+    values = buf[stop - 1].astype(np.int16) - ord("0")  # units
+    for place, scale in ((2, 10), (3, 100)):  # tens, hundreds
         longer = np.flatnonzero(length >= place)
         values[longer] += scale * (buf[stop[longer] - place].astype(np.int16) - ord("0"))
     return values.reshape(-1, columns).astype(np.float32)
@@ -99,11 +105,17 @@ def load_sklearn_digits(name: str = "digits") -> ImageSet:
 
 # name -> (torchvision class name, folder under root, files a user can place by hand)
 _TORCHVISION = {
-    "mnist": ("MNIST", "MNIST/raw",
-              "the four IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-              "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (or their .gz)"),
-    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw",
-                      "the four Fashion-MNIST IDX files (train-*/t10k-*, or their .gz)"),
+    "mnist": (
+        "MNIST",
+        "MNIST/raw",
+        "the four IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (or their .gz)",
+    ),
+    "fashion_mnist": (
+        "FashionMNIST",
+        "FashionMNIST/raw",
+        "the four Fashion-MNIST IDX files (train-*/t10k-*, or their .gz)",
+    ),
     "cifar10": ("CIFAR10", "", "cifar-10-python.tar.gz"),
 }
 
@@ -121,8 +133,7 @@ def _gunzip_beside(folder: Path) -> None:
             os.replace(tmp, unpacked)
 
 
-def load_torchvision(name: str, root: str = "data", download: bool = True,
-                     split: str = "train") -> ImageSet:
+def load_torchvision(name: str, root: str = "data", download: bool = True, split: str = "train") -> ImageSet:
     """MNIST, Fashion-MNIST or CIFAR-10 through torchvision, downloaded into
     `root` on first use, then held in memory as one uint8 tensor."""
     if name not in _TORCHVISION:
@@ -136,8 +147,7 @@ def load_torchvision(name: str, root: str = "data", download: bool = True,
     quiet = io.StringIO()  # torchvision prints every mirror it tries
     try:
         with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            ds = getattr(torchvision.datasets, class_name)(root, train=split == "train",
-                                                            download=download)
+            ds = getattr(torchvision.datasets, class_name)(root, train=split == "train", download=download)
     except Exception as exc:  # no network (URLError, RuntimeError), bad archive, ...
         how = "it could not be downloaded (no network?)" if download else "dataset.download=false"
         raise UserError(
@@ -145,9 +155,9 @@ def load_torchvision(name: str, root: str = "data", download: bool = True,
             f"or train offline with dataset=mnist_subset"
         ) from exc
     data = ds.data
-    if isinstance(data, np.ndarray):                 # CIFAR: [N, H, W, C] numpy
+    if isinstance(data, np.ndarray):  # CIFAR: [N, H, W, C] numpy
         images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
-    else:                                            # MNIST family: [N, H, W] tensor
+    else:  # MNIST family: [N, H, W] tensor
         images = data.unsqueeze(1).contiguous()
     labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
     return ImageSet(name, images, labels, len(ds.classes))
@@ -157,23 +167,21 @@ def load_torchvision(name: str, root: str = "data", download: bool = True,
 load_torchvision.choices = {"split": ("train", "test")}
 
 
-def torchvision_ready(name: str, root: str = "data", download: bool = True,
-                      split: str = "train") -> None:
+def torchvision_ready(name: str, root: str = "data", download: bool = True, split: str = "train") -> None:
     """Before a run starts: `name`'s files are in `root`, or are fetched now
     (the run then reads them from disk), or the loader's own one line."""
     folder = _TORCHVISION[name][1] if name in _TORCHVISION else None
-    where = Path(root) / (folder or "cifar-10-batches-py")       # CIFAR unpacks there
+    where = Path(root) / (folder or "cifar-10-batches-py")  # CIFAR unpacks there
     if folder is None or not (where.is_dir() and any(where.iterdir())):
         load_torchvision(name, root, download, split)
 
 
-load_torchvision.ready = torchvision_ready             # read by gan_cli.config.checks.check_data
+load_torchvision.ready = torchvision_ready  # read by gan_cli.config.checks.check_data
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
-def load_image_folder(path: str, size: int = 32, channels: int = 3,
-                      name: str = "image_folder") -> ImageSet:
+def load_image_folder(path: str, size: int = 32, channels: int = 3, name: str = "image_folder") -> ImageSet:
     """Every image file under `path` (searched recursively), resized to
     size x size with 1 (grey) or 3 (RGB) channels. No labels."""
     from PIL import Image
@@ -206,7 +214,7 @@ def _image_folder(path: str) -> Path:
     return folder
 
 
-load_image_folder.choices = {"channels": (1, 3)}      # read by gan_cli.config.checks.validate
+load_image_folder.choices = {"channels": (1, 3)}  # read by gan_cli.config.checks.validate
 
 
 def image_folder_ready(path: str, **_) -> None:
@@ -215,4 +223,4 @@ def image_folder_ready(path: str, **_) -> None:
     _image_folder(path)
 
 
-load_image_folder.ready = image_folder_ready           # read by gan_cli.config.checks.check_data
+load_image_folder.ready = image_folder_ready  # read by gan_cli.config.checks.check_data

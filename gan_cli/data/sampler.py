@@ -9,9 +9,9 @@ from gan_cli.rng import restore_generator
 
 @dataclass
 class Batch:
-    x: torch.Tensor                # [B, *shape], float, scaled to [-1, 1] for images
-    y: torch.Tensor | None         # [B] int64 class labels, or None
-    index: torch.Tensor            # [B] positions in the data set (mse's fixed pairing)
+    x: torch.Tensor  # [B, *shape], float, scaled to [-1, 1] for images
+    y: torch.Tensor | None  # [B] int64 class labels, or None
+    index: torch.Tensor  # [B] positions in the data set (mse's fixed pairing)
 
 
 def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
@@ -27,11 +27,18 @@ class TensorSampler:
     seeded generator; `state_dict` captures it with the epoch position.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int,
-                 device: torch.device, seed: int):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+    ):
         if batch_size > len(images):
             # Imported late: only this error path needs it.
             from gan_cli.errors import UserError
+
             raise UserError(
                 f"train.batch_size={batch_size} is larger than the data set ({len(images)} examples)"
             )
@@ -49,10 +56,10 @@ class TensorSampler:
     def next_indices(self) -> torch.Tensor:
         """The next batch's positions in the data set (on the CPU); the
         epoch moves on as `next` moves it (CUDA graphs draw through this)."""
-        if self.position + self.batch_size > len(self.order):   # new epoch, drop the ragged end
+        if self.position + self.batch_size > len(self.order):  # new epoch, drop the ragged end
             self.order = torch.randperm(len(self.images), generator=self.generator)
             self.position = 0
-        index = self.order[self.position:self.position + self.batch_size]
+        index = self.order[self.position : self.position + self.batch_size]
         self.position += self.batch_size
         return index
 
@@ -68,8 +75,7 @@ class TensorSampler:
         return Batch(x, y, index)
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "order": self.order,
-                "position": self.position}
+        return {"generator": self.generator.get_state(), "order": self.order, "position": self.position}
 
     def load_state_dict(self, state: dict) -> bool:
         """False when the saved shuffle came from another device type (re-seeded)."""

@@ -9,7 +9,7 @@ import torch
 
 from gan_cli.data.sampler import DrawSampler, to_unit_range
 
-DIGITS = 3                                 # channels, and digits in the label
+DIGITS = 3  # channels, and digits in the label
 
 
 @dataclass
@@ -20,9 +20,9 @@ class StackedDigits:
     name: str
     digits: torch.Tensor
     labels: torch.Tensor
-    source: str                            # the data set the digits come from
-    eval_samples: int = 26_000             # generated images behind each evaluation
-    kind = "stacked"                       # picks the evaluation room's metrics and pictures
+    source: str  # the data set the digits come from
+    eval_samples: int = 26_000  # generated images behind each evaluation
+    kind = "stacked"  # picks the evaluation room's metrics and pictures
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -30,15 +30,14 @@ class StackedDigits:
 
     @property
     def num_classes(self) -> int:
-        return 10 ** DIGITS
+        return 10**DIGITS
 
     def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """n stacked images as uint8 [n, 3, H, W] and their numbers [n]
         (100 x first + 10 x second + third channel's digit)."""
-        picks = torch.randint(len(self.digits), (n, DIGITS), generator=generator,
-                              device=generator.device)
-        images = self._on(generator.device, "digits")[picks].squeeze(2)    # [n, 3, H, W]
-        labels = self._on(generator.device, "labels")[picks]                # [n, 3]
+        picks = torch.randint(len(self.digits), (n, DIGITS), generator=generator, device=generator.device)
+        images = self._on(generator.device, "digits")[picks].squeeze(2)  # [n, 3, H, W]
+        labels = self._on(generator.device, "labels")[picks]  # [n, 3]
         # scalars, not a tensor made from a list: no host copy, so a CUDA graph can capture it
         numbers = labels[:, 0] * 100 + labels[:, 1] * 10 + labels[:, 2]
         return images, numbers
@@ -57,19 +56,26 @@ class StackedDigits:
 SOURCES = ("mnist_subset", "mnist")
 
 
-def load_stacked(source: str = "mnist_subset", root: str = "data", download: bool = True,
-                 name: str = "stacked_mnist", eval_samples: int = 26_000) -> StackedDigits:
+def load_stacked(
+    source: str = "mnist_subset",
+    root: str = "data",
+    download: bool = True,
+    name: str = "stacked_mnist",
+    eval_samples: int = 26_000,
+) -> StackedDigits:
     """Stacked digits from `source`: the bundled 5,000 (mnist_subset, offline)
     or torchvision's MNIST training set (in `root`, downloaded if allowed)."""
     from gan_cli.data.images import load_mnist_subset, load_torchvision
 
-    digits = load_mnist_subset() if source == "mnist_subset" else \
-        load_torchvision("mnist", root=root, download=download, split="train")
+    digits = (
+        load_mnist_subset()
+        if source == "mnist_subset"
+        else load_torchvision("mnist", root=root, download=download, split="train")
+    )
     return StackedDigits(name, digits.images, digits.labels, digits.name, eval_samples)
 
 
-def stacked_ready(source: str = "mnist_subset", root: str = "data", download: bool = True,
-                  **_) -> None:
+def stacked_ready(source: str = "mnist_subset", root: str = "data", download: bool = True, **_) -> None:
     """Before a run starts: torchvision's MNIST on disk (or fetched now) when
     it is the source; the bundled digits need nothing."""
     from gan_cli.data.images import torchvision_ready

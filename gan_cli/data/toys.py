@@ -38,18 +38,18 @@ def _uniform(n: int, generator: torch.Generator) -> torch.Tensor:
 def _shape_points(name: str, n: int, generator: torch.Generator) -> torch.Tensor:
     """[n, 2] noiseless points on a continuous shape, spanning about [-3, 3]."""
     u = _uniform(n, generator)
-    if name == "spiral":                    # scikit-learn's 2D swiss roll, scaled by 1/5
+    if name == "spiral":  # scikit-learn's 2D swiss roll, scaled by 1/5
         t = 1.5 * math.pi * (1 + 2 * u)
         return torch.stack([t * t.cos(), t * t.sin()], 1) / 5
-    half = _uniform(n, generator) < 0.5     # which moon / which circle
-    if name == "moons":                     # scikit-learn's two moons, centred, scaled by 2
+    half = _uniform(n, generator) < 0.5  # which moon / which circle
+    if name == "moons":  # scikit-learn's two moons, centred, scaled by 2
         t = math.pi * u
         outer = torch.stack([t.cos(), t.sin()], 1)
         inner = torch.stack([1 - t.cos(), 0.5 - t.sin()], 1)
         points = torch.where(half[:, None], outer, inner)
         # scalars, not a tensor made from a list: no host copy, so a CUDA graph can capture it
         return 2 * torch.stack([points[:, 0] - 0.5, points[:, 1] - 0.25], 1)
-    t = 2 * math.pi * u                     # circles: radius 2 and, inside it, 1
+    t = 2 * math.pi * u  # circles: radius 2 and, inside it, 1
     radius = torch.where(half, 2.0, 1.0)
     return radius[:, None] * torch.stack([t.cos(), t.sin()], 1)
 
@@ -60,13 +60,13 @@ class ToySet:
     real points for pictures, and fresh batches from a seeded sampler."""
 
     name: str
-    centres: torch.Tensor | None        # [K, 2] for mixtures, None for shapes
-    std: float                          # of each Gaussian, or of the shapes' noise
-    arrows: int = 0                     # generator-gradient arrows drawn per picture
-    eval_points: int = 2_500            # generated and real points behind each evaluation
-    real: torch.Tensor = field(init=False)      # fixed real points shown in pictures
-    extent: float = field(init=False)           # pictures show [-extent, extent]^2
-    kind = "toy"                        # picks the evaluation room's metrics and pictures
+    centres: torch.Tensor | None  # [K, 2] for mixtures, None for shapes
+    std: float  # of each Gaussian, or of the shapes' noise
+    arrows: int = 0  # generator-gradient arrows drawn per picture
+    eval_points: int = 2_500  # generated and real points behind each evaluation
+    real: torch.Tensor = field(init=False)  # fixed real points shown in pictures
+    extent: float = field(init=False)  # pictures show [-extent, extent]^2
+    kind = "toy"  # picks the evaluation room's metrics and pictures
 
     def __post_init__(self):
         self.real = self.draw(PICTURE_REAL_POINTS, torch.Generator().manual_seed(PICTURE_SEED))[0]

@@ -6,8 +6,8 @@ import torch
 from gan_cli.errors import UserError
 from gan_cli.evaluation.scorer import ImageScorer, held_out_split
 from gan_cli.models.inference import generate
-from gan_cli.output.pictures import make_grid
 from gan_cli.output.log import log
+from gan_cli.output.pictures import make_grid
 
 
 class ImageEvaluation:
@@ -44,9 +44,18 @@ def make_scorer(data, cfg, device, say=log.info) -> ImageScorer | None:
     if data.labels is None or not data.num_classes:
         return None
     if data.images.dim() != 4:
-        raise UserError(f"eval.classifier=auto needs images [N, C, H, W]; {data.name} is "
-                        f"{list(data.images.shape)} (set eval.classifier=off)")
+        raise UserError(
+            f"eval.classifier=auto needs images [N, C, H, W]; {data.name} is "
+            f"{list(data.images.shape)} (set eval.classifier=off)"
+        )
     dataset_cfg = cfg.get("dataset")
     split = dataset_cfg.get("split") if dataset_cfg is not None else None
-    return ImageScorer(data, split, int(options.get("num_samples", 5000)),
-                       options.get("cache_dir"), device, held_out_split(dataset_cfg), say=say)
+    return ImageScorer(
+        data,
+        split,
+        int(options.get("num_samples", 5000)),
+        options.get("cache_dir"),
+        device,
+        held_out_split(dataset_cfg),
+        say=say,
+    )

@@ -5,16 +5,28 @@ compared with the real images' features and with the classes asked for."""
 import torch
 
 from gan_cli import classifier as classifiers
-from gan_cli.metrics.image import (class_accuracy, class_histogram, classes_present, confidence,
-                                   feature_stats, frechet_distance, kl_to_uniform)
+from gan_cli.metrics.image import (
+    class_accuracy,
+    class_histogram,
+    classes_present,
+    confidence,
+    feature_stats,
+    frechet_distance,
+    kl_to_uniform,
+)
 from gan_cli.models.inference import generate
 from gan_cli.output.log import log
 
-CHUNK = 500                    # images generated and scored at a time: bounded memory
+CHUNK = 500  # images generated and scored at a time: bounded memory
 
 
-def score(probabilities: torch.Tensor, features: torch.Tensor, real_stats, num_classes: int,
-          wanted: torch.Tensor | None = None) -> dict[str, float]:
+def score(
+    probabilities: torch.Tensor,
+    features: torch.Tensor,
+    real_stats,
+    num_classes: int,
+    wanted: torch.Tensor | None = None,
+) -> dict[str, float]:
     """eval/* from classifier outputs of N images; `wanted` [N] are the classes
     a conditional generator was asked for (None: unconditional)."""
     predicted = probabilities.argmax(dim=1)
@@ -37,8 +49,7 @@ class ImageScorer:
     """Called as scorer(G, latent, num_classes). The classifier and the
     real images' feature statistics are obtained once (prepare), and kept."""
 
-    def __init__(self, data, split: str | None, num_samples: int, cache_dir, device,
-                 held_out=None, say=None):
+    def __init__(self, data, split: str | None, num_samples: int, cache_dir, device, held_out=None, say=None):
         self.data, self.split, self.num_samples = data, split, num_samples
         self.cache_dir, self.device, self.held_out = cache_dir, torch.device(device), held_out
         self.say = say
@@ -50,9 +61,17 @@ class ImageScorer:
             return
         d = self.data
         self.classifier, _, _ = classifiers.obtain(
-            d.name, self.split, d.images, d.labels, d.num_classes, cache_dir=self.cache_dir,
-            device=self.device, held_out=self.held_out, say=self.say)
-        stats = self.classifier.real_stats            # kept in the cache file
+            d.name,
+            self.split,
+            d.images,
+            d.labels,
+            d.num_classes,
+            cache_dir=self.cache_dir,
+            device=self.device,
+            held_out=self.held_out,
+            say=self.say,
+        )
+        stats = self.classifier.real_stats  # kept in the cache file
         if stats is None:
             stats = feature_stats(self.classifier.score(d.scaled())[0])
         self.real_stats = stats
@@ -63,15 +82,19 @@ class ImageScorer:
         for start in range(0, self.num_samples, CHUNK):
             n = min(CHUNK, self.num_samples - start)
             # Conditional: every class in turn, so each is asked for equally often.
-            y = (torch.arange(start, start + n, device=latent.device) % num_classes
-                 if num_classes else None)
+            y = torch.arange(start, start + n, device=latent.device) % num_classes if num_classes else None
             f, p = self.classifier.score(generate(G, latent.sample(n), y))
             feats.append(f)
             probs.append(p)
             if y is not None:
                 wanted.append(y.cpu())
-        values = score(torch.cat(probs), torch.cat(feats), self.real_stats, self.data.num_classes,
-                       torch.cat(wanted) if wanted else None)
+        values = score(
+            torch.cat(probs),
+            torch.cat(feats),
+            self.real_stats,
+            self.data.num_classes,
+            torch.cat(wanted) if wanted else None,
+        )
         values["eval/fd_floor"] = self.classifier.record["fd_floor"]
         return values
 
@@ -84,13 +107,17 @@ def held_out_split(dataset_cfg):
 
     def load():
         from hydra.utils import instantiate
+
         try:
             test = instantiate(dataset_cfg, split="test")
-        except Exception as exc:       # no test files here: fall back to a stratified split
-            log.info(f"{dataset_cfg.get('name')}: no test split ({_first_line(exc)}); "
-                  f"holding out 20% of the training images instead")
+        except Exception as exc:  # no test files here: fall back to a stratified split
+            log.info(
+                f"{dataset_cfg.get('name')}: no test split ({_first_line(exc)}); "
+                f"holding out 20% of the training images instead"
+            )
             return None
         return test.images, test.labels
+
     return load
 
 

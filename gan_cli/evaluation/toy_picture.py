@@ -12,9 +12,9 @@ import torch
 from gan_cli.models.inference import evaluating, generate
 from gan_cli.output.step_files import step_files, step_of
 
-WIDTH, HEIGHT, DPI = 5.6, 5.0, 100     # inches: a 560 x 500 pixel picture
-SURFACE_CELLS = 160                    # D is evaluated on a 160 x 160 grid
-ARROW_LENGTH = 0.15                    # the longest arrow, as a fraction of the frame
+WIDTH, HEIGHT, DPI = 5.6, 5.0, 100  # inches: a 560 x 500 pixel picture
+SURFACE_CELLS = 160  # D is evaluated on a 160 x 160 grid
+ARROW_LENGTH = 0.15  # the longest arrow, as a fraction of the frame
 
 
 def _score_each(D):
@@ -29,13 +29,13 @@ def _surface(toy, D, objective, device):
     e = toy.extent
     ticks = torch.linspace(-e, e, SURFACE_CELLS, device=device)
     gy, gx = torch.meshgrid(ticks, ticks, indexing="ij")
-    points = torch.stack([gx.flatten(), gy.flatten()], 1)             # [n*n, 2]
+    points = torch.stack([gx.flatten(), gy.flatten()], 1)  # [n*n, 2]
     labels = None
     if getattr(D, "num_classes", 0):
         labels = torch.cdist(points, toy.centres.to(device)).argmin(1)
     with evaluating(D):
         scores = _score_each(D)(points, labels).float()
-    if getattr(objective, "d_output", "score") == "logit":            # D(x) = sigmoid(logit)
+    if getattr(objective, "d_output", "score") == "logit":  # D(x) = sigmoid(logit)
         values, label, limits = scores.sigmoid(), "D(x) = P(real)", (0.0, 1.0)
     else:
         values, label, limits = scores, "critic value d(x)", None
@@ -50,8 +50,8 @@ def _generator_moves(D, objective, fake, fixed_y, count):
     x = fake[pick].detach().requires_grad_(True)
     y = None if fixed_y is None else fixed_y[pick]
     with torch.enable_grad():
-        loss = objective.g_loss(_score_each(D)(x, y)) * len(x)          # per-point gradients
-        (grad,) = torch.autograd.grad(loss, x)                          # D's weights untouched
+        loss = objective.g_loss(_score_each(D)(x, y)) * len(x)  # per-point gradients
+        (grad,) = torch.autograd.grad(loss, x)  # D's weights untouched
     return x.detach(), -grad
 
 
@@ -73,8 +73,15 @@ def scatter(toy, G, D, fixed_z, fixed_y, objective=None) -> torch.Tensor:
     if D is not None:
         values, label, limits = _surface(toy, D, objective, fixed_z.device)
         lo, hi = limits if limits else (float(values.min()), float(values.max()))
-        image = ax.imshow(values, origin="lower", extent=(-e, e, -e, e), cmap="Blues",
-                          vmin=lo, vmax=hi, interpolation="bilinear")
+        image = ax.imshow(
+            values,
+            origin="lower",
+            extent=(-e, e, -e, e),
+            cmap="Blues",
+            vmin=lo,
+            vmax=hi,
+            interpolation="bilinear",
+        )
         cax = fig.add_axes((0.80, 0.07, 0.03, 0.86))
         fig.colorbar(image, cax=cax).set_label(label, fontsize=9)
 
@@ -86,8 +93,9 @@ def scatter(toy, G, D, fixed_z, fixed_y, objective=None) -> torch.Tensor:
         # A conditional G: a faint line from each point to the centre of the
         # class it was asked for; short lines mean the label is honoured.
         targets = toy.centres.numpy()[fixed_y.cpu().numpy()]
-        ax.add_collection(LineCollection(np.stack([shown, targets], 1), colors="#d7191c",
-                                         linewidths=0.4, alpha=0.25))
+        ax.add_collection(
+            LineCollection(np.stack([shown, targets], 1), colors="#d7191c", linewidths=0.4, alpha=0.25)
+        )
     ax.scatter(shown[:, 0], shown[:, 1], s=7, c="#d7191c", alpha=0.8, linewidths=0)
 
     if D is not None and toy.arrows and objective is not None:
@@ -95,8 +103,17 @@ def scatter(toy, G, D, fixed_z, fixed_y, objective=None) -> torch.Tensor:
         longest = moves.norm(dim=1).max().clamp_min(1e-12)
         moves = (moves / longest * ARROW_LENGTH * 2 * e).cpu().numpy()
         points = points.cpu().numpy()
-        ax.quiver(points[:, 0], points[:, 1], moves[:, 0], moves[:, 1], angles="xy",
-                  scale_units="xy", scale=1, color="#7b3294", width=0.004)
+        ax.quiver(
+            points[:, 0],
+            points[:, 1],
+            moves[:, 0],
+            moves[:, 1],
+            angles="xy",
+            scale_units="xy",
+            scale=1,
+            color="#7b3294",
+            width=0.004,
+        )
 
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
@@ -112,7 +129,7 @@ def write_gif(folder: Path, path: Path, frame_ms: int = 300, last_ms: int = 2000
         return None
     try:
         font = ImageFont.load_default(size=14)
-    except TypeError:                       # Pillow < 10.1: a fixed bitmap font
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
         font = ImageFont.load_default()
     frames = []
     for file in files:
@@ -122,7 +139,6 @@ def write_gif(folder: Path, path: Path, frame_ms: int = 300, last_ms: int = 2000
         frames.append(frame.quantize(colors=256))
     durations = [frame_ms] * (len(frames) - 1) + [last_ms]
     tmp = path.with_name(f".{path.name}.tmp")
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                   duration=durations, loop=0)
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
     os.replace(tmp, path)
     return path

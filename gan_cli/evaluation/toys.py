@@ -19,6 +19,7 @@ class ToyEvaluation:
     def picture(self, G, D, objective, fixed_z, fixed_y) -> tuple[str, torch.Tensor]:
         """Real (green) and generated (red) points over D's surface."""
         from gan_cli.evaluation.toy_picture import scatter
+
         return "toy/scatter", scatter(self.toy, G, D, fixed_z, fixed_y, objective)
 
     @torch.no_grad()
@@ -32,7 +33,7 @@ class ToyEvaluation:
         fake = generate(G, latent.sample(n), y).cpu().numpy()
         real = toy.draw(n, torch.Generator().manual_seed(EVAL_SEED))[0].numpy()
         keys = ("toy/high_quality", "toy/modes", "toy/reverse_kl", "toy/w1")
-        if not np.isfinite(fake).all():                               # diverged
+        if not np.isfinite(fake).all():  # diverged
             return {k: float("nan") for k in (keys if toy.centres is not None else keys[-1:])}
         if toy.centres is None:
             return {"toy/w1": w1(fake, real)}
@@ -41,5 +42,6 @@ class ToyEvaluation:
     def finish(self, run_dir) -> None:
         """samples/evolution.gif from every frame of the run."""
         from gan_cli.evaluation.toy_picture import write_gif
+
         samples = Path(run_dir) / "samples"
         write_gif(samples, samples / "evolution.gif")

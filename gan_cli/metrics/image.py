@@ -64,8 +64,9 @@ def confidence(probabilities: torch.Tensor) -> float:
     return float(probabilities.max(dim=1).values.double().mean())
 
 
-def class_accuracy(predicted: torch.Tensor, wanted: torch.Tensor,
-                   num_classes: int) -> tuple[float, list[float]]:
+def class_accuracy(
+    predicted: torch.Tensor, wanted: torch.Tensor, num_classes: int
+) -> tuple[float, list[float]]:
     """How often the prediction is the class asked for: overall and per class
     (nan for a class never asked for)."""
     hit = (predicted.view(-1).cpu() == wanted.view(-1).cpu()).double()

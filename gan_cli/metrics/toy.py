@@ -14,8 +14,8 @@ import math
 import numpy as np
 from scipy.spatial.distance import cdist
 
-HQ_RADIUS = 3.0          # in standard deviations
-MODE_FRACTION = 0.01     # of all samples, as high-quality points, to cover a mode
+HQ_RADIUS = 3.0  # in standard deviations
+MODE_FRACTION = 0.01  # of all samples, as high-quality points, to cover a mode
 
 
 def _points(x) -> np.ndarray:
@@ -27,7 +27,7 @@ def _points(x) -> np.ndarray:
 
 def nearest_centre(points, centres) -> tuple[np.ndarray, np.ndarray]:
     """(index [N] of each point's nearest centre, distance [N] to it)."""
-    distances = cdist(_points(points), _points(centres))           # [N, K]
+    distances = cdist(_points(points), _points(centres))  # [N, K]
     index = distances.argmin(axis=1)
     return index, distances[np.arange(len(index)), index]
 
@@ -83,6 +83,7 @@ def w1(a, b) -> float:
         import ot
     except ImportError:
         from scipy.optimize import linear_sum_assignment
+
         rows, cols = linear_sum_assignment(cost)
         return float(cost[rows, cols].mean())
     weights = np.full(len(a), 1.0 / len(a))

@@ -8,5 +8,12 @@ from gan_cli.models.linear import build_linear
 from gan_cli.models.mlp import build_mlp
 from gan_cli.models.toy_mlp import build_toy_mlp
 
-__all__ = ["Discriminator", "Generator", "build_dcgan", "build_linear", "build_mlp", "build_toy_mlp",
-           "spectral_normalise"]
+__all__ = [
+    "Discriminator",
+    "Generator",
+    "build_dcgan",
+    "build_linear",
+    "build_mlp",
+    "build_toy_mlp",
+    "spectral_normalise",
+]

@@ -22,11 +22,11 @@ def _uniform(x: torch.Tensor, noise, low: float, high: float) -> torch.Tensor:
 
 
 def color(x: torch.Tensor, noise) -> torch.Tensor:
-    x = x + _uniform(x, noise, -0.5, 0.5)                                       # brightness
+    x = x + _uniform(x, noise, -0.5, 0.5)  # brightness
     mean = x.mean(dim=1, keepdim=True)
-    x = (x - mean) * _uniform(x, noise, 0.0, 2.0) + mean                        # saturation
+    x = (x - mean) * _uniform(x, noise, 0.0, 2.0) + mean  # saturation
     mean = x.mean(dim=[1, 2, 3], keepdim=True)
-    return (x - mean) * _uniform(x, noise, 0.5, 1.5) + mean                     # contrast
+    return (x - mean) * _uniform(x, noise, 0.5, 1.5) + mean  # contrast
 
 
 def _grid(x: torch.Tensor, rows: int, cols: int):
@@ -50,7 +50,7 @@ def translation(x: torch.Tensor, noise, ratio: float = 0.125) -> torch.Tensor:
     b, r, c = _grid(x, h, w)
     rows = torch.clamp(r + dy + 1, 0, h + 1)
     cols = torch.clamp(c + dx + 1, 0, w + 1)
-    padded = F.pad(x, [1, 1, 1, 1])                                  # a border of zeros
+    padded = F.pad(x, [1, 1, 1, 1])  # a border of zeros
     return padded.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2)
 
 
@@ -75,7 +75,7 @@ class DiffAugment:
 
     def __init__(self, policy, noise):
         self.policy = list(policy)
-        self.noise = noise                    # anything with uniform(n): the run's Latent
+        self.noise = noise  # anything with uniform(n): the run's Latent
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.policy:

@@ -55,18 +55,23 @@ class Discriminator(nn.Module):
     for fully connected nets, stacked channels [B/m, m*(C + K), H, W] for conv
     nets. The net's first layer was built m times wider for it."""
 
-    def __init__(self, net: nn.Module, num_classes: int, image_input: bool = False,
-                 pack: int = 1, spectral_norm: bool = False):
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        image_input: bool = False,
+        pack: int = 1,
+        spectral_norm: bool = False,
+    ):
         super().__init__()
         self.net = spectral_normalise(net) if spectral_norm else net
         self.num_classes = num_classes
-        self.image_input = image_input   # conv nets keep [B, C, H, W]; others flatten
+        self.image_input = image_input  # conv nets keep [B, C, H, W]; others flatten
         self.pack = pack
         # Without batch norm, scoring real and fake batches in one pass is the
         # same function and one larger matrix product; with it, the batches
         # must stay apart so each is normalised by its own statistics.
-        self.joint_batches = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                     for m in net.modules())
+        self.joint_batches = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
         # train.augment: a callable applied to every image D judges while it
         # trains (models/augment.py); pictures, in eval mode, see plain images.
         self.augment = None
@@ -82,7 +87,7 @@ class Discriminator(nn.Module):
             return self(real, y), self(fake, y)
         both = torch.cat([self._augmented(real), self._augmented(fake)])
         scores = self._score(both, None if y is None else torch.cat([y, y]))
-        return scores[:len(real) // self.pack], scores[len(real) // self.pack:]
+        return scores[: len(real) // self.pack], scores[len(real) // self.pack :]
 
     def _augmented(self, x: torch.Tensor) -> torch.Tensor:
         return self.augment(x) if self.augment is not None and self.training else x
@@ -101,8 +106,9 @@ class Discriminator(nn.Module):
         example joined with copies of itself."""
         if self.pack == 1:
             return self(x, y)
-        return self(x.repeat_interleave(self.pack, 0),
-                    None if y is None else y.repeat_interleave(self.pack, 0))
+        return self(
+            x.repeat_interleave(self.pack, 0), None if y is None else y.repeat_interleave(self.pack, 0)
+        )
 
 
 LAYERS_WITH_WEIGHTS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)

@@ -14,20 +14,31 @@ def _halvings(side: int) -> int:
         side //= 2
         k += 1
     if side not in (4, 7) or k == 0:
-        raise UserError(f"model=dcgan needs a square side that halves to 4 or 7 (8, 28, 32, 64...), got {side}")
+        raise UserError(
+            f"model=dcgan needs a square side that halves to 4 or 7 (8, 28, 32, 64...), got {side}"
+        )
     return k
 
 
-D_NORMS = {   # d_norm -> the normalisation after D's hidden convs
+D_NORMS = {  # d_norm -> the normalisation after D's hidden convs
     "batch": nn.BatchNorm2d,
-    "layer": lambda c: nn.GroupNorm(1, c),      # per sample over (C, H, W), as WGAN-GP asks
+    "layer": lambda c: nn.GroupNorm(1, c),  # per sample over (C, H, W), as WGAN-GP asks
     "none": lambda c: nn.Identity(),
 }
 
 
-def build_dcgan(data_shape, num_classes: int, latent_dim: int, g_channels: int = 64,
-                d_channels: int = 64, batch_norm: bool = True, d_norm=None, name: str = "dcgan",
-                pack: int = 1, spectral_norm: bool = False):
+def build_dcgan(
+    data_shape,
+    num_classes: int,
+    latent_dim: int,
+    g_channels: int = 64,
+    d_channels: int = 64,
+    batch_norm: bool = True,
+    d_norm=None,
+    name: str = "dcgan",
+    pack: int = 1,
+    spectral_norm: bool = False,
+):
     if len(data_shape) != 3 or data_shape[1] != data_shape[2]:
         raise UserError(f"model=dcgan needs square images [C, H, W], got shape {list(data_shape)}")
     channels, side = data_shape[0], data_shape[1]
@@ -41,11 +52,12 @@ def build_dcgan(data_shape, num_classes: int, latent_dim: int, g_channels: int =
 
     width = g_channels * 2 ** (k - 1)
     layers = [
-        nn.Linear(latent_dim + num_classes, width * base * base),   # [B, w*s0*s0]
-        nn.Unflatten(1, (width, base, base)),                       # [B, w, s0, s0]
-        norm2d(width), nn.ReLU(True),
+        nn.Linear(latent_dim + num_classes, width * base * base),  # [B, w*s0*s0]
+        nn.Unflatten(1, (width, base, base)),  # [B, w, s0, s0]
+        norm2d(width),
+        nn.ReLU(True),
     ]
-    for i in range(k):                                               # side doubles each time
+    for i in range(k):  # side doubles each time
         last = i == k - 1
         out = channels if last else width // 2
         layers.append(nn.ConvTranspose2d(width, out, 4, 2, 1, bias=last))  # [B, out, 2s, 2s]
@@ -53,15 +65,16 @@ def build_dcgan(data_shape, num_classes: int, latent_dim: int, g_channels: int =
         width = out
     generator = Generator(nn.Sequential(*layers), latent_dim, data_shape, num_classes)
 
-    layers, width = [], pack * (channels + num_classes)             # [B/m, m(C+K), S, S]
-    for i in range(k):                                               # side halves each time
-        out = d_channels * 2 ** i
+    layers, width = [], pack * (channels + num_classes)  # [B/m, m(C+K), S, S]
+    for i in range(k):  # side halves each time
+        out = d_channels * 2**i
         layers.append(nn.Conv2d(width, out, 4, 2, 1, bias=i == 0))  # [B, out, S/2, S/2]
-        if i > 0:                                                    # no norm on D's input layer
+        if i > 0:  # no norm on D's input layer
             layers.append(D_NORMS[d_key](out))
         layers.append(nn.LeakyReLU(0.2, True))
         width = out
-    layers += [nn.Flatten(), nn.Linear(width * base * base, 1)]      # [B, 1] raw score
-    discriminator = Discriminator(nn.Sequential(*layers), num_classes, image_input=True,
-                                  pack=pack, spectral_norm=spectral_norm)
+    layers += [nn.Flatten(), nn.Linear(width * base * base, 1)]  # [B, 1] raw score
+    discriminator = Discriminator(
+        nn.Sequential(*layers), num_classes, image_input=True, pack=pack, spectral_norm=spectral_norm
+    )
     return generator, discriminator

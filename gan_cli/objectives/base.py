@@ -31,7 +31,7 @@ from gan_cli.objectives import losses
 
 class Objective:
     uses_discriminator = True
-    estimate_name: str | None = None   # the divergence or distance D's loss estimates
+    estimate_name: str | None = None  # the divergence or distance D's loss estimates
     # What D's raw output means, for pictures of it: "logit" (of P(real)) or "score".
     d_output = "score"
     # False: D must not use batch norm (config.validate refuses such a model).
@@ -41,15 +41,22 @@ class Objective:
     # Allowed values of this objective's string settings, read by config.validate.
     choices: dict[str, tuple] = {}
 
-    def __init__(self, name: str, critic_steps: int = 1, conditional: bool = False,
-                 pack: int = 1, r1: float = 0.0, r1_every: int = 1):
+    def __init__(
+        self,
+        name: str,
+        critic_steps: int = 1,
+        conditional: bool = False,
+        pack: int = 1,
+        r1: float = 0.0,
+        r1_every: int = 1,
+    ):
         self.name = name
         self.critic_steps = critic_steps
         self.conditional = bool(conditional)
         self.pack = int(pack)
         self.r1 = float(r1)
         self.r1_every = int(r1_every)
-        self.d_steps = 0            # D's updates so far: which ones get R1 (checkpointed)
+        self.d_steps = 0  # D's updates so far: which ones get R1 (checkpointed)
 
     # --- the hooks a subclass fills in ----------------------------------------
     def d_loss(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
@@ -78,7 +85,7 @@ class Objective:
 
     def discriminator_loss(self, G, D, batch: Batch, latent: Latent):
         y = self.labels(batch)
-        with torch.no_grad():                       # D's step needs no graph through G
+        with torch.no_grad():  # D's step needs no graph through G
             fake = G(latent.sample(len(batch.x)), y)
         # R1 differentiates D(real) with respect to real x: the same forward
         # pass serves the loss and the penalty.

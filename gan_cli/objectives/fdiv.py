@@ -18,8 +18,8 @@ the estimate is -log 4, not 0, where P_G = P_data).
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,50 +33,65 @@ Fn = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class Divergence:
     name: str
-    f: Fn                       # generator function f(u), u = p/q > 0
-    activation: Fn              # g_f: R -> dom f*
-    conjugate: Fn               # f*(t)
+    f: Fn  # generator function f(u), u = p/q > 0
+    activation: Fn  # g_f: R -> dom f*
+    conjugate: Fn  # f*(t)
     conjugate_of_activation: Fn  # f*(g_f(v)), numerically safe
 
 
-DIVERGENCES = {d.name: d for d in [
-    # KL(P || Q): f = u log u; g_f = v; f*(t) = exp(t - 1).
-    Divergence("kl",
-               f=lambda u: u * torch.log(u),
-               activation=lambda v: v,
-               conjugate=lambda t: torch.exp(t - 1),
-               conjugate_of_activation=lambda v: torch.exp(v - 1)),
-    # KL(Q || P): f = -log u; g_f = -exp(-v); f*(t) = -1 - log(-t).
-    Divergence("reverse_kl",
-               f=lambda u: -torch.log(u),
-               activation=lambda v: -torch.exp(-v),
-               conjugate=lambda t: -1 - torch.log(-t),
-               conjugate_of_activation=lambda v: v - 1),
-    # Pearson chi^2: f = (u - 1)^2; g_f = v; f*(t) = t^2/4 + t.
-    Divergence("pearson",
-               f=lambda u: (u - 1) ** 2,
-               activation=lambda v: v,
-               conjugate=lambda t: t ** 2 / 4 + t,
-               conjugate_of_activation=lambda v: v ** 2 / 4 + v),
-    # Squared Hellinger: f = (sqrt u - 1)^2; g_f = 1 - exp(-v); f*(t) = t / (1 - t).
-    Divergence("hellinger",
-               f=lambda u: (torch.sqrt(u) - 1) ** 2,
-               activation=lambda v: 1 - torch.exp(-v),
-               conjugate=lambda t: t / (1 - t),
-               conjugate_of_activation=lambda v: torch.expm1(v)),
-    # Jensen-Shannon (x2, see above): g_f = log 2 - log(1 + exp(-v)); f*(t) = -log(2 - exp(t)).
-    Divergence("jensen_shannon",
-               f=lambda u: u * torch.log(u) - (u + 1) * torch.log((1 + u) / 2),
-               activation=lambda v: LOG2 - F.softplus(-v),
-               conjugate=lambda t: -torch.log(2 - torch.exp(t)),
-               conjugate_of_activation=lambda v: F.softplus(v) - LOG2),
-    # GAN: f = u log u - (u + 1) log(u + 1); g_f = -log(1 + exp(-v)); f*(t) = -log(1 - exp(t)).
-    Divergence("gan",
-               f=lambda u: u * torch.log(u) - (u + 1) * torch.log(u + 1),
-               activation=lambda v: -F.softplus(-v),
-               conjugate=lambda t: -torch.log(1 - torch.exp(t)),
-               conjugate_of_activation=lambda v: F.softplus(v)),
-]}
+DIVERGENCES = {
+    d.name: d
+    for d in [
+        # KL(P || Q): f = u log u; g_f = v; f*(t) = exp(t - 1).
+        Divergence(
+            "kl",
+            f=lambda u: u * torch.log(u),
+            activation=lambda v: v,
+            conjugate=lambda t: torch.exp(t - 1),
+            conjugate_of_activation=lambda v: torch.exp(v - 1),
+        ),
+        # KL(Q || P): f = -log u; g_f = -exp(-v); f*(t) = -1 - log(-t).
+        Divergence(
+            "reverse_kl",
+            f=lambda u: -torch.log(u),
+            activation=lambda v: -torch.exp(-v),
+            conjugate=lambda t: -1 - torch.log(-t),
+            conjugate_of_activation=lambda v: v - 1,
+        ),
+        # Pearson chi^2: f = (u - 1)^2; g_f = v; f*(t) = t^2/4 + t.
+        Divergence(
+            "pearson",
+            f=lambda u: (u - 1) ** 2,
+            activation=lambda v: v,
+            conjugate=lambda t: t**2 / 4 + t,
+            conjugate_of_activation=lambda v: v**2 / 4 + v,
+        ),
+        # Squared Hellinger: f = (sqrt u - 1)^2; g_f = 1 - exp(-v); f*(t) = t / (1 - t).
+        Divergence(
+            "hellinger",
+            f=lambda u: (torch.sqrt(u) - 1) ** 2,
+            activation=lambda v: 1 - torch.exp(-v),
+            conjugate=lambda t: t / (1 - t),
+            conjugate_of_activation=lambda v: torch.expm1(v),
+        ),
+        # Jensen-Shannon (x2, see above): g_f = log 2 - log(1 + exp(-v)); f*(t) = -log(2 - exp(t)).
+        Divergence(
+            "jensen_shannon",
+            f=lambda u: u * torch.log(u) - (u + 1) * torch.log((1 + u) / 2),
+            activation=lambda v: LOG2 - F.softplus(-v),
+            conjugate=lambda t: -torch.log(2 - torch.exp(t)),
+            conjugate_of_activation=lambda v: F.softplus(v) - LOG2,
+        ),
+        # GAN: f = u log u - (u + 1) log(u + 1); g_f = -log(1 + exp(-v)); f*(t) = -log(1 - exp(t)).
+        Divergence(
+            "gan",
+            f=lambda u: u * torch.log(u) - (u + 1) * torch.log(u + 1),
+            activation=lambda v: -F.softplus(-v),
+            conjugate=lambda t: -torch.log(1 - torch.exp(t)),
+            conjugate_of_activation=lambda v: F.softplus(v),
+        ),
+    ]
+}
 
 
 def divergence(name: str) -> Divergence:

@@ -7,7 +7,7 @@ from gan_cli.objectives import fdiv
 from gan_cli.objectives.base import Objective
 
 GENERATOR_LOSSES = {
-    "alternative": fdiv.fgan_generator_loss_alternative,   # the paper's experiments
+    "alternative": fdiv.fgan_generator_loss_alternative,  # the paper's experiments
     "saddle": fdiv.fgan_generator_loss_saddle,
 }
 
@@ -16,9 +16,15 @@ class FGAN(Objective):
     estimate_name = "fdiv_estimate"
     choices = {"divergence": tuple(fdiv.DIVERGENCES), "generator_loss": tuple(GENERATOR_LOSSES)}
 
-    def __init__(self, name: str = "fgan", divergence: str = "kl", critic_steps: int = 1,
-                 generator_loss: str = "alternative", conditional: bool = False,
-                 **shared):
+    def __init__(
+        self,
+        name: str = "fgan",
+        divergence: str = "kl",
+        critic_steps: int = 1,
+        generator_loss: str = "alternative",
+        conditional: bool = False,
+        **shared,
+    ):
         super().__init__(name, critic_steps, conditional, **shared)
         self.divergence = fdiv.divergence(divergence)
         self.generator_loss_name = generator_loss
@@ -30,4 +36,4 @@ class FGAN(Objective):
         return GENERATOR_LOSSES[self.generator_loss_name](fake_out, self.divergence)
 
     def estimate(self, d_loss):
-        return -d_loss                            # the bound D maximises
+        return -d_loss  # the bound D maximises

@@ -8,8 +8,7 @@ from gan_cli.objectives.base import Objective
 class HingeGAN(Objective):
     estimate_name = "tv_estimate"
 
-    def __init__(self, name: str = "hinge", critic_steps: int = 1, conditional: bool = False,
-                 **shared):
+    def __init__(self, name: str = "hinge", critic_steps: int = 1, conditional: bool = False, **shared):
         super().__init__(name, critic_steps, conditional, **shared)
 
     def d_loss(self, real_out, fake_out):

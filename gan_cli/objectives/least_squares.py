@@ -8,8 +8,16 @@ from gan_cli.objectives.base import Objective
 class LeastSquaresGAN(Objective):
     estimate_name = "chi2_estimate"
 
-    def __init__(self, name: str = "lsgan", critic_steps: int = 1, a: float = -1.0, b: float = 1.0,
-                 c: float = 0.0, conditional: bool = False, **shared):
+    def __init__(
+        self,
+        name: str = "lsgan",
+        critic_steps: int = 1,
+        a: float = -1.0,
+        b: float = 1.0,
+        c: float = 0.0,
+        conditional: bool = False,
+        **shared,
+    ):
         super().__init__(name, critic_steps, conditional, **shared)
         self.a, self.b, self.c = float(a), float(b), float(c)
 

@@ -16,6 +16,7 @@ LOG2 = math.log(2.0)
 
 # --- minimax GAN (Goodfellow et al. 2014) -------------------------------------
 
+
 def minimax_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """-V: D maximises V by minimising this. Equals 2 log 2 where D = 1/2 everywhere."""
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
@@ -40,6 +41,7 @@ def js_estimate(discriminator_loss: torch.Tensor) -> torch.Tensor:
 
 # --- Wasserstein GAN (Arjovsky et al. 2017) -----------------------------------
 
+
 def wasserstein_critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
     """-(E[d(real)] - E[d(fake)]): the critic maximises the W1 estimate."""
     return fake_scores.mean() - real_scores.mean()
@@ -59,12 +61,14 @@ def clip_parameters_(module: torch.nn.Module, clip_value: float) -> None:
 
 # --- regression, no discriminator --------------------------------------------
 
+
 def squared_error(generated: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean over the batch and pixels of (g(z_i) - y_i)^2."""
     return F.mse_loss(generated, targets)
 
 
 # --- WGAN with gradient penalty (Gulrajani et al. 2017) -----------------------
+
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """x_hat = eps x + (1 - eps) x~ with one coefficient eps [B] per sample."""
@@ -84,6 +88,7 @@ def gradient_penalty(critic, points: torch.Tensor, pack: int = 1) -> torch.Tenso
 
 # --- R1 (Mescheder et al. 2018) --------------------------------------------------
 
+
 def r1_penalty(real_out: torch.Tensor, real: torch.Tensor, pack: int = 1) -> torch.Tensor:
     """E[||grad_x D(x)||^2] over the scored inputs, for real x [B, ...] that
     required grad when D scored them (real_out [B / pack]); with packing each
@@ -94,6 +99,7 @@ def r1_penalty(real_out: torch.Tensor, real: torch.Tensor, pack: int = 1) -> tor
 
 
 # --- hinge loss (Lim & Ye 2017; Miyato et al. 2018) ---------------------------
+
 
 def hinge_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
     """E[max(0, 1 - d(real))] + E[max(0, 1 + d(fake))]."""
@@ -114,8 +120,10 @@ def total_variation_estimate(hinge_loss: torch.Tensor) -> torch.Tensor:
 
 # --- least squares GAN (Mao et al. 2017) --------------------------------------
 
-def least_squares_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor,
-                                     a: float, b: float) -> torch.Tensor:
+
+def least_squares_discriminator_loss(
+    real_scores: torch.Tensor, fake_scores: torch.Tensor, a: float, b: float
+) -> torch.Tensor:
     """1/2 E[(d(real) - b)^2] + 1/2 E[(d(fake) - a)^2]: real coded b, fake a."""
     return 0.5 * ((real_scores - b) ** 2).mean() + 0.5 * ((fake_scores - a) ** 2).mean()
 

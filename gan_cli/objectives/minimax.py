@@ -14,9 +14,14 @@ class MinimaxGAN(Objective):
     d_output = "logit"
     choices = {"generator_loss": tuple(GENERATOR_LOSSES)}
 
-    def __init__(self, name: str = "gan", critic_steps: int = 1,
-                 generator_loss: str = "non_saturating", conditional: bool = False,
-                 **shared):
+    def __init__(
+        self,
+        name: str = "gan",
+        critic_steps: int = 1,
+        generator_loss: str = "non_saturating",
+        conditional: bool = False,
+        **shared,
+    ):
         super().__init__(name, critic_steps, conditional, **shared)
         self.generator_loss_name = generator_loss
 

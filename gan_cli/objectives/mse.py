@@ -20,16 +20,22 @@ class MSE(Objective):
     estimate_name = "mse"
     choices = {"pairing": PAIRINGS, "solver": SOLVERS}
 
-    def __init__(self, name: str = "mse", pairing: str = "resample", solver: str = "gradient",
-                 conditional: bool = False, **shared):
-        super().__init__(name, critic_steps=0, conditional=conditional, **shared)   # no D
+    def __init__(
+        self,
+        name: str = "mse",
+        pairing: str = "resample",
+        solver: str = "gradient",
+        conditional: bool = False,
+        **shared,
+    ):
+        super().__init__(name, critic_steps=0, conditional=conditional, **shared)  # no D
         self.pairing = pairing
         self.closed_form = solver == "analytic"
         self.fixed_z: torch.Tensor | None = None
 
     def setup(self, data, latent) -> None:
         if self.pairing == "fixed":
-            self.fixed_z = latent.sample(len(data))      # z_i for example i, for good
+            self.fixed_z = latent.sample(len(data))  # z_i for example i, for good
 
     def solve(self, G, data) -> dict[str, float]:
         """objective.solver=analytic: G set to the least-squares fit, dL/dθ = 0."""
@@ -37,10 +43,7 @@ class MSE(Objective):
         return {"mse": solve_linear_generator(G, self.fixed_z, targets)}
 
     def generator_loss(self, G, D, batch, latent):
-        if self.fixed_z is not None:
-            z = self.fixed_z[batch.index]
-        else:
-            z = latent.sample(len(batch.x))
+        z = self.fixed_z[batch.index] if self.fixed_z is not None else latent.sample(len(batch.x))
         loss = losses.squared_error(G(z, self.labels(batch)), batch.x)
         return loss, {"mse": loss.detach()}
 
@@ -61,8 +64,11 @@ def solve_linear_generator(G, z: torch.Tensor, targets: torch.Tensor) -> float:
     projected onto their top-h principal directions V_h: A = B V_h V_h^T.
     """
     layers = list(getattr(G, "net", []))
-    if len(layers) != 2 or not all(isinstance(m, torch.nn.Linear) for m in layers) \
-            or getattr(G, "num_classes", 0):
+    if (
+        len(layers) != 2
+        or not all(isinstance(m, torch.nn.Linear) for m in layers)
+        or getattr(G, "num_classes", 0)
+    ):
         raise UserError("objective.solver=analytic needs model=linear (unconditional)")
     first, second = layers
     hidden = first.out_features
@@ -71,15 +77,15 @@ def solve_linear_generator(G, z: torch.Tensor, targets: torch.Tensor) -> float:
     Z, Y = z.double().cpu(), targets.double().cpu()
     z_mean, y_mean = Z.mean(0), Y.mean(0)
     Zc, Yc = Z - z_mean, Y - y_mean
-    B = torch.linalg.lstsq(Zc, Yc, driver="gelsd").solution            # [L, D]
-    _, _, Vt = torch.linalg.svd(Zc @ B, full_matrices=False)            # fitted values' directions
+    B = torch.linalg.lstsq(Zc, Yc, driver="gelsd").solution  # [L, D]
+    _, _, Vt = torch.linalg.svd(Zc @ B, full_matrices=False)  # fitted values' directions
     Vh = torch.zeros(Y.shape[1], hidden, dtype=Y.dtype, device=Y.device)
-    top = Vt[:hidden].T                                                  # [D, <=h]
-    Vh[:, :top.shape[1]] = top
-    W1 = (B @ Vh).T                                                      # [h, L]
+    top = Vt[:hidden].T  # [D, <=h]
+    Vh[:, : top.shape[1]] = top
+    W1 = (B @ Vh).T  # [h, L]
     first.weight.copy_(W1)
-    first.bias.copy_(-W1 @ z_mean)                                       # centre z
-    second.weight.copy_(Vh)                                              # [D, h]
+    first.bias.copy_(-W1 @ z_mean)  # centre z
+    second.weight.copy_(Vh)  # [D, h]
     second.bias.copy_(y_mean)
     fitted = second(first(z))
     return losses.squared_error(fitted, targets).item()

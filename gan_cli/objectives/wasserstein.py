@@ -7,8 +7,15 @@ from gan_cli.objectives.base import Objective
 class WGAN(Objective):
     estimate_name = "wasserstein_estimate"
 
-    def __init__(self, name: str = "wgan", critic_steps: int = 5, clip_value: float = 0.01,
-                 reference_schedule: bool = False, conditional: bool = False, **shared):
+    def __init__(
+        self,
+        name: str = "wgan",
+        critic_steps: int = 5,
+        clip_value: float = 0.01,
+        reference_schedule: bool = False,
+        conditional: bool = False,
+        **shared,
+    ):
         super().__init__(name, critic_steps, conditional, **shared)
         self.clip_value = float(clip_value)
         self.reference_schedule = bool(reference_schedule)
@@ -27,7 +34,7 @@ class WGAN(Objective):
         return losses.wasserstein_generator_loss(fake_out)
 
     def estimate(self, d_loss):
-        return -d_loss                            # E[d(real)] - E[d(fake)]
+        return -d_loss  # E[d(real)] - E[d(fake)]
 
     def after_discriminator_step(self, D) -> None:
         losses.clip_parameters_(D, self.clip_value)

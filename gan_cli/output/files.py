@@ -4,8 +4,9 @@ names the file and the reason."""
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import torch
 
@@ -52,7 +53,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
                         raise sink.error from None
                     raise
                 file.flush()
-                os.fsync(file.fileno())     # the bytes are on disk before the name points at them
+                os.fsync(file.fileno())  # the bytes are on disk before the name points at them
             os.replace(tmp, path)
     except BaseException:
         if tmp is not None:

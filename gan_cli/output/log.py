@@ -28,8 +28,11 @@ def _writes_to(handler: logging.Handler, path: Path) -> bool:
 
 
 def _writes_to_stderr(handler: logging.Handler) -> bool:
-    return (isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
-            and getattr(handler, "stream", None) in (sys.stderr, sys.__stderr__))
+    return (
+        isinstance(handler, logging.StreamHandler)
+        and not isinstance(handler, logging.FileHandler)
+        and getattr(handler, "stream", None) in (sys.stderr, sys.__stderr__)
+    )
 
 
 @contextlib.contextmanager

@@ -7,8 +7,7 @@ import math
 import torch
 
 
-def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2,
-              pad_value: float = 0.0) -> torch.Tensor:
+def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> torch.Tensor:
     """[N, C, H, W] (or one [C, H, W]) -> one [C', H', W'] picture: nrow images
     per row, `padding` pixels around each; one channel becomes three (grey)."""
     if images.dim() == 3:
@@ -21,12 +20,12 @@ def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2,
     columns = min(nrow, count)
     rows = math.ceil(count / columns)
     height, width = images.size(2) + padding, images.size(3) + padding
-    grid = images.new_full((images.size(1), height * rows + padding, width * columns + padding),
-                           pad_value)
+    grid = images.new_full((images.size(1), height * rows + padding, width * columns + padding), pad_value)
     for k in range(count):
         row, column = divmod(k, columns)
-        grid[:, row * height + padding:(row + 1) * height,
-             column * width + padding:(column + 1) * width] = images[k]
+        grid[
+            :, row * height + padding : (row + 1) * height, column * width + padding : (column + 1) * width
+        ] = images[k]
     return grid
 
 

@@ -42,8 +42,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gan_cli.data.sampler import Batch
 from gan_cli.errors import UserError
-from gan_cli.parallel.launch import PeerLost, Place, everywhere, place
 from gan_cli.output.log import log
+from gan_cli.parallel.launch import PeerLost, Place, everywhere, place
 
 DEFAULT_TIMEOUT_S = 1800
 # Newer torch names broadcast_buffers forward_sync_buffers (buffers then still
@@ -64,8 +64,10 @@ def _to_cpu(tree):
 class World:
     """The processes of one run, and what they decide together."""
 
-    def __init__(self, where: Place = Place(), device: torch.device | None = None,
-                 sync_batch_norm: bool = False):
+    def __init__(
+        self, where: Place | None = None, device: torch.device | None = None, sync_batch_norm: bool = False
+    ):
+        where = Place() if where is None else where
         self.rank, self.size = where.rank, where.size
         self.device = device
         self.sync_batch_norm = sync_batch_norm
@@ -105,7 +107,7 @@ class World:
         if self.size == 1 or not values:
             return values
         sums = self._sum(list(values.values()))
-        return {key: total / self.size for key, total in zip(values, sums)}
+        return {key: total / self.size for key, total in zip(values, sums, strict=True)}
 
     def mean_meter(self, state: dict) -> dict:
         """A meter's running sums averaged over the processes, for a
@@ -116,8 +118,10 @@ class World:
         keys = list(state["sums"])
         local = torch.stack([state["sums"][k].float().cpu() for k in keys])
         dist.all_reduce(local)
-        return {"sums": {k: (v / self.size) for k, v in zip(keys, local)},
-                "counts": dict(state["counts"])}
+        return {
+            "sums": {k: (v / self.size) for k, v in zip(keys, local, strict=True)},
+            "counts": dict(state["counts"]),
+        }
 
     def from_leader(self, compute):
         """compute() on rank 0, its result (tensors on the CPU) given to every
@@ -131,7 +135,7 @@ class World:
                 outcome[0] = ("value", _to_cpu(compute()))
             except UserError as error:
                 outcome[0] = ("error", str(error))
-            except Exception as error:          # rank 0 reports it; the others say why they stop
+            except Exception as error:  # rank 0 reports it; the others say why they stop
                 failure = error
                 outcome[0] = ("failed", f"{type(error).__name__}: {error}")
         dist.broadcast_object_list(outcome, src=0, device=torch.device("cpu"))
@@ -152,9 +156,12 @@ class World:
             return data.sampler(batch_size, device, seed=seed)
         total = batch_size * self.size
         if hasattr(data, "__len__") and total > len(data):
-            raise everywhere(UserError(
-                f"train.batch_size={batch_size} on {self.size} processes draws global batches "
-                f"of {total}, more than the data set's {len(data)} examples; lower train.batch_size"))
+            raise everywhere(
+                UserError(
+                    f"train.batch_size={batch_size} on {self.size} processes draws global batches "
+                    f"of {total}, more than the data set's {len(data)} examples; lower train.batch_size"
+                )
+            )
         return RowsOf(data.sampler(total, device, seed=seed), self.rank, self.size)
 
     def latent(self, latent):
@@ -175,7 +182,7 @@ class World:
         nets = []
         for net in (parts.generator, parts.discriminator):
             if net is not None and self.sync_batch_norm:
-                net = nn.SyncBatchNorm.convert_sync_batchnorm(net)   # in place below the top module
+                net = nn.SyncBatchNorm.convert_sync_batchnorm(net)  # in place below the top module
             nets.append(None if net is None else Replicated(net, **options))
         return dataclasses.replace(parts, generator=nets[0], discriminator=nets[1])
 
@@ -191,9 +198,9 @@ class RowsOf:
         self.batch_size = share
 
     def next(self) -> Batch:
-        if hasattr(self.sampler, "gather"):      # indexed data: gather only this process's rows
+        if hasattr(self.sampler, "gather"):  # indexed data: gather only this process's rows
             return self.sampler.gather(self.sampler.next_indices()[self.rows])
-        batch = self.sampler.next()              # drawn points (2D toys): cheap to draw them all
+        batch = self.sampler.next()  # drawn points (2D toys): cheap to draw them all
         rows = self.rows
         return Batch(batch.x[rows], None if batch.y is None else batch.y[rows], batch.index[rows])
 
@@ -211,11 +218,11 @@ class LatentRows:
     def __init__(self, latent, rank: int, size: int):
         self.latent, self.rank, self.size = latent, rank, size
 
-    def __getattr__(self, name):                 # dim, distribution, device, generator, ...
+    def __getattr__(self, name):  # dim, distribution, device, generator, ...
         return getattr(self.latent, name)
 
     def _rows(self, draw, n: int) -> torch.Tensor:
-        return draw(n * self.size)[self.rank * n:(self.rank + 1) * n]
+        return draw(n * self.size)[self.rank * n : (self.rank + 1) * n]
 
     def sample(self, n: int) -> torch.Tensor:
         return self._rows(self.latent.sample, n)
@@ -279,10 +286,12 @@ def _first_slurm_host() -> str:
         return socket.gethostname()
     try:
         from submitit.slurm.slurm import _parse_node_list
+
         return _parse_node_list(nodes)[0]
     except ImportError:
-        out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(
+            ["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, check=True
+        ).stdout
         return out.split()[0]
 
 
@@ -307,8 +316,10 @@ def _pick_gpu(where: Place) -> None:
         torch.cuda.set_device(0)
         return
     if where.local_size > count or where.local_rank >= count:
-        raise UserError(f"{where.local_size} processes on this node but {count} GPU(s): one GPU "
-                        f"per process; start at most {count} (e.g. torchrun --nproc_per_node={count})")
+        raise UserError(
+            f"{where.local_size} processes on this node but {count} GPU(s): one GPU "
+            f"per process; start at most {count} (e.g. torchrun --nproc_per_node={count})"
+        )
     torch.cuda.set_device(where.local_rank)
 
 
@@ -319,8 +330,12 @@ def _check_gpus_unshared(world: World) -> None:
     everyone = [None] * world.size
     dist.all_gather_object(everyone, here)
     if len(set(everyone)) < world.size:
-        raise everywhere(UserError(f"{world.size} processes share {len(set(everyone))} GPU(s): "
-                                   f"one GPU per process (fewer tasks per node, or bind one GPU to each)"))
+        raise everywhere(
+            UserError(
+                f"{world.size} processes share {len(set(everyone))} GPU(s): "
+                f"one GPU per process (fewer tasks per node, or bind one GPU to each)"
+            )
+        )
 
 
 def _collective_failed(exc: BaseException) -> bool:
@@ -328,8 +343,18 @@ def _collective_failed(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and any(
-        sign in text for sign in ("Gloo", "gloo", "NCCL", "Connection closed", "Connection reset",
-                                  "Broken pipe", "timed out", "Timed out"))
+        sign in text
+        for sign in (
+            "Gloo",
+            "gloo",
+            "NCCL",
+            "Connection closed",
+            "Connection reset",
+            "Broken pipe",
+            "timed out",
+            "Timed out",
+        )
+    )
 
 
 @contextlib.contextmanager
@@ -348,7 +373,7 @@ def session(cfg):
     options = cfg.get("distributed") or {}
     timeout = timedelta(seconds=int(options.get("timeout_s", DEFAULT_TIMEOUT_S)))
     sync_bn = bool(options.get("sync_batch_norm", False))
-    try:                                       # the same answer in every process
+    try:  # the same answer in every process
         device = pick_device(cfg.device)
         if device.type == "cuda":
             _pick_gpu(where)
@@ -360,12 +385,14 @@ def session(cfg):
     try:
         dist.init_process_group(backend, timeout=timeout, rank=where.rank, world_size=where.size)
     except Exception as exc:
-        raise UserError(f"rank {where.rank}: cannot meet the other {where.size - 1} processes "
-                        f"at {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise UserError(
+            f"rank {where.rank}: cannot meet the other {where.size - 1} processes "
+            f"at {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     world = World(where, device, sync_bn)
     silenced = log.disabled
-    log.disabled = not world.writes               # followers log nothing (train.log is rank 0's)
+    log.disabled = not world.writes  # followers log nothing (train.log is rank 0's)
     _world = world
     agreed_end = False
     try:
@@ -377,8 +404,10 @@ def session(cfg):
         agreed_end = getattr(exc, "everywhere", False)
         if _collective_failed(exc):
             said = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [""])[0])  # no source path
-            raise PeerLost(f"rank {where.rank}: lost the other processes of this run (one of them "
-                           f"stopped or failed; its output says why): {said[:160]}") from None
+            raise PeerLost(
+                f"rank {where.rank}: lost the other processes of this run (one of them "
+                f"stopped or failed; its output says why): {said[:160]}"
+            ) from None
         raise
     finally:
         _world = World()

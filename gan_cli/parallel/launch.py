@@ -11,11 +11,12 @@ from gan_cli.errors import UserError
 @dataclasses.dataclass(frozen=True)
 class Place:
     """Where this process sits in its run, as its launcher says."""
+
     rank: int = 0
     size: int = 1
     local_rank: int = 0
     local_size: int = 1
-    launcher: str = ""              # "torchrun" (or any env:// launcher), "slurm", "submitit_local"
+    launcher: str = ""  # "torchrun" (or any env:// launcher), "slurm", "submitit_local"
 
 
 def place() -> Place:
@@ -27,17 +28,26 @@ def place() -> Place:
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env:
         size = int(env["WORLD_SIZE"])
-        return Place(int(env["RANK"]), size, int(env.get("LOCAL_RANK", 0)),
-                     int(env.get("LOCAL_WORLD_SIZE", size)), "torchrun")
+        return Place(
+            int(env["RANK"]),
+            size,
+            int(env.get("LOCAL_RANK", 0)),
+            int(env.get("LOCAL_WORLD_SIZE", size)),
+            "torchrun",
+        )
     tasks = int(env.get("SLURM_STEP_NUM_TASKS", "1") or 1)
     if tasks > 1:
-        return Place(int(env.get("SLURM_PROCID", 0)), tasks, int(env.get("SLURM_LOCALID", 0)),
-                     tasks, "slurm")
+        return Place(int(env.get("SLURM_PROCID", 0)), tasks, int(env.get("SLURM_LOCALID", 0)), tasks, "slurm")
     # submitit's local executor (hydra/launcher=submitit_local), SLURM's stand-in on one machine.
     tasks = int(env.get("SUBMITIT_LOCAL_NTASKS", "1") or 1)
     if tasks > 1 and "SUBMITIT_LOCAL_GLOBALID" in env:
-        return Place(int(env["SUBMITIT_LOCAL_GLOBALID"]), tasks,
-                     int(env.get("SUBMITIT_LOCAL_LOCALID", 0)), tasks, "submitit_local")
+        return Place(
+            int(env["SUBMITIT_LOCAL_GLOBALID"]),
+            tasks,
+            int(env.get("SUBMITIT_LOCAL_LOCALID", 0)),
+            tasks,
+            "submitit_local",
+        )
     return Place()
 
 
@@ -49,8 +59,12 @@ def follower_overrides() -> list[str]:
     where = place()
     if where.size == 1 or where.rank == 0:
         return []
-    return ["hydra.run.dir=.", "hydra.output_subdir=null", "~hydra.job_logging.handlers.file",
-            "hydra.job_logging.root.handlers=[console]"]
+    return [
+        "hydra.run.dir=.",
+        "hydra.output_subdir=null",
+        "~hydra.job_logging.handlers.file",
+        "hydra.job_logging.root.handlers=[console]",
+    ]
 
 
 class PeerLost(UserError):
@@ -73,7 +87,7 @@ def relaunch_command() -> str:
     """The command that starts this launch again (for a resume line): gan-train,
     or torchrun with this launch's process counts."""
     where = place()
-    if "TORCHELASTIC_RUN_ID" not in os.environ or where.size == 1:     # not under torchrun
+    if "TORCHELASTIC_RUN_ID" not in os.environ or where.size == 1:  # not under torchrun
         return "gan-train"
     nodes = where.size // max(where.local_size, 1)
     spread = f"--nnodes={nodes} <rendezvous options> " if nodes > 1 else ""

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from gan_cli.errors import UserError
 from gan_cli.config.build import build_models
+from gan_cli.errors import UserError
 from gan_cli.output.files import fsync_dir, save_atomic
 from gan_cli.output.step_files import step_files, step_name, step_of
 
@@ -32,9 +32,10 @@ class Checkpointer:
         return self.folder / "last.pt"
 
     def save(self, state: dict, step: int, keep_step_file: bool) -> Path:
-        """The newest state (an Experiment snapshot, stamped with FORMAT) as step_<step>.pt (when kept) and last.pt. A write
-        that fails raises one line naming the file; the checkpoints already on
-        disk stay loadable, and nothing is pruned."""
+        """The newest state (an Experiment snapshot, stamped with FORMAT) as
+        step_<step>.pt (when kept) and last.pt. A write that fails raises one
+        line naming the file; the checkpoints already on disk stay loadable,
+        and nothing is pruned."""
         kept = self.last.exists()
         state = {"format": FORMAT, **state}
         try:
@@ -53,7 +54,7 @@ class Checkpointer:
 
     def _prune(self) -> None:
         steps = step_files(self.folder, ".pt")
-        for old in steps[:-self.keep]:
+        for old in steps[: -self.keep]:
             old.unlink(missing_ok=True)
 
 
@@ -65,7 +66,7 @@ def _replace_with_link(source: Path, target: Path) -> None:
         os.link(source, tmp)
         os.replace(tmp, target)
         fsync_dir(target.parent)
-    except OSError:                           # file systems without hard links, a full folder
+    except OSError:  # file systems without hard links, a full folder
         tmp.unlink(missing_ok=True)
         save_atomic(torch.load(source, weights_only=True), target)
 
@@ -87,11 +88,12 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     file = find_checkpoint(path)
     try:
         state = torch.load(file, map_location=map_location, weights_only=True)
-    except Exception as exc:   # truncated zip, random bytes, pickled code, ...
-        raise UserError(f"{file} is not a readable checkpoint: truncated, corrupt, or not "
-                        f"written by gan-cli ({type(exc).__name__})") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT \
-            or any(k not in state for k in REQUIRED):
+    except Exception as exc:  # truncated zip, random bytes, pickled code, ...
+        raise UserError(
+            f"{file} is not a readable checkpoint: truncated, corrupt, or not "
+            f"written by gan-cli ({type(exc).__name__})"
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT or any(k not in state for k in REQUIRED):
         raise UserError(f"{file} is not a gan-cli checkpoint (a torch file, but not one this tool wrote)")
     return state
 
@@ -129,8 +131,7 @@ def resume_hint(folder: str | os.PathLike, skip: str | os.PathLike | None = None
     """What to resume from instead: the newest readable step file, or that there is none."""
     found = newest_readable(folder, skip)
     if found is None:
-        return (f"no readable step_<N>.pt in {Path(folder)} either: start afresh in another "
-                f"hydra.run.dir")
+        return f"no readable step_<N>.pt in {Path(folder)} either: start afresh in another hydra.run.dir"
     step = step_of(found)
     return f"the newest readable checkpoint is step {step}: continue with resume={found.resolve()}"
 
@@ -143,8 +144,10 @@ def generator_from_checkpoint(state: dict, device="cpu", ema: bool | None = None
     if ema is None:
         ema = average is not None and (state["config"].get("eval") or {}).get("use_ema", True)
     elif ema and average is None:
-        raise UserError("this checkpoint holds no moving average of G (its run had train.ema=0); "
-                        "use the trained G (drop --ema)")
+        raise UserError(
+            "this checkpoint holds no moving average of G (its run had train.ema=0); "
+            "use the trained G (drop --ema)"
+        )
     generator, _ = build_models(state["config"], state["model_args"])
     generator.load_state_dict(average if ema else state["generator"])
     return generator.to(device).eval()

@@ -48,7 +48,7 @@ class RunLock:
 
     def acquire(self) -> None:
         while self.fd is None:
-            with writing(self.path):         # a read-only disk: one line naming the lock file
+            with writing(self.path):  # a read-only disk: one line naming the lock file
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
@@ -80,13 +80,16 @@ class RunLock:
         try:
             self.path.unlink(missing_ok=True)
         finally:
-            os.close(self.fd)            # closing drops the flock
+            os.close(self.fd)  # closing drops the flock
             self.fd = None
 
 
 def holder_record() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
 
 
 def describe(holder: dict) -> str:
@@ -102,8 +105,10 @@ def describe(holder: dict) -> str:
 
 
 def refusal(run_dir: Path, path: Path, holder: dict) -> str:
-    return (f"{run_dir} is in use by {describe(holder)} (lock {path.name}): wait for it to "
-            f"finish, or choose another hydra.run.dir")
+    return (
+        f"{run_dir} is in use by {describe(holder)} (lock {path.name}): wait for it to "
+        f"finish, or choose another hydra.run.dir"
+    )
 
 
 def takeover_note(path: Path, previous: dict) -> str:
@@ -121,7 +126,7 @@ def pid_alive(pid) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:        # alive, someone else's
+    except PermissionError:  # alive, someone else's
         return True
     return True
 

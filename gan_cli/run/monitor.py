@@ -10,28 +10,29 @@ import torch
 
 from gan_cli.errors import writing
 from gan_cli.output.files import atomic_write
-from gan_cli.output.pictures import save_png
 from gan_cli.output.log import log
+from gan_cli.output.pictures import save_png
 
 
 class Monitor:
     def __init__(self, run_dir: Path, total_steps: int, start_step: int = 0):
-        from torch.utils.tensorboard import SummaryWriter   # late: heavy import
+        from torch.utils.tensorboard import SummaryWriter  # late: heavy import
 
         self.run_dir = Path(run_dir)
         self.events = self.run_dir / "tb"
         self.samples_dir = self.run_dir / "samples"
         # A resumed run drops the events an earlier process wrote after the
         # checkpoint it resumes from (steps > start_step): no duplicate points.
-        self.writer = SummaryWriter(str(self.run_dir / "tb"),
-                                    purge_step=start_step + 1 if start_step else None)
+        self.writer = SummaryWriter(
+            str(self.run_dir / "tb"), purge_step=start_step + 1 if start_step else None
+        )
         self.total = total_steps
         self.interactive = sys.stderr.isatty()
-        self.bar = None                        # the terminal's progress bar, once shown
+        self.bar = None  # the terminal's progress bar, once shown
         self.last_shown = start_step
         self.last_time = time.perf_counter()
         self.last_step = start_step
-        self.logged: set[str] = set()          # scalar tags written so far
+        self.logged: set[str] = set()  # scalar tags written so far
 
     def scalars(self, step: int, values: dict[str, float], throughput: bool = True) -> float:
         """Log scalars plus throughput since the last call; returns steps/s."""
@@ -70,8 +71,15 @@ class Monitor:
         if self.interactive:
             if self.bar is None:
                 from tqdm import tqdm
-                self.bar = tqdm(total=self.total, initial=self.last_shown, file=sys.stderr,
-                                unit="step", dynamic_ncols=True, leave=True)
+
+                self.bar = tqdm(
+                    total=self.total,
+                    initial=self.last_shown,
+                    file=sys.stderr,
+                    unit="step",
+                    dynamic_ncols=True,
+                    leave=True,
+                )
             self.bar.update(step - self.last_shown)
             self.bar.set_postfix_str(shown, refresh=True)
         self.last_shown = step
@@ -88,12 +96,18 @@ class Monitor:
 
         tagged = {}
         for key, value in metrics.items():
-            tag = key if key in self.logged else next(
-                (t for t in sorted(self.logged) if t.endswith("/" + key)), None)
+            tag = (
+                key
+                if key in self.logged
+                else next((t for t in sorted(self.logged) if t.endswith("/" + key)), None)
+            )
             if tag and isinstance(value, (int, float)) and math.isfinite(value):
                 tagged[tag] = float(value)
-        params = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
-                  for k, v in params.items() if v is not None}
+        params = {
+            k: v if isinstance(v, (bool, int, float, str)) else str(v)
+            for k, v in params.items()
+            if v is not None
+        }
         with writing(self.events):
             writer = self.writer._get_file_writer()
             for summary in hparams(params, tagged):
@@ -140,17 +154,34 @@ def run_hparams(cfg) -> dict:
 
     from gan_cli.config.checks import parse_override
 
-    keys = ["objective.name", "model.name", "dataset.name", "optimizer.g.lr", "optimizer.d.lr",
-            "objective.critic_steps", "train.steps", "train.batch_size", "train.augment",
-            "latent.dim", "latent.distribution", "seed", "train.ema", "train.lr_decay",
-            "model.spectral_norm", "objective.r1", "objective.r1_every", "objective.pack"]
+    keys = [
+        "objective.name",
+        "model.name",
+        "dataset.name",
+        "optimizer.g.lr",
+        "optimizer.d.lr",
+        "objective.critic_steps",
+        "train.steps",
+        "train.batch_size",
+        "train.augment",
+        "latent.dim",
+        "latent.distribution",
+        "seed",
+        "train.ema",
+        "train.lr_decay",
+        "model.spectral_norm",
+        "objective.r1",
+        "objective.r1_every",
+        "objective.pack",
+    ]
     if OmegaConf.select(cfg, "latent.distribution", default=None) == "mixture":
         keys += ["latent.components", "latent.component_std"]
     params = {k: OmegaConf.select(cfg, k, default=None) for k in keys}
     try:
         from hydra.core.hydra_config import HydraConfig
+
         overrides = list(HydraConfig.get().overrides.task)
-    except Exception:                          # run(cfg) called without Hydra
+    except Exception:  # run(cfg) called without Hydra
         overrides = []
     for key, value in filter(None, map(parse_override, overrides)):
         if key.startswith("hydra.") or key in ("run_dir", "resume", "resume_allow"):
@@ -170,9 +201,19 @@ def _number_or_text(value: str):
 
 # The metrics a summary shows, in this order, where a run has them; a floor
 # (what real data scores) is shown beside its metric.
-SUMMARY = ("eval/fd", "eval/classes_present", "eval/classes_kl", "eval/modes", "eval/modes_kl",
-           "eval/confidence", "eval/class_accuracy", "toy/modes", "toy/high_quality",
-           "toy/reverse_kl", "toy/w1")
+SUMMARY = (
+    "eval/fd",
+    "eval/classes_present",
+    "eval/classes_kl",
+    "eval/modes",
+    "eval/modes_kl",
+    "eval/confidence",
+    "eval/class_accuracy",
+    "toy/modes",
+    "toy/high_quality",
+    "toy/reverse_kl",
+    "toy/w1",
+)
 
 
 FLOORS = {"eval/fd": "eval/fd_floor"}
@@ -182,14 +223,18 @@ def summary(run_dir: Path, final: dict[str, float]) -> str:
     """The end of a run: where it is, how good it got, how to look at it."""
     losses = [k for k in final if k.startswith("loss/") or k.endswith("_estimate") or k == "mse"]
     quality = [k for k in SUMMARY if k in final]
+
     def shown(key):
         floor = f" (floor {final[FLOORS[key]]:.4g})" if FLOORS.get(key) in final else ""
         return f"{key} {final[key]:.4g}{floor}"
+
     lines = [f"run finished: {run_dir}"]
     if quality:
         lines.append("  quality: " + ", ".join(shown(k) for k in quality))
     if losses:
         lines.append("  last losses: " + ", ".join(shown(k) for k in losses))
-    lines += [f"  curves and pictures: tensorboard --logdir {run_dir}",
-              f"  samples: gan-sample {run_dir} --num 64 --grid {Path(run_dir) / 'grid.png'}"]
+    lines += [
+        f"  curves and pictures: tensorboard --logdir {run_dir}",
+        f"  samples: gan-sample {run_dir} --num 64 --grid {Path(run_dir) / 'grid.png'}",
+    ]
     return "\n".join(lines)

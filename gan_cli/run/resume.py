@@ -14,13 +14,17 @@ def _resume_source(cfg: DictConfig, run_dir: Path) -> Path | None:
     resume = cfg.resume
     if resume in (False, None, "false", ""):
         if (run_dir / "checkpoints" / "last.pt").exists():
-            raise UserError(f"{run_dir} already holds a run (checkpoints/last.pt); continue it "
-                            f"with resume=true, or choose another hydra.run.dir")
+            raise UserError(
+                f"{run_dir} already holds a run (checkpoints/last.pt); continue it "
+                f"with resume=true, or choose another hydra.run.dir"
+            )
         return None
     if resume is True or resume == "true":
         if not (run_dir / "checkpoints" / "last.pt").exists():
-            raise UserError(f"resume=true but {run_dir} holds no checkpoints/last.pt; "
-                            f"give the run with hydra.run.dir=... or resume=PATH")
+            raise UserError(
+                f"resume=true but {run_dir} holds no checkpoints/last.pt; "
+                f"give the run with hydra.run.dir=... or resume=PATH"
+            )
         return run_dir / "checkpoints" / "last.pt"
     return find_checkpoint(resume)
 

@@ -12,26 +12,26 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from gan_cli.parallel import distributed
-from gan_cli.training import cuda_graphs
-from gan_cli.run.checkpoint import Checkpointer, load_checkpoint
-from gan_cli.run.resume import _folder_written, _run_dir_of, resume_state
 from gan_cli.config.checks import changed_keys, parse_override, validate
 from gan_cli.errors import UserError
-from gan_cli.training.experiment import Experiment
 from gan_cli.output.files import write_text_atomic
+from gan_cli.output.log import log, logging_to
+from gan_cli.output.step_files import step_name
+from gan_cli.parallel import distributed
 from gan_cli.parallel.launch import everywhere, relaunch_command
+from gan_cli.run.checkpoint import Checkpointer, load_checkpoint
 from gan_cli.run.lock import RunLock
 from gan_cli.run.monitor import Monitor, run_hparams, summary
+from gan_cli.run.resume import _folder_written, _run_dir_of, resume_state
+from gan_cli.training import cuda_graphs
+from gan_cli.training.experiment import Experiment
 from gan_cli.training.meter import Meter
-from gan_cli.output.step_files import step_name
-from gan_cli.output.log import log, logging_to
 
 
 class Interrupted(Exception):
     """SIGINT or SIGTERM arrived; the run stopped after a checkpoint."""
 
-    everywhere = True           # several processes stop together (gan_cli.parallel.distributed)
+    everywhere = True  # several processes stop together (gan_cli.parallel.distributed)
 
     def __init__(self, signum: int, message: str):
         super().__init__(message)
@@ -53,10 +53,8 @@ class StopOnSignal:
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread (e.g. a launcher's worker)
                 self.previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:          # not the main thread (e.g. a launcher's worker)
-                pass
         return self
 
     def __exit__(self, *exc):
@@ -76,8 +74,10 @@ def _run(cfg: DictConfig, world: distributed.World) -> dict[str, float]:
     # for all (the others may not even see its files).
     run_dir = Path(world.from_leader(lambda: str(cfg.run_dir)))
     with contextlib.ExitStack() as held:
-        def lock() -> None:                    # held by rank 0 until the run ends
+
+        def lock() -> None:  # held by rank 0 until the run ends
             held.enter_context(RunLock(_folder_written(cfg, run_dir)))
+
         world.from_leader(lock)
         source, state = world.from_leader(lambda: resume_state(cfg, run_dir))
         return _train(cfg, world, run_dir, source, state)
@@ -87,21 +87,22 @@ def _train(cfg: DictConfig, world: distributed.World, run_dir: Path, source, sta
     """Build the experiment, restore its state if resuming, and train it."""
     if state is not None:
         run_dir = _run_dir_of(source)
-    logs = logging_to(run_dir) if world.writes else contextlib.nullcontext()   # rank 0's train.log
-    with logs:                      # notes from building and restoring reach train.log too
+    logs = logging_to(run_dir) if world.writes else contextlib.nullcontext()  # rank 0's train.log
+    with logs:  # notes from building and restoring reach train.log too
         exp = Experiment(cfg)
         if state is not None:
-            changed = changed_keys(state["config"], exp.resolved_config,
-                                   allowed=list(cfg.resume_allow))
+            changed = changed_keys(state["config"], exp.resolved_config, allowed=list(cfg.resume_allow))
             if changed:
-                raise everywhere(UserError(
-                    f"cannot resume {source}: the config differs in {', '.join(changed)}; "
-                    f"restore them, or allow with resume_allow=[{','.join(changed)}]"))
+                raise everywhere(
+                    UserError(
+                        f"cannot resume {source}: the config differs in {', '.join(changed)}; "
+                        f"restore them, or allow with resume_allow=[{','.join(changed)}]"
+                    )
+                )
         start = exp.restore(state) if state else 0
         steps = 0 if exp.objective.closed_form else cfg.train.steps
         if start > steps:
-            raise everywhere(UserError(
-                f"the checkpoint is at step {start}, past train.steps={steps}"))
+            raise everywhere(UserError(f"the checkpoint is at step {start}, past train.steps={steps}"))
         with cpu_threads(cfg.train.cpu_threads, exp):
             if state:
                 log.info(f"resuming {run_dir} at step {start} of {steps}")
@@ -147,11 +148,14 @@ class Session:
             self.final.update(json.loads((run_dir / "metrics.json").read_text()))
         self.monitor = Monitor(run_dir, steps, start_step=start) if self.world.writes else Unseen()
         self.stop = StopOnSignal()
-        self.diverged: str | None = None        # what went non-finite, found between steps
+        self.diverged: str | None = None  # what went non-finite, found between steps
         self.rollbacks = 0
         # Without a checkpoint yet, a rollback returns to the initial state.
-        self.initial = (copy.deepcopy(exp.snapshot(start, self.meter.state_dict()))
-                        if t.on_nonfinite == "rollback" else None)
+        self.initial = (
+            copy.deepcopy(exp.snapshot(start, self.meter.state_dict()))
+            if t.on_nonfinite == "rollback"
+            else None
+        )
         # loop.run_steps itself, or the same steps replayed as CUDA graphs.
         self.run_steps = cuda_graphs.trainer(exp.cfg, exp.step_parts, exp.device)
 
@@ -163,7 +167,7 @@ class Session:
                     solved = exp.solve()
                     self.final.update(solved)
                     self.monitor.scalars(0, solved, throughput=False)
-                if self.steps == 0:                  # closed form, or nothing to train
+                if self.steps == 0:  # closed form, or nothing to train
                     self.show(0)
                     self.evaluate(0)
                     self.save(0)
@@ -174,19 +178,16 @@ class Session:
                     elif self.stopping():
                         self.interrupt(step)
                     else:
-                        step = self.run_steps(exp.step_parts, step, self.steps, self.meter,
-                                              self.after_step)
+                        step = self.run_steps(exp.step_parts, step, self.steps, self.meter, self.after_step)
                 if self.stopping() and self.steps > self.start:
                     self.interrupt(step)
                 if self.world.writes:
-                    exp.evaluation.finish(self.run_dir)   # e.g. the toys' evolution.gif
+                    exp.evaluation.finish(self.run_dir)  # e.g. the toys' evolution.gif
             # HPARAMS tab: the run's settings against its final metrics.
             self.monitor.hparams(run_hparams(exp.cfg), self.final, self.steps)
         except BaseException:
-            try:                                   # the first failure is the one to report
+            with contextlib.suppress(Exception):  # the first failure is the one to report
                 self.monitor.close()
-            except Exception:
-                pass
             raise
         self.monitor.close()
         if self.world.writes:
@@ -214,8 +215,9 @@ class Session:
             self.show(step)
         if step % t.eval_every == 0 or last:
             self.evaluate(step)
-        if (step % t.checkpoint_every == 0 or last) and \
-                self.save(step, keep_step_file=step % t.checkpoint_every == 0) is None:
+        if (step % t.checkpoint_every == 0 or last) and self.save(
+            step, keep_step_file=step % t.checkpoint_every == 0
+        ) is None:
             return False
         return not self.stopping()
 
@@ -265,13 +267,15 @@ class Session:
     # --- policies --------------------------------------------------------------
     def interrupt(self, step: int) -> None:
         path = self.save(step, keep_step_file=False)
-        if path is None:                      # diverged: the policy decides first
+        if path is None:  # diverged: the policy decides first
             return
         name = signal.Signals(self.stop.signum).name
-        raise Interrupted(self.stop.signum,
-                          f"{name}: stopped after step {step}; checkpoint {path}. Continue with: "
-                          f"{relaunch_command()} {_overrides()} hydra.run.dir={self.run_dir} "
-                          f"resume=true".replace("  ", " "))
+        raise Interrupted(
+            self.stop.signum,
+            f"{name}: stopped after step {step}; checkpoint {path}. Continue with: "
+            f"{relaunch_command()} {_overrides()} hydra.run.dir={self.run_dir} "
+            f"resume=true".replace("  ", " "),
+        )
 
     def recover(self, step: int) -> int:
         """train.on_nonfinite: stop with one line, or roll back to the last
@@ -281,23 +285,31 @@ class Session:
         last = self.checkpointer.last
         kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written"
         if t.on_nonfinite != "rollback":
-            raise everywhere(UserError(
-                f"training diverged: {bad}; stopped ({kept}); lower optimizer.lr "
-                f"or set train.on_nonfinite=rollback"))
+            raise everywhere(
+                UserError(
+                    f"training diverged: {bad}; stopped ({kept}); lower optimizer.lr "
+                    f"or set train.on_nonfinite=rollback"
+                )
+            )
         if self.rollbacks >= t.max_rollbacks:
-            raise everywhere(UserError(
-                f"training diverged: {bad}; gave up after {self.rollbacks} rollbacks "
-                f"({kept}); lower optimizer.lr"))
+            raise everywhere(
+                UserError(
+                    f"training diverged: {bad}; gave up after {self.rollbacks} rollbacks "
+                    f"({kept}); lower optimizer.lr"
+                )
+            )
         self.rollbacks += 1
         state = self.world.from_leader(lambda: load_checkpoint(last) if last.exists() else self.initial)
-        step = self.exp.restore(state)       # keeps the current (already lowered) rates
+        step = self.exp.restore(state)  # keeps the current (already lowered) rates
         self.exp.scale_learning_rates(t.rollback_lr_factor)
         self.meter = Meter()
         self.meter.load_state_dict(state.get("meter", {}))
         self.monitor.restart(step)
-        log.info(f"{bad}: rolled back to step {step}, learning rates x"
-                 f"{t.rollback_lr_factor ** self.rollbacks:g} (rollback {self.rollbacks} of "
-                 f"{t.max_rollbacks})")
+        log.info(
+            f"{bad}: rolled back to step {step}, learning rates x"
+            f"{t.rollback_lr_factor**self.rollbacks:g} (rollback {self.rollbacks} of "
+            f"{t.max_rollbacks})"
+        )
         return step
 
 
@@ -307,7 +319,7 @@ class Unseen:
     def scalars(self, step, values, throughput=True) -> float:
         return 0.0
 
-    def __getattr__(self, name):              # image, progress, hparams, restart, close
+    def __getattr__(self, name):  # image, progress, hparams, restart, close
         return lambda *args, **kwargs: None
 
 
@@ -321,6 +333,7 @@ def _overrides() -> str:
     """The command line's overrides, to print a resume command."""
     try:
         from hydra.core.hydra_config import HydraConfig
+
         given = HydraConfig.get().overrides.task
     except Exception:
         return ""

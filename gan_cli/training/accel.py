@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 
-
 def autocast(precision: str, device: torch.device):
     """A factory of contexts for the forward passes: bf16 autocast where asked,
     else a no-op. auto is fp32: the shipped nets are too small for faster
@@ -21,15 +20,15 @@ def has_convolutions(module: nn.Module) -> bool:
     return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in module.modules())
 
 
-def prepare(module: nn.Module | None, device: torch.device, compile: bool,
-            channels_last: str) -> None:
+def prepare(module: nn.Module | None, device: torch.device, compile: bool, channels_last: str) -> None:
     """In place: channels_last for conv nets (auto: on CUDA), then compile the
     inner net. `nn.Module.compile` keeps state_dict keys unchanged, so
     checkpoints of compiled and plain runs are interchangeable."""
     if module is None:
         return
-    if has_convolutions(module) and (channels_last is True or
-                                     (channels_last == "auto" and device.type == "cuda")):
+    if has_convolutions(module) and (
+        channels_last is True or (channels_last == "auto" and device.type == "cuda")
+    ):
         module.to(memory_format=torch.channels_last)
     if compile:
         module.net.compile()

@@ -27,12 +27,13 @@ The graphed steps are the eager steps:
 import contextlib
 import dataclasses
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from gan_cli.data.sampler import Batch, TensorSampler, to_unit_range
 from gan_cli.output.log import log
+
 
 def note(text: str) -> None:
     log.info(f"note: {text}")
@@ -64,8 +65,7 @@ def capture_plan(cfg, parts, device: torch.device) -> tuple[bool, str]:
     if cfg.train.precision == "bf16":
         return False, "train.precision=bf16: autocast's cache of cast weights cannot be captured"
     if cfg.train.get("lr_decay", 0.0) > 0:
-        return False, ("train.lr_decay changes the learning rates every step, which a graph "
-                       "would hold fixed")
+        return False, ("train.lr_decay changes the learning rates every step, which a graph would hold fixed")
     if _batches_kind(parts.sampler) is None:
         return False, f"the {type(parts.sampler).__name__} batch sampler cannot draw inside a graph"
     for opt in _optimizers(parts):
@@ -109,6 +109,7 @@ class GraphedTrainer:
 
 # --- losses ----------------------------------------------------------------------
 
+
 class StaticSums:
     """loop.run_steps's meter inside a graph: each loss is added into a static
     tensor (allocated by the eager warm-up step, so a graph adds into the same
@@ -117,7 +118,7 @@ class StaticSums:
 
     def __init__(self):
         self.sums: dict[str, torch.Tensor] = {}
-        self.tally: Counter = Counter()          # additions since the last fold
+        self.tally: Counter = Counter()  # additions since the last fold
 
     def add(self, values: dict[str, torch.Tensor]) -> None:
         for key, value in values.items():
@@ -149,6 +150,7 @@ class StaticSums:
 
 # --- batches ---------------------------------------------------------------------
 
+
 def _batches_kind(sampler):
     """The class that draws this sampler's batches inside a graph, or None."""
     if isinstance(sampler, TensorSampler):
@@ -173,24 +175,23 @@ class IndexedBatches:
         self.sampler = sampler
         # About an epoch, and room for the 101 batches of a reference-schedule step.
         self.slots = slots or max(len(sampler) // sampler.batch_size, 256)
-        self.positions = torch.zeros(self.slots, sampler.batch_size, dtype=torch.long,
-                                     device=sampler.device)
+        self.positions = torch.zeros(self.slots, sampler.batch_size, dtype=torch.long, device=sampler.device)
         self.cursor = torch.zeros(1, dtype=torch.long, device=sampler.device)
-        self.left = 0                                    # batches the buffer still holds
+        self.left = 0  # batches the buffer still holds
 
     def next(self) -> Batch:
         # index_select with a device index: no read back to the host, so capturable.
         index = self.positions.index_select(0, self.cursor).view(-1)
         self.cursor.add_(1)
         s = self.sampler
-        return Batch(to_unit_range(s.images[index]), None if s.labels is None else s.labels[index],
-                     index)
+        return Batch(to_unit_range(s.images[index]), None if s.labels is None else s.labels[index], index)
 
     def ensure(self, batches: int) -> None:
         """Before a replay that draws `batches`: refill the buffer if it runs short."""
         if batches > self.slots:
-            raise RuntimeError(f"a step draws {batches} batches, more than the {self.slots} "
-                               f"the graph's buffer holds")
+            raise RuntimeError(
+                f"a step draws {batches} batches, more than the {self.slots} the graph's buffer holds"
+            )
         if self.left >= batches:
             return
         s = self.sampler
@@ -246,6 +247,7 @@ class _Counting:
 
 # --- optimizers ------------------------------------------------------------------
 
+
 def _make_capturable(opt: torch.optim.Optimizer) -> None:
     for group in opt.param_groups:
         if "capturable" in group:
@@ -260,8 +262,9 @@ def _eager_form(eager_flags: list):
     """A state_dict post-hook: the state as the optimizer built from the
     config (capturable as configured) would hold it, its step counts on the
     CPU unless that optimizer keeps them on the device (fused or capturable)."""
+
     def hook(opt, state_dict):
-        for group, capturable in zip(state_dict["param_groups"], eager_flags):
+        for group, capturable in zip(state_dict["param_groups"], eager_flags, strict=True):
             if capturable is None:
                 continue
             group["capturable"] = capturable
@@ -273,17 +276,19 @@ def _eager_form(eager_flags: list):
                     # a new dict: the state_dict shares these with the live optimizer
                     state_dict["state"][index] = {**saved, "step": saved["step"].cpu()}
         return state_dict
+
     return hook
 
 
 # --- the step --------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Recorded:
     replay: Callable[[], None]
-    batches: int                    # drawn per replay
-    adds: Counter                   # loss additions per replay
-    updates: Counter                # optimizer steps per replay ("g", "d")
+    batches: int  # drawn per replay
+    adds: Counter  # loss additions per replay
+    updates: Counter  # optimizer steps per replay ("g", "d")
 
 
 def _nothing(step: int) -> bool:
@@ -308,10 +313,11 @@ class GraphedStep:
         self.batches = _batches_kind(parts.sampler)(parts.sampler)
         self.graphs: dict[int, Recorded] = {}
         self.failed: str | None = None
-        self.updates: Counter = Counter()             # optimizer steps taken, as eager counts them
-        self._opt_steps: Counter = Counter()          # optimizer.step calls seen (capture included)
-        self.generators = [g for g in (parts.latent.generator, *self.batches.generators)
-                           if g.device.type == "cuda"]
+        self.updates: Counter = Counter()  # optimizer steps taken, as eager counts them
+        self._opt_steps: Counter = Counter()  # optimizer.step calls seen (capture included)
+        self.generators = [
+            g for g in (parts.latent.generator, *self.batches.generators) if g.device.type == "cuda"
+        ]
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
         for key, opt in (("g", parts.opt_g), ("d", parts.opt_d)):
             if opt is None:
@@ -324,7 +330,7 @@ class GraphedStep:
                 opt.register_load_state_dict_post_hook(self._loaded)
 
     def _loaded(self, opt) -> None:
-        _make_capturable(opt)          # a loaded state has the eager form
+        _make_capturable(opt)  # a loaded state has the eager form
         self.invalidate()
 
     def begin(self, meter) -> None:
@@ -379,7 +385,7 @@ class GraphedStep:
         tally, opt_steps = Counter(self.sums.tally), Counter(self._opt_steps)
         with self._on_stream():
             self.run_steps(parts, step, step + 1, self.sums, _nothing)
-        self.batches.invalidate()                   # the sampler moved on eagerly
+        self.batches.invalidate()  # the sampler moved on eagerly
         updates = self._opt_steps - opt_steps
         self.updates.update(updates)
         return Recorded(lambda: None, sampler.calls, self.sums.tally - tally, updates)
@@ -397,10 +403,12 @@ class GraphedStep:
     def _capture(self, step: int, k: int, warm: Recorded) -> None:
         parts = dataclasses.replace(self.parts, sampler=self.batches)
         self.batches.ensure(warm.batches)
-        if not self.cuda:                         # stand-in: the same code, run at each replay
+        if not self.cuda:  # stand-in: the same code, run at each replay
+
             def replay():
                 with self._uncounted():
                     self.run_steps(parts, step, step + 1, self.sums, _nothing)
+
             self.graphs[k] = dataclasses.replace(warm, replay=replay)
             return
         graph = torch.cuda.CUDAGraph()
@@ -419,9 +427,9 @@ class GraphedStep:
         """Capture failed: nothing ran, so training goes on eagerly from here."""
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         self.failed = f"{type(error).__name__}: {first}"
-        for generator, state in zip(self.generators, states):
+        for generator, state in zip(self.generators, states, strict=True):
             generator.set_state(state)
         for opt in _optimizers(self.parts):
-            opt.zero_grad(set_to_none=True)        # grads may point into the abandoned graph
+            opt.zero_grad(set_to_none=True)  # grads may point into the abandoned graph
         self.graphs.clear()
         note(f"train.cuda_graphs: capturing the step failed ({self.failed[:200]}); training eagerly")

@@ -10,39 +10,42 @@ continues bit for bit. The config was checked by gan_cli.config.checks first.
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.parallel import distributed
-from gan_cli.training import accel
-from gan_cli.training.ema import GeneratorEMA
 from gan_cli.config.build import build
 from gan_cli.device import pick_device
 from gan_cli.errors import UserError
 from gan_cli.evaluation import Evaluation
 from gan_cli.latent import Latent, evaluation_latent
-from gan_cli.training.loop import Parts
 from gan_cli.models.augment import DiffAugment
-from gan_cli.rng import global_rng_state, restore_generator, set_global_rng_state
 from gan_cli.output.log import log
+from gan_cli.parallel import distributed
+from gan_cli.rng import global_rng_state, restore_generator, set_global_rng_state
+from gan_cli.training import accel
+from gan_cli.training.ema import GeneratorEMA
+from gan_cli.training.loop import Parts
 from gan_cli.training.schedule import LinearDecay
 
-
-MAX_GRID_ROWS = 32          # classes a sample grid shows one row each
+MAX_GRID_ROWS = 32  # classes a sample grid shows one row each
 
 
 class Experiment:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.device = device = pick_device(cfg.device)
-        torch.manual_seed(cfg.seed)                       # model initialisation
+        torch.manual_seed(cfg.seed)  # model initialisation
 
         self.data = data = build(cfg.dataset)
         self.objective = objective = build(cfg.objective)
         if objective.conditional and not data.num_classes:
-            raise UserError(f"objective={objective.name} is conditional but dataset "
-                            f"{data.name} has no class labels")
+            raise UserError(
+                f"objective={objective.name} is conditional but dataset {data.name} has no class labels"
+            )
         self.num_classes = data.num_classes if objective.conditional else 0
-        self.model_args = {"data_shape": list(data.shape), "num_classes": self.num_classes,
-                           "latent_dim": cfg.latent.dim}
-        if objective.pack > 1:      # recorded only when packing: older checkpoints lack it
+        self.model_args = {
+            "data_shape": list(data.shape),
+            "num_classes": self.num_classes,
+            "latent_dim": cfg.latent.dim,
+        }
+        if objective.pack > 1:  # recorded only when packing: older checkpoints lack it
             self.model_args["pack"] = objective.pack
         G, D = build(cfg.model, **self.model_args)
         G = G.to(device)
@@ -64,8 +67,16 @@ class Experiment:
         sampler = world.sampler(data, cfg.train.batch_size, device, seed=cfg.seed)
         latent = Latent.from_config(cfg.latent, device, seed=cfg.seed + 1)
         objective.setup(data, latent)
-        self.parts = Parts(G, D, opt_g, opt_d, objective, sampler, world.latent(latent),
-                           accel.autocast(cfg.train.precision, device))
+        self.parts = Parts(
+            G,
+            D,
+            opt_g,
+            opt_d,
+            objective,
+            sampler,
+            world.latent(latent),
+            accel.autocast(cfg.train.precision, device),
+        )
         if self.ema is not None:
             self.parts.after_generator_step = self.ema.update
         self.lr_schedule = None
@@ -73,12 +84,13 @@ class Experiment:
             self.lr_schedule = LinearDecay([opt_g, opt_d], cfg.train.steps, cfg.train.lr_decay)
             self.parts.before_step = self.lr_schedule
         ema = self.ema
-        self.parts.phase = lambda step: (objective.phase(),
-                                         ema is not None and ema.warming(step + 1))
+        self.parts.phase = lambda step: (objective.phase(), ema is not None and ema.warming(step + 1))
         if cfg.train.augment:
             if len(data.shape) != 3:
-                raise UserError(f"train.augment transforms images; dataset {data.name} gives "
-                                f"points of shape {list(data.shape)}: leave train.augment=[]")
+                raise UserError(
+                    f"train.augment transforms images; dataset {data.name} gives "
+                    f"points of shape {list(data.shape)}: leave train.augment=[]"
+                )
             D.augment = DiffAugment(cfg.train.augment, self.parts.latent)
         # What the step loop runs: the same parts, G and D in DistributedDataParallel
         # when there are several processes. Snapshots and pictures use self.parts.
@@ -89,12 +101,16 @@ class Experiment:
         # row each, as stacked MNIST's 1,000) a square of classes in turn.
         columns, classes = cfg.train.grid_columns, self.num_classes
         rows = classes if 0 < classes <= MAX_GRID_ROWS else columns
-        self.fixed_z = Latent.from_config(cfg.latent, device, seed=cfg.seed + 2,
-                                          portable=True).sample(rows * columns)
+        self.fixed_z = Latent.from_config(cfg.latent, device, seed=cfg.seed + 2, portable=True).sample(
+            rows * columns
+        )
         self.fixed_y = None
         if classes:
-            self.fixed_y = (torch.arange(classes, device=device).repeat_interleave(columns)
-                            if rows == classes else torch.arange(rows * columns, device=device) % classes)
+            self.fixed_y = (
+                torch.arange(classes, device=device).repeat_interleave(columns)
+                if rows == classes
+                else torch.arange(rows * columns, device=device) % classes
+            )
         self.evaluation = Evaluation(data, cfg, device, columns)
 
     @property
@@ -112,8 +128,9 @@ class Experiment:
 
     def picture(self):
         p = self.parts
-        return self.evaluation.picture(self.sampling_generator, p.discriminator, p.objective,
-                                       self.fixed_z, self.fixed_y)
+        return self.evaluation.picture(
+            self.sampling_generator, p.discriminator, p.objective, self.fixed_z, self.fixed_y
+        )
 
     def evaluate(self) -> dict[str, float]:
         # The same seeded noise at every evaluation (and after a resume), apart
@@ -130,13 +147,14 @@ class Experiment:
         if self.lr_schedule is not None:
             self.lr_schedule.scale(factor)
         for opt in (self.parts.opt_g, self.parts.opt_d):
-            for group in (opt.param_groups if opt is not None else []):
+            for group in opt.param_groups if opt is not None else []:
                 group["lr"] *= factor
 
     def snapshot(self, step: int, meter_state: dict | None = None) -> dict:
         p = self.parts
         return {
-            "step": step, "config": self.resolved_config,
+            "step": step,
+            "config": self.resolved_config,
             "model_args": self.model_args,
             "generator": p.generator.state_dict(),
             "generator_ema": None if self.ema is None else self.ema.state_dict(),
@@ -160,27 +178,29 @@ class Experiment:
         if self.ema is not None:
             if state.get("generator_ema") is not None:
                 self.ema.load_state_dict(state["generator_ema"])
-            else:                   # a run that had no average yet (resume_allow=[train.ema])
+            else:  # a run that had no average yet (resume_allow=[train.ema])
                 self.ema.reset()
         if p.discriminator is not None:
             p.discriminator.load_state_dict(state["discriminator"])
             p.opt_d.load_state_dict(state["opt_d"])
         p.opt_g.load_state_dict(state["opt_g"])
-        for opt, saved in zip((p.opt_g, p.opt_d), lrs):
-            for group, lr in zip(opt.param_groups if opt else [], saved):
+        for opt, saved in zip((p.opt_g, p.opt_d), lrs, strict=True):
+            for group, lr in zip(opt.param_groups if opt else [], saved, strict=True):
                 group["lr"] = lr
         p.objective.load_state_dict(state["objective"])
-        exact = [p.sampler.load_state_dict(state["sampler"]),
-                 restore_generator(p.latent.generator, state["latent_rng"])]
+        exact = [
+            p.sampler.load_state_dict(state["sampler"]),
+            restore_generator(p.latent.generator, state["latent_rng"]),
+        ]
         if not all(exact):
-            log.info("note: the checkpoint's random streams (data draws, noise) were made "
-                     f"on another device type than {self.device.type}; they continue from "
-                     "a seed taken from them, so this run will not repeat a straight run "
-                     "bit for bit")
+            log.info(
+                "note: the checkpoint's random streams (data draws, noise) were made "
+                f"on another device type than {self.device.type}; they continue from "
+                "a seed taken from them, so this run will not repeat a straight run "
+                "bit for bit"
+            )
         self.fixed_z = state["fixed_noise"]["z"].to(self.device)
         y = state["fixed_noise"]["y"]
         self.fixed_y = None if y is None else y.to(self.device)
         set_global_rng_state(state["rng"])
         return int(state["step"])
-
-

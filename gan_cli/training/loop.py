@@ -3,26 +3,26 @@ runs: the objective supplies the losses, the sampler the batches, and the
 session (gan_cli.run.runner) decides after each step whether to go on."""
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from gan_cli.latent import Latent
-from gan_cli.training.meter import Meter
 from gan_cli.objectives import Objective
+from gan_cli.training.meter import Meter
 
 
 @dataclass
 class Parts:
     generator: torch.nn.Module
-    discriminator: torch.nn.Module | None          # None for mse
+    discriminator: torch.nn.Module | None  # None for mse
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer | None
     objective: Objective
-    sampler: object                                 # .next() -> Batch
+    sampler: object  # .next() -> Batch
     latent: Latent
-    autocast: Callable = contextlib.nullcontext     # context for forward passes (bf16)
+    autocast: Callable = contextlib.nullcontext  # context for forward passes (bf16)
     # Called with the step's index before each generator step (the learning-rate schedule).
     before_step: Callable[[int], None] = lambda step: None
     # Called with G's update count after each of G's optimizer steps (G's moving average).
@@ -48,8 +48,9 @@ def frozen(module: torch.nn.Module | None):
             p.requires_grad_(True)
 
 
-def run_steps(parts: Parts, start_step: int, end_step: int, meter: Meter,
-              after_step: Callable[[int], bool]) -> int:
+def run_steps(
+    parts: Parts, start_step: int, end_step: int, meter: Meter, after_step: Callable[[int], bool]
+) -> int:
     """Generator steps start_step+1 .. end_step; after each, after_step(step)
     says whether to go on. Returns the last step taken."""
     G, D, objective = parts.generator, parts.discriminator, parts.objective

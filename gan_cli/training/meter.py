@@ -21,7 +21,7 @@ class Meter:
 
     def add(self, values: dict[str, torch.Tensor]) -> None:
         for key, value in values.items():
-            value = value.detach().float()         # fp32 sums: bf16 would round a long interval away
+            value = value.detach().float()  # fp32 sums: bf16 would round a long interval away
             if key in self.sums:
                 # .to: sums restored from a checkpoint come back on the CPU
                 self.sums[key] = self.sums[key].to(value.device) + value
@@ -50,8 +50,8 @@ class Meter:
         if not self.sums:
             return {}
         keys = list(self.sums)
-        values = torch.stack([self.sums[k].float() for k in keys]).tolist()   # one sync
-        means = {k: v / self.counts[k] for k, v in zip(keys, values)}
+        values = torch.stack([self.sums[k].float() for k in keys]).tolist()  # one sync
+        means = {k: v / self.counts[k] for k, v in zip(keys, values, strict=True)}
         self.sums.clear()
         self.counts.clear()
         return means

@@ -21,8 +21,8 @@ class LinearDecay:
 
     def __call__(self, step: int) -> None:
         factor = self.factor(step)
-        for opt, rates in zip(self.optimizers, self.base):
-            for group, rate in zip(opt.param_groups, rates):
+        for opt, rates in zip(self.optimizers, self.base, strict=True):
+            for group, rate in zip(opt.param_groups, rates, strict=True):
                 group["lr"] = rate * factor
 
     def scale(self, factor: float) -> None:
