@@ -1,0 +1,70 @@
+"""Fidelity and coverage told apart, as pure functions of two feature sets.
+
+Precision and recall (Kynkäänniemi et al. 2019), density and coverage (Naeem
+et al. 2020) compare k-nearest-neighbour balls around real and generated
+points: precision is the share of generated points inside some real ball (are
+they sharp?), recall the share of real points inside some generated ball (do
+they cover?); density counts the real balls around each generated point
+(near 1 for a sample like the real one), coverage the real points whose ball
+holds a generated one. They are computed by the authors' own package, prdc.
+
+The kernel inception distance (Bińkowski et al. 2018) is an unbiased estimate
+of the squared MMD with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3,
+averaged over random subsets, as torch-fidelity computes it: unlike the
+Fréchet distance it has no bias for small samples, so runs of different
+sizes compare.
+"""
+
+import contextlib
+import io
+
+import numpy as np
+import torch
+
+NEAREST_K = 5  # k of the papers
+KID_SUBSETS = 100  # as torch-fidelity
+KID_SUBSET_SIZE = 1000
+
+
+def _features(x) -> np.ndarray:
+    array = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"expected features [N, D], got shape {array.shape}")
+    return array
+
+
+def precision_recall(real, fake, k: int = NEAREST_K) -> dict[str, float]:
+    """precision, recall, density and coverage of `fake` [N, D] against
+    `real` [M, D], with k-nearest-neighbour balls; both sets need more than k
+    points."""
+    real, fake = _features(real), _features(fake)
+    if min(len(real), len(fake)) <= k:
+        raise ValueError(f"need more than k={k} points in each set, got {len(real)} real, {len(fake)} fake")
+    # Late: prdc loads scikit-learn (about a second), needed only when scoring.
+    from prdc import compute_prdc
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the two set sizes
+        values = compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+    return {name: float(values[name]) for name in ("precision", "recall", "density", "coverage")}
+
+
+def kid(
+    real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE, seed: int = 0
+) -> tuple[float, float]:
+    """(mean, standard deviation) over `subsets` random subsets of the unbiased
+    squared MMD between `real` and `fake` with the kernel (x.y / d + 1)^3.
+    A subset holds min(subset_size, len(real), len(fake)) points of each."""
+    real, fake = _features(real).astype(np.float64), _features(fake).astype(np.float64)
+    m = min(subset_size, len(real), len(fake))
+    if m < 2:
+        raise ValueError(f"need at least 2 points in each set, got {len(real)} real, {len(fake)} fake")
+    dim = real.shape[1]
+    draw = np.random.default_rng(seed)
+    values = []
+    for _ in range(subsets):
+        x = real[draw.choice(len(real), m, replace=False)]
+        y = fake[draw.choice(len(fake), m, replace=False)]
+        kxx, kyy, kxy = ((a @ b.T / dim + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        values.append(within - 2 * kxy.mean())
+    return float(np.mean(values)), float(np.std(values))
