@@ -45,6 +45,97 @@ def test_torchvision_mnist_reads_idx_files_offline(tmp_path, compress):
     assert torch.equal(batch.x, expected) and torch.equal(batch.y, real.labels[batch.index])
 
 
+@pytest.mark.parametrize(
+    "loader, folder, source",
+    [("MNIST", "MNIST", load_mnist_subset), ("FashionMNIST", "FashionMNIST", load_sklearn_digits)],
+)
+def test_idx_reader_reads_what_torchvision_reads(tmp_path, loader, folder, source):
+    """Pixels and labels, both splits, from the same IDX files: ours (plain or
+    .gz) against torchvision's own MNIST-family loader."""
+    import torchvision.datasets
+
+    real = source()
+    name = {"MNIST": "mnist", "FashionMNIST": "fashion_mnist"}[loader]
+    images, labels = real.images[:, 0].numpy(), real.labels.numpy()
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    write_mnist_raw(plain, images, labels, test_from=1000, folder=folder)
+    write_mnist_raw(packed, images, labels, test_from=1000, folder=folder, compress=True)
+    for split, train in (("train", True), ("test", False)):
+        theirs = getattr(torchvision.datasets, loader)(str(plain), train=train, download=False)
+        for root in (plain, packed):
+            ours = load_torchvision(name, root=str(root), download=False, split=split)
+            assert ours.images.dtype == torch.uint8 and ours.images.is_contiguous()
+            assert torch.equal(ours.images, theirs.data.unsqueeze(1))
+            assert ours.labels.dtype == torch.int64 and torch.equal(ours.labels, theirs.targets)
+            assert ours.num_classes == len(theirs.classes) == 10
+    assert len(theirs.data) == len(images) - 1000  # the test split
+    assert not list((packed / folder / "raw").glob("*-ubyte"))  # .gz read as is, nothing unpacked
+
+
+def test_mnist_from_idx_files_imports_no_torchvision(tmp_path):
+    import subprocess
+    import sys
+
+    real = load_mnist_subset()
+    write_mnist_raw(tmp_path, real.images[:, 0].numpy(), real.labels.numpy(), compress=True)
+    code = (
+        "import sys; from gan_cli.data import load_torchvision; "
+        f"d = load_torchvision('mnist', root={str(tmp_path)!r}, download=True); "
+        "print(len(d), 'torchvision' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["5000", "False"]
+
+
+def test_bad_idx_files_are_one_line(tmp_path):
+    from gan_cli.data.idx import read_idx, write_idx
+
+    raw = write_mnist_raw(tmp_path, np.zeros((3, 4, 4), np.uint8), np.arange(3, dtype=np.uint8))
+    cases = {
+        "not IDX": b"PK\x03\x04 a zip file",
+        "cut short": (raw / "train-images-idx3-ubyte").read_bytes()[:-1],
+        "header": b"\x00\x00\x08\x03\x00\x00",
+    }
+    for case, data in cases.items():
+        path = tmp_path / case.replace(" ", "_")
+        path.write_bytes(data)
+        with pytest.raises(UserError) as info:
+            read_idx(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert "not an IDX file" in _error(read_idx, tmp_path / "not_IDX")
+    assert "holds 47 bytes of values, not the 48" in _error(read_idx, tmp_path / "cut_short")
+    assert "cut short: its header ends after 6 bytes" in _error(read_idx, tmp_path / "header")
+    (tmp_path / "broken.gz").write_bytes(b"\x1f\x8b not gzip")
+    assert _error(read_idx, tmp_path / "broken.gz").startswith(f"cannot read {tmp_path / 'broken.gz'}")
+    # Wrong shape for images, or fewer labels than images: the loader names the file.
+    write_idx(raw / "train-labels-idx1-ubyte", np.arange(2, dtype=np.uint8))
+    message = _error(load_torchvision, "mnist", root=str(tmp_path), download=False)
+    assert message.endswith("holds 3 images but " + str(raw / "train-labels-idx1-ubyte") + " 2 labels")
+    write_idx(raw / "train-images-idx3-ubyte", np.zeros((3, 16), np.uint8))
+    message = _error(load_torchvision, "mnist", root=str(tmp_path), download=False)
+    assert "holds uint8 values of shape (3, 16), not uint8 images [N, H, W]" in message
+
+
+def _error(function, *args, **kwargs) -> str:
+    with pytest.raises(UserError) as info:
+        function(*args, **kwargs)
+    return str(info.value)
+
+
+def test_idx_reader_keeps_other_value_types(tmp_path):
+    import struct
+
+    from gan_cli.data.idx import read_idx
+
+    values = np.array([[1.5, -2.0], [3.25, 1e6]], dtype=">f4")
+    path = tmp_path / "floats-idx2"
+    path.write_bytes(struct.pack(">BBBBII", 0, 0, 0x0D, 2, 2, 2) + values.tobytes())
+    got = read_idx(path)
+    assert got.dtype == np.float32 and got.dtype.isnative and got.flags.writeable
+    assert np.array_equal(got, values.astype(np.float32))
+
+
 def test_missing_data_offline_says_what_to_do(tmp_path):
     with pytest.raises(UserError) as info:
         load_torchvision("mnist", root=str(tmp_path), download=False)

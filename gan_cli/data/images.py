@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gan_cli.data.idx import read_idx
 from gan_cli.data.sampler import TensorSampler, to_unit_range
 from gan_cli.errors import UserError
 
@@ -133,15 +134,63 @@ def _gunzip_beside(folder: Path) -> None:
             os.replace(tmp, unpacked)
 
 
+def _idx_files(folder: Path, split: str) -> tuple[Path, Path] | None:
+    """The split's image and label files in torchvision's raw folder (each
+    plain, or else its .gz), or None when either is missing."""
+    prefix = "train" if split == "train" else "t10k"
+    found = []
+    for stem in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"):
+        plain = folder / stem
+        packed = folder / f"{stem}.gz"
+        if plain.is_file():
+            found.append(plain)
+        elif packed.is_file():
+            found.append(packed)
+        else:
+            return None
+    return found[0], found[1]
+
+
+def _read_idx_set(name: str, images_file: Path, labels_file: Path) -> ImageSet:
+    """What torchvision's MNIST-family loaders read from the same files (uint8
+    images [N, H, W], uint8 labels widened to int64), without torchvision."""
+    images, labels = read_idx(images_file), read_idx(labels_file)
+    expected = ((images_file, images, 3, "images [N, H, W]"), (labels_file, labels, 1, "labels [N]"))
+    for file, array, ndim, what in expected:
+        if array.dtype != np.uint8 or array.ndim != ndim:
+            raise UserError(f"{file} holds {array.dtype} values of shape {array.shape}, not uint8 {what}")
+    if len(images) != len(labels):
+        raise UserError(f"{images_file} holds {len(images)} images but {labels_file} {len(labels)} labels")
+    # MNIST and Fashion-MNIST both name 10 classes (torchvision's `classes`).
+    labels = torch.from_numpy(labels.astype(np.int64))
+    return ImageSet(name, torch.from_numpy(images).unsqueeze(1), labels, 10)
+
+
 def load_torchvision(name: str, root: str = "data", download: bool = True, split: str = "train") -> ImageSet:
-    """MNIST, Fashion-MNIST or CIFAR-10 through torchvision, downloaded into
-    `root` on first use, then held in memory as one uint8 tensor."""
+    """MNIST, Fashion-MNIST or CIFAR-10 as torchvision's loaders read them,
+    downloaded into `root` on first use, then held in memory as one uint8
+    tensor. The MNIST family's IDX files (or their .gz) already in `root` are
+    read here directly: torchvision is imported only to download, for CIFAR-10,
+    or for its own older saved format (MNIST/processed/*.pt)."""
     if name not in _TORCHVISION:
         raise UserError(f"no torchvision loader for dataset {name!r}; known: {', '.join(_TORCHVISION)}")
     class_name, folder, files = _TORCHVISION[name]
-    import torchvision.datasets  # late: only these data sets need it
-
     where = os.path.join(os.path.abspath(root), folder)
+    how = "it could not be downloaded (no network?)" if download else "dataset.download=false"
+    missing = (
+        f"{name}: no data in {where} and {how}; put {files} there, or train offline with dataset=mnist_subset"
+    )
+    if folder.endswith("raw"):
+        processed = Path(where).parent / "processed"
+        # torchvision reads its older format first, when that is there
+        legacy = (processed / ("training.pt" if split == "train" else "test.pt")).is_file()
+        raw = _idx_files(Path(where), split)
+        if raw is not None and not legacy:
+            return _read_idx_set(name, *raw)
+        if not download and not legacy:
+            raise UserError(missing)
+    import torchvision.datasets  # late: only downloads, CIFAR-10 and the old format need it
+
     if folder.endswith("raw"):
         _gunzip_beside(Path(where))
     quiet = io.StringIO()  # torchvision prints every mirror it tries
@@ -149,11 +198,7 @@ def load_torchvision(name: str, root: str = "data", download: bool = True, split
         with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
             ds = getattr(torchvision.datasets, class_name)(root, train=split == "train", download=download)
     except Exception as exc:  # no network (URLError, RuntimeError), bad archive, ...
-        how = "it could not be downloaded (no network?)" if download else "dataset.download=false"
-        raise UserError(
-            f"{name}: no data in {where} and {how}; put {files} there, "
-            f"or train offline with dataset=mnist_subset"
-        ) from exc
+        raise UserError(missing) from exc
     data = ds.data
     if isinstance(data, np.ndarray):  # CIFAR: [N, H, W, C] numpy
         images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
