@@ -1,11 +1,21 @@
-"""The one exception type for input a user can fix, and how commands report it."""
+"""The one exception type for input a user can fix, and the one way every
+console script reports it: `PROG: error: MESSAGE` on stderr and exit 2.
+
+A console script's main is decorated with `@command("gan-...")` and parses
+its command line with OneLineParser; it raises UserError for bad input and
+writes files inside `writing(path)`. Ctrl-C ends it with one line and exit 130.
+"""
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
+
+INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a program stopped by Ctrl-C
 
 
 class UserError(Exception):
@@ -55,16 +65,63 @@ def writing(path: str | os.PathLike):
 
 
 @contextlib.contextmanager
-def reported(prog: str, writing: str = "cannot write output"):
+def reported(
+    prog: str,
+    writing: str | None = "cannot write output",
+    quiet: Callable[[BaseException], bool] | None = None,
+):
     """A console script's body: a UserError, or an OSError while writing its
-    files (`writing: <file>: <reason>`), ends the program with one line on stderr."""
+    files (`writing: <file>: <reason>`), ends the program with one line on
+    stderr and exit 2; Ctrl-C with one line and exit 130.
+
+    writing=None lets an OSError through, for a command whose writes all go
+    through `writing(path)` already: any other OSError is then a fault to see
+    in full, not a file that cannot be written. quiet(error) true ends with
+    exit 2 but no line: the error of a process that another process reports
+    for all (the ranks of a run on several processes)."""
     try:
         yield
     except UserError as error:
-        exit_with(error, prog)
+        _leave(error, prog, quiet)
     except OSError as error:
+        if writing is None:
+            raise
         where = f"{error.filename}: " if error.filename else ""
-        exit_with(UserError(f"{writing}: {where}{os_reason(error)}"), prog)
+        _leave(UserError(f"{writing}: {where}{os_reason(error)}"), prog, quiet)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+
+
+def _leave(error: UserError, prog: str, quiet) -> NoReturn:
+    if quiet is not None and quiet(error):
+        sys.exit(2)
+    exit_with(error, prog)
+
+
+def command(
+    prog: str,
+    writing: str | None = "cannot write output",
+    quiet: Callable[[BaseException], bool] | None = None,
+):
+    """Decorator for a console script's main, so that every command ends the
+    same way on bad input (see `reported` for the arguments):
+
+        @command("gan-sample")
+        def main(argv=None) -> None:
+            args = OneLineParser(prog="gan-sample", ...).parse_args(argv)
+            ...
+    """
+
+    def decorate(main):
+        @functools.wraps(main)
+        def run(*args, **kwargs):
+            with reported(prog, writing, quiet):
+                return main(*args, **kwargs)
+
+        return run
+
+    return decorate
 
 
 class OneLineParser(argparse.ArgumentParser):

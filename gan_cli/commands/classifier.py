@@ -4,11 +4,11 @@ generated images, from the local data alone."""
 import argparse
 import sys
 
-from gan_cli.errors import UserError, exit_with
+from gan_cli.errors import OneLineParser, UserError, command
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="gan-classifier",
         description="Train the small CNN behind the eval/* metrics for a labelled data set and "
         "keep it in the cache (eval.cache_dir). Takes gan-train's overrides, e.g. "
@@ -25,43 +25,41 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@command("gan-classifier")
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:
-        from gan_cli import classifier as classifiers
-        from gan_cli.config.build import build
-        from gan_cli.config.compose import compose_config
-        from gan_cli.device import pick_device
-        from gan_cli.evaluation.scorer import held_out_split
+    from gan_cli import classifier as classifiers
+    from gan_cli.config.build import build
+    from gan_cli.config.compose import compose_config
+    from gan_cli.device import pick_device
+    from gan_cli.evaluation.scorer import held_out_split
 
-        cfg = compose_config([*args.overrides, "run_dir=."], job_runtime=True)
-        data = build(cfg.dataset)
-        if getattr(data, "labels", None) is None or not getattr(data, "num_classes", 0):
-            raise UserError(f"dataset {data.name} has no class labels; a classifier needs them")
-        if data.images.dim() != 4:
-            raise UserError(f"dataset {data.name} is not images [N, C, H, W]")
-        split = cfg.dataset.get("split")
-        clf, path, trained = classifiers.obtain(
-            data.name,
-            split,
-            data.images,
-            data.labels,
-            data.num_classes,
-            cache_dir=cfg.eval.cache_dir,
-            device=pick_device(cfg.device),
-            held_out=held_out_split(cfg.dataset),
-            force=args.force,
-        )
-        r = clf.record
-        state = "trained" if trained else "cached"
-        print(f"{data.name}: {state} classifier {path}")
-        print(
-            f"held-out accuracy {r['heldout_accuracy']:.4f} on {r['heldout_count']} images "
-            f"({r['heldout_source']}); trained on {r['train_count']}"
-        )
-        print(f"real-vs-real FD floor {r['fd_floor']:.4g} (eval/fd of held-out vs training images)")
-    except UserError as error:
-        exit_with(error, "gan-classifier")
+    cfg = compose_config([*args.overrides, "run_dir=."], job_runtime=True)
+    data = build(cfg.dataset)
+    if getattr(data, "labels", None) is None or not getattr(data, "num_classes", 0):
+        raise UserError(f"dataset {data.name} has no class labels; a classifier needs them")
+    if data.images.dim() != 4:
+        raise UserError(f"dataset {data.name} is not images [N, C, H, W]")
+    split = cfg.dataset.get("split")
+    clf, path, trained = classifiers.obtain(
+        data.name,
+        split,
+        data.images,
+        data.labels,
+        data.num_classes,
+        cache_dir=cfg.eval.cache_dir,
+        device=pick_device(cfg.device),
+        held_out=held_out_split(cfg.dataset),
+        force=args.force,
+    )
+    r = clf.record
+    state = "trained" if trained else "cached"
+    print(f"{data.name}: {state} classifier {path}")
+    print(
+        f"held-out accuracy {r['heldout_accuracy']:.4f} on {r['heldout_count']} images "
+        f"({r['heldout_source']}); trained on {r['train_count']}"
+    )
+    print(f"real-vs-real FD floor {r['fd_floor']:.4g} (eval/fd of held-out vs training images)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from gan_cli.errors import OneLineParser, UserError, reported
+from gan_cli.errors import OneLineParser, UserError, command
 
 PER_CLASS = re.compile(r"^(.*)/(\d+)$")
 
@@ -83,18 +83,18 @@ def format_metrics(values: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+@command("gan-eval")
 def main(argv=None) -> None:
     args = parse_args(argv)
-    with reported("gan-eval"):
-        from gan_cli.run.checkpoint import find_checkpoint, load_checkpoint
+    from gan_cli.run.checkpoint import find_checkpoint, load_checkpoint
 
-        state = load_checkpoint(args.path)
-        values = evaluate_checkpoint(state, args.num_samples, args.cache_dir, args.device, args.ema)
-        print(f"{find_checkpoint(args.path)} (step {state['step']})")
-        print(format_metrics(values))
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(values, indent=2) + "\n")
+    state = load_checkpoint(args.path)
+    values = evaluate_checkpoint(state, args.num_samples, args.cache_dir, args.device, args.ema)
+    print(f"{find_checkpoint(args.path)} (step {state['step']})")
+    print(format_metrics(values))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(values, indent=2) + "\n")
 
 
 if __name__ == "__main__":

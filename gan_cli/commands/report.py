@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gan_cli.config.checks import parse_override
-from gan_cli.errors import OneLineParser, UserError, reported
+from gan_cli.errors import OneLineParser, UserError, command
 from gan_cli.output.files import atomic_write, write_text_atomic
 from gan_cli.output.step_files import step_files, step_of
 
@@ -335,42 +335,42 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@command("gan-report", writing="cannot write the report")
 def main(argv=None) -> None:
     args = parse_args(argv)
-    with reported("gan-report", "cannot write the report"):
-        if not args.folder.is_dir():
-            raise UserError(f"no such folder: {args.folder}")
-        jobs, unfinished = find_jobs(args.folder)
-        if not jobs:
-            raise UserError(
-                f"no finished runs under {args.folder} (looked for job folders with "
-                f".hydra/overrides.yaml and metrics.json"
-                f"{f'; {len(unfinished)} without metrics.json' if unfinished else ''})"
-            )
-        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-        if metrics:
-            known = {k for j in jobs for k in j.metrics}
-            unknown = [m for m in metrics if m not in known]
-            if unknown:
-                raise UserError(
-                    f"--metrics: {', '.join(unknown)} not in any job's metrics.json; "
-                    f"known: {', '.join(sorted(k for k in known if not PER_CLASS.search(k)))}"
-                )
-        table = build_table(jobs, metrics)
-        out = args.out or args.folder
-        figure = plot_report(jobs, table.metrics) if args.plot is not None else None
-        write_text_atomic(out / "report.md", table.markdown())
-        write_text_atomic(out / "report.csv", table.csv())
-        print(table.text())
-        skipped = f"; {len(unfinished)} unfinished job(s) skipped" if unfinished else ""
-        print(
-            f"\n{len(jobs)} job(s) in {len(table.rows)} group(s){skipped}; wrote "
-            f"{out / 'report.md'} and {out / 'report.csv'}"
+    if not args.folder.is_dir():
+        raise UserError(f"no such folder: {args.folder}")
+    jobs, unfinished = find_jobs(args.folder)
+    if not jobs:
+        raise UserError(
+            f"no finished runs under {args.folder} (looked for job folders with "
+            f".hydra/overrides.yaml and metrics.json"
+            f"{f'; {len(unfinished)} without metrics.json' if unfinished else ''})"
         )
-        if figure is not None:
-            plot = Path(args.plot) if args.plot else out / "report.png"
-            save_figure(figure, plot)
-            print(f"wrote the curves and last sample grids of {len(jobs)} job(s) to {plot}")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    if metrics:
+        known = {k for j in jobs for k in j.metrics}
+        unknown = [m for m in metrics if m not in known]
+        if unknown:
+            raise UserError(
+                f"--metrics: {', '.join(unknown)} not in any job's metrics.json; "
+                f"known: {', '.join(sorted(k for k in known if not PER_CLASS.search(k)))}"
+            )
+    table = build_table(jobs, metrics)
+    out = args.out or args.folder
+    figure = plot_report(jobs, table.metrics) if args.plot is not None else None
+    write_text_atomic(out / "report.md", table.markdown())
+    write_text_atomic(out / "report.csv", table.csv())
+    print(table.text())
+    skipped = f"; {len(unfinished)} unfinished job(s) skipped" if unfinished else ""
+    print(
+        f"\n{len(jobs)} job(s) in {len(table.rows)} group(s){skipped}; wrote "
+        f"{out / 'report.md'} and {out / 'report.csv'}"
+    )
+    if figure is not None:
+        plot = Path(args.plot) if args.plot else out / "report.png"
+        save_figure(figure, plot)
+        print(f"wrote the curves and last sample grids of {len(jobs)} job(s) to {plot}")
 
 
 if __name__ == "__main__":

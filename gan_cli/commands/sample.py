@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from gan_cli.errors import OneLineParser, UserError, os_reason, reported, writing
+from gan_cli.errors import OneLineParser, UserError, command, os_reason, writing
 
 PNG_BATCH = 256  # images generated at a time for --png-dir: memory stays flat for 50,000
 
@@ -161,35 +161,35 @@ def write_pngs(batches, folder: Path, num: int) -> int:
     return index
 
 
+@command("gan-sample")
 def main(argv=None) -> None:
     args = parse_args(argv)
-    with reported("gan-sample"):
-        if args.num < 1:
-            raise UserError(f"--num must be >= 1, got {args.num}")
-        from gan_cli.run.checkpoint import load_checkpoint
+    if args.num < 1:
+        raise UserError(f"--num must be >= 1, got {args.num}")
+    from gan_cli.run.checkpoint import load_checkpoint
 
-        state = load_checkpoint(args.path)
-        if args.png_dir:
-            check_png_dir(args.png_dir, state["model_args"]["data_shape"])
-        out = args.out if args.out or args.grid or args.png_dir else Path("samples.npz")
-        keep_all = bool(out or args.grid)
-        batches = draw_batches(
-            state,
-            args.num,
-            args.label,
-            args.seed,
-            args.device,
-            batch=PNG_BATCH if args.png_dir else None,
-            ema=args.ema,
-        )
-        kept = []
-        if args.png_dir:
-            written = write_pngs(_keeping(batches, kept if keep_all else None), args.png_dir, args.num)
-            print(f"wrote {written} PNG files to {args.png_dir}")
-        else:
-            kept = list(batches)
-        if keep_all:
-            write_arrays(kept, out, args.grid)
+    state = load_checkpoint(args.path)
+    if args.png_dir:
+        check_png_dir(args.png_dir, state["model_args"]["data_shape"])
+    out = args.out if args.out or args.grid or args.png_dir else Path("samples.npz")
+    keep_all = bool(out or args.grid)
+    batches = draw_batches(
+        state,
+        args.num,
+        args.label,
+        args.seed,
+        args.device,
+        batch=PNG_BATCH if args.png_dir else None,
+        ema=args.ema,
+    )
+    kept = []
+    if args.png_dir:
+        written = write_pngs(_keeping(batches, kept if keep_all else None), args.png_dir, args.num)
+        print(f"wrote {written} PNG files to {args.png_dir}")
+    else:
+        kept = list(batches)
+    if keep_all:
+        write_arrays(kept, out, args.grid)
 
 
 def _keeping(batches, kept: list | None):
