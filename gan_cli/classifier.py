@@ -28,7 +28,7 @@ WIDTH = 16  # channels of the first conv layer
 FEATURES = 128  # size of the feature vector eval/fd compares
 BATCH = 128
 # Adam updates: 25 passes over the data, at least 300 and at most 2000 (4.3
-# passes over MNIST's 60,000); README's Metrics section gives the held-out
+# passes over MNIST's 60,000); docs/metrics.md gives the held-out
 # accuracies this reaches.
 EPOCHS, MIN_STEPS, MAX_STEPS = 25, 300, 2000
 

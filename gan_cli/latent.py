@@ -23,7 +23,7 @@ class Latent:
     set, so on data made of separate clusters it must spend some samples on
     bridges between them. Between well separated latent components the prior
     has almost no mass, so G can put its passages from cluster to cluster
-    there (it still sends many components across clusters: README, "2D toys").
+    there (it still sends many components across clusters: docs/toys.md).
 
     portable=True draws on the CPU and moves z to `device`: the same seed then
     gives the same z on any device (CUDA's generator yields other numbers than

@@ -515,7 +515,7 @@ def test_short_run_of_the_best_preset_spreads_g_over_the_ring(make_cfg):
 @pytest.mark.slow
 def test_best_preset_keeps_every_ring_mode():
     """experiment=toy_best in full on ring8 (about 2 minutes of one CPU
-    core); the README gives what seeds 0-4 measured."""
+    core); docs/toys.md gives what seeds 0-4 measured."""
     import tempfile
 
     from gan_cli.config.compose import compose_config
@@ -534,7 +534,7 @@ def test_best_preset_keeps_every_ring_mode():
 def test_best_preset_reaches_every_grid_mode():
     """experiment=toy_best dataset=grid25 in full (about 2 minutes of one CPU
     core): all 25 modes, evenly, nearly all points within 3 std of a centre;
-    the README gives what seeds 0-4 measured."""
+    docs/toys.md gives what seeds 0-4 measured."""
     import tempfile
 
     from gan_cli.config.compose import compose_config

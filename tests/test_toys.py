@@ -288,7 +288,7 @@ def test_short_cgan_run_on_ring8_covers_the_modes_and_writes_its_pictures(
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset,modes,high_quality", [("ring8", 8, 0.90), ("grid25", 24, 0.85)])
 def test_documented_cgan_configuration_meets_the_target(make_cfg, dataset, modes, high_quality):
-    """The README's best configuration, in full (about 40 s of CPU each); the
+    """The best configuration of docs/toys.md, in full (about 40 s of CPU each); the
     sweep measured 8/8 at 99.5% (ring8) and 24.7/25 at 96.4% (grid25)."""
     result = run(make_cfg("experiment=toy_cgan", f"dataset={dataset}", "train.sample_every=1000", tiny=False))
     assert result["toy/modes"] >= modes and result["toy/high_quality"] >= high_quality
