@@ -1,5 +1,8 @@
 """The one way to build what a config names: the data set, the objective,
-G and D, the optimizers (hydra.utils.instantiate on their `_target_`)."""
+G and D, the optimizers (hydra.utils.instantiate on their `_target_`).
+Training, checkpoint readers, gan-eval, gan-classifier and gan-bench all go
+through these, so a builder's own UserError reaches the user as one line
+whichever command built it."""
 
 from hydra.utils import instantiate
 
@@ -17,6 +20,24 @@ def build(node, **kwargs):
         raise
 
 
-def build_models(config: dict, model_args: dict):
-    """(G, D) from a resolved config and the data facts recorded at training time."""
-    return instantiate(config["model"], **model_args)
+def build_data(dataset_cfg, **kwargs):
+    """The data set a `dataset` node names; kwargs override its keys
+    (split="test" loads the held-out split)."""
+    return build(dataset_cfg, **kwargs)
+
+
+def build_objective(objective_cfg):
+    """The Objective an `objective` node names."""
+    return build(objective_cfg)
+
+
+def build_models(config, model_args: dict):
+    """(G, D) from a config (composed, or a checkpoint's resolved one) and
+    the data facts recorded at training time: data_shape, num_classes,
+    latent_dim and, when packing, pack."""
+    return build(config["model"], **model_args)
+
+
+def build_optimizer(optimizer_cfg, parameters):
+    """The optimizer an `optimizer.g` or `optimizer.d` node names, over `parameters`."""
+    return build(optimizer_cfg)(parameters)
