@@ -128,3 +128,78 @@ def test_validate_names_the_key_and_what_is_allowed(make_cfg, override, message)
     with pytest.raises(UserError) as info:
         validate(make_cfg(override))
     assert str(info.value) == message
+
+
+# --- the keys conf/config.yaml gives every run are checked even where absent -----
+
+
+def test_a_key_every_run_has_is_checked_and_may_not_go_missing(make_cfg):
+    from omegaconf import open_dict
+
+    with pytest.raises(UserError) as info:
+        validate(make_cfg("objective.r1_every=0"))
+    assert str(info.value) == "objective.r1_every must be a whole number >= 1, got 0"
+    for key in ("train.ema", "eval", "distributed"):
+        cfg = make_cfg()
+        parent, _, leaf = key.rpartition(".")
+        with open_dict(cfg):
+            del (cfg[parent] if parent else cfg)[leaf]
+        with pytest.raises(UserError) as info:
+            validate(cfg)
+        assert str(info.value).endswith("is missing from the config") and key in str(info.value)
+
+
+# --- what needs the built data set: one function, called once ------------------
+
+
+def test_the_checks_on_the_built_data_set(make_cfg):
+    from gan_cli.config.checks import check_built_data
+    from gan_cli.data import load_sklearn_digits
+    from gan_cli.training.experiment import Experiment
+
+    digits = load_sklearn_digits()  # 1,797 labelled 8x8 images
+    with pytest.raises(UserError) as info:
+        Experiment(make_cfg("train.batch_size=1798", "device=cpu"))
+    assert str(info.value) == "train.batch_size=1798 is larger than the data set (1797 examples)"
+    assert info.value.everywhere  # several processes: rank 0 alone reports it
+    Experiment(make_cfg("train.batch_size=1797", "device=cpu"))  # a whole epoch in one batch
+    cfg = make_cfg("train.batch_size=1000")
+    with pytest.raises(UserError) as info:
+        check_built_data(cfg, digits, build(cfg.objective), processes=2)
+    assert str(info.value) == (
+        "train.batch_size=1000 on 2 processes draws global batches of 2000, more than the "
+        "data set's 1797 examples; lower train.batch_size"
+    )
+    check_built_data(make_cfg("train.batch_size=898"), digits, build(cfg.objective), processes=2)
+    toy = make_cfg("dataset=moons", "objective=cgan")
+    with pytest.raises(
+        UserError, match=r"^objective=cgan is conditional but dataset moons has no class labels$"
+    ):
+        Experiment(toy)
+
+
+# --- one way to build ---------------------------------------------------------------
+
+
+def test_the_builders_build_what_the_config_names_and_surface_their_own_errors(make_cfg):
+    from gan_cli.config.build import build_data, build_models, build_objective, build_optimizer
+    from gan_cli.objectives import WGAN
+
+    cfg = make_cfg()  # objective=wgan on the 8x8 digits
+    data = build_data(cfg.dataset)
+    assert len(data) == 1797 and list(data.shape) == [1, 8, 8]
+    assert isinstance(build_objective(cfg.objective), WGAN)
+    args = {"data_shape": [1, 8, 8], "num_classes": 0, "latent_dim": 16}
+    G, D = build_models(cfg, args)
+    assert (
+        G(torch.zeros(3, 16), None).shape == (3, 1, 8, 8) and D(torch.zeros(3, 1, 8, 8), None).shape[0] == 3
+    )
+    opt = build_optimizer(cfg.optimizer.g, G.parameters())
+    assert isinstance(opt, torch.optim.RMSprop) and opt.param_groups[0]["lr"] == cfg.optimizer.g.lr
+    # A builder's own one line, not Hydra's wrapping of it (gan-sample, gan-eval).
+    linear = make_cfg("model=linear", "model.g_hidden=[8,8]")
+    with pytest.raises(UserError) as info:
+        build_models(linear, args)
+    assert (
+        str(info.value) == "model.g_hidden for model=linear is one width (g has one hidden layer), got [8, 8]"
+    )

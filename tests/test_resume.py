@@ -262,3 +262,42 @@ def test_sigint_checkpoints_says_how_to_resume_and_exits_nonzero(tmp_path):
     assert last_line.startswith("gan-train: SIGINT: stopped after step") and "resume=true" in last_line
     stopped_at = load_checkpoint(run_dir)["step"]
     assert f"step {stopped_at};" in last_line and "Traceback" not in err
+
+
+def test_a_checkpoint_saved_before_the_added_keys_loads_with_them_and_resumes(make_cfg):
+    """A saved config lacking the keys added since (config.checks.ADDED_KEYS)
+    gets them once, as the checkpoint loads, with the values its run had:
+    resuming it is no change, and its G loads with no default of its own."""
+    from gan_cli.config.checks import ADDED_KEYS
+    from gan_cli.run.checkpoint import generator_from_checkpoint
+
+    common = ["objective=gan", "train.ema_start=0", "train.checkpoint_every=3"]
+    first = make_cfg(*common, "train.steps=3")
+    run(first)
+    last = Path(first.run_dir) / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    config = state["config"]
+    for dotted in ADDED_KEYS:
+        section, key = dotted.split(".")
+        config[section].pop(key, None)
+    del config["eval"]  # a run from before evaluation existed
+    del state["generator_ema"]  # and before G's average
+    torch.save(state, last)
+
+    loaded = load_checkpoint(last)["config"]
+    for dotted, value in ADDED_KEYS.items():
+        section, key = dotted.split(".")
+        assert loaded[section][key] == value, dotted
+    assert loaded["eval"] == {"use_ema": True, "num_samples": 5000, "cache_dir": None}
+    G = generator_from_checkpoint(load_checkpoint(last))
+    assert torch.equal(G.state_dict()["net.0.weight"], state["generator"]["net.0.weight"])
+
+    run(make_cfg(*common, "train.steps=5", "resume=true", f"run_dir={first.run_dir}"))
+    assert load_checkpoint(first.run_dir)["step"] == 5
+    # A key whose saved value differs from the current one still counts as changed.
+    with pytest.raises(UserError, match=r"the config differs in objective\.r1_every;"):
+        run(
+            make_cfg(
+                *common, "train.steps=7", "objective.r1_every=2", "resume=true", f"run_dir={first.run_dir}"
+            )
+        )

@@ -34,8 +34,12 @@ LATENT_DISTRIBUTIONS = ("normal", "uniform", "mixture")
 PRECISIONS = ("auto", "fp32", "bf16")
 D_NORMS = ("batch", "layer", "none")
 
-# Keys added after runs were first checkpointed: a saved config without one
-# had the value that means "off", so resuming it is no change.
+# Keys added after runs were first checkpointed, with the value that
+# reproduces the runs saved before them ("off", mostly). Read only by
+# gan_cli.run.checkpoint.upgrade, which fills them into a saved config that
+# lacks them once, as the checkpoint is loaded: every reader of a checkpoint's
+# config (resuming, gan-sample, gan-eval) then finds every key. A new key of
+# conf/config.yaml that changes what is trained belongs here too.
 ADDED_KEYS = {
     "train.ema": 0.0,
     "train.ema_start": 0,
@@ -48,25 +52,35 @@ ADDED_KEYS = {
     # read by the mixture prior only, which no run had before
     "latent.components": 1000,
     "latent.component_std": 0.1,
+    # gan-eval scores a run saved before evaluation existed as today's runs
+    "eval.num_samples": 5000,
+    "eval.cache_dir": None,
 }
 
-# Present in some configs only (an objective's, a data set's or a model's own
-# keys, or sections an older config lacks): checked where they exist.
-WHOLE = {
-    "objective.critic_steps": 1,
-    "dataset.arrows": 0,
-    "dataset.eval_points": 2,
-    "dataset.eval_samples": 1,
-    "dataset.size": 2,
+# Keys conf/config.yaml gives every run (beside those validate checks in turn).
+SHARED_WHOLE = {
     "objective.pack": 1,
     "latent.components": 1,
     "objective.r1_every": 1,
     "train.ema_start": 0,
     "distributed.timeout_s": 1,
 }
-POSITIVE = ("objective.clip_value", "dataset.std", "latent.component_std")
-AT_LEAST_ZERO = ("objective.gp_weight", "objective.r1")
-BOOLEANS = ("model.spectral_norm", "eval.use_ema", "distributed.sync_batch_norm")
+SHARED_POSITIVE = ("latent.component_std",)
+SHARED_AT_LEAST_ZERO = ("objective.r1",)
+SHARED_BOOLEANS = ("eval.use_ema", "distributed.sync_batch_norm")
+
+# An objective's, a data set's or a model's own keys, present in some
+# configs only: checked where they exist.
+WHOLE = {
+    "objective.critic_steps": 1,
+    "dataset.arrows": 0,
+    "dataset.eval_points": 2,
+    "dataset.eval_samples": 1,
+    "dataset.size": 2,
+}
+POSITIVE = ("objective.clip_value", "dataset.std")
+AT_LEAST_ZERO = ("objective.gp_weight",)
+BOOLEANS = ("model.spectral_norm",)
 NUMBERS = ("objective.a", "objective.b", "objective.c")
 WIDTHS = ("model.g_hidden", "model.d_hidden")
 
@@ -100,10 +114,9 @@ def _number(cfg, key: str, minimum: float | None = None, strict: bool = False):
         raise UserError(f"{key} must be {what}, got {value!r}")
 
 
-def _real_in(cfg, key: str, within, what: str, default=None):
-    """A real number (not a bool) for which within(value) holds; `default`
-    where a config may lack the key."""
-    value = _get(cfg, key) if default is None or _has(cfg, key) else default
+def _real_in(cfg, key: str, within, what: str):
+    """A real number (not a bool) for which within(value) holds."""
+    value = _get(cfg, key)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not within(value):
         raise UserError(f"{key} must be {what}, got {value!r}")
 
@@ -175,17 +188,15 @@ def validate(cfg: DictConfig) -> None:
     _one_of(cfg, "train.on_nonfinite", NONFINITE_POLICIES)
     _real_in(cfg, "train.rollback_lr_factor", lambda v: 0 < v < 1, "a number in (0, 1)")
     _whole(cfg, "train.max_rollbacks", 0)
-    _real_in(cfg, "train.ema", lambda v: 0 <= v < 1, "a decay in [0, 1) (0 = off)", default=0.0)
+    _real_in(cfg, "train.ema", lambda v: 0 <= v < 1, "a decay in [0, 1) (0 = off)")
     _real_in(
         cfg,
         "train.lr_decay",
         lambda v: 0 <= v <= 1,
         "a fraction of train.steps in [0, 1] (0 = constant learning rates)",
-        default=0.0,
     )
-    if "eval" in cfg:
-        _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
-        _whole(cfg, "eval.num_samples", 2)  # a covariance needs two images
+    _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
+    _whole(cfg, "eval.num_samples", 2)  # a covariance needs two images
     _one_of(cfg, "train.cuda_graphs", ("auto", True, False))
     _one_of(cfg, "device", DEVICES)
     _component_values(cfg)
@@ -203,8 +214,42 @@ def check_data(cfg: DictConfig) -> None:
         check(**{key: value for key, value in cfg.dataset.items() if key != "_target_"})
 
 
+def check_built_data(cfg: DictConfig, data, objective, processes: int) -> None:
+    """The rules that need the built data set (its labels, shape and size)
+    besides the config: checked once, where a run has built its data set and
+    objective, before anything draws from them. `processes`: how many share
+    each global batch of processes x train.batch_size."""
+    if objective.conditional and not data.num_classes:
+        raise UserError(
+            f"objective={objective.name} is conditional but dataset {data.name} has no class labels"
+        )
+    # A data set of fixed size (not drawn afresh) must hold a whole global batch.
+    batch, total = cfg.train.batch_size, cfg.train.batch_size * processes
+    if hasattr(data, "__len__") and total > len(data):
+        if processes == 1:
+            raise UserError(f"train.batch_size={batch} is larger than the data set ({len(data)} examples)")
+        raise UserError(
+            f"train.batch_size={batch} on {processes} processes draws global batches "
+            f"of {total}, more than the data set's {len(data)} examples; lower train.batch_size"
+        )
+    if cfg.train.augment and len(data.shape) != 3:
+        raise UserError(
+            f"train.augment transforms images; dataset {data.name} gives "
+            f"points of shape {list(data.shape)}: leave train.augment=[]"
+        )
+
+
 def _component_values(cfg: DictConfig) -> None:
-    """The keys an objective, data set or model brings, where present."""
+    """The keys every objective, data set and model shares, then those each
+    brings, where present."""
+    for key, minimum in SHARED_WHOLE.items():
+        _whole(cfg, key, minimum)
+    for key in SHARED_POSITIVE:
+        _number(cfg, key, 0, strict=True)
+    for key in SHARED_AT_LEAST_ZERO:
+        _number(cfg, key, 0)
+    for key in SHARED_BOOLEANS:
+        _one_of(cfg, key, (True, False))
     for key, minimum in WHOLE.items():
         if _has(cfg, key):
             _whole(cfg, key, minimum)
@@ -226,7 +271,7 @@ def _component_values(cfg: DictConfig) -> None:
     if _has(cfg, "model.d_norm") and _get(cfg, "model.d_norm") not in (True, False):
         _one_of(cfg, "model.d_norm", D_NORMS)
     for group in ("objective", "dataset", "model"):
-        target = target_of(cfg.get(group))
+        target = target_of(cfg[group])
         for key, allowed in getattr(target, "choices", {}).items():
             if _has(cfg, f"{group}.{key}"):
                 _one_of(cfg, f"{group}.{key}", allowed)
@@ -252,12 +297,12 @@ def _combinations(cfg: DictConfig) -> None:
             f"dataset={d.name} draws fresh points every batch, so there are no "
             f"fixed examples to pair; use objective.pairing=resample"
         )
-    if cfg.get("distributed") and cfg.distributed.get("sync_batch_norm") and not _cuda_run(cfg.device):
+    if cfg.distributed.sync_batch_norm and not _cuda_run(cfg.device):
         raise UserError(
             "distributed.sync_batch_norm=true needs CUDA (SyncBatchNorm does not "
             "run on CPU); leave it false on a CPU run"
         )
-    pack, r1 = o.get("pack", 1), o.get("r1", 0.0)
+    pack, r1 = o.pack, o.r1
     if (pack != 1 or r1) and not getattr(target_of(o), "uses_discriminator", True):
         raise UserError(
             f"objective={o.name} has no discriminator, so objective.pack and "
@@ -296,9 +341,10 @@ def _flatten(tree, prefix: str = "") -> dict:
 
 def changed_keys(saved: dict, current: dict, allowed: list[str]) -> list[str]:
     """Dotted keys whose values differ, less those allowed to change on resume
-    (a listed key allows everything under it)."""
+    (a listed key allows everything under it). `saved` is a checkpoint's
+    config as gan_cli.run.checkpoint.load_checkpoint gives it: keys added
+    since it was written already filled in with the values it ran with."""
     old, new = _flatten(saved), _flatten(current)
-    old = {**{k: v for k, v in ADDED_KEYS.items() if k in new}, **old}
     free = [*RESUMABLE_CHANGES, *allowed]
     return sorted(
         k

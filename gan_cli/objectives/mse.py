@@ -7,7 +7,6 @@ image. That failure is what adversarial objectives fix.
 
 import torch
 
-from gan_cli.errors import UserError
 from gan_cli.objectives import losses
 from gan_cli.objectives.base import Objective
 
@@ -62,15 +61,14 @@ def solve_linear_generator(G, z: torch.Tensor, targets: torch.Tensor) -> float:
     G is linear in z with rank at most h (its hidden width), so this is
     reduced-rank regression: ordinary least squares B, then the fitted values
     projected onto their top-h principal directions V_h: A = B V_h V_h^T.
+
+    The solution is a set of weights, not a loss to descend: it is written
+    straight into G's two Linear layers (models/linear.py's G.net), which is
+    why this objective, unlike the others, reaches into G. That G is
+    model=linear, unconditional, was checked by gan_cli.config.checks
+    (objective.solver=analytic).
     """
-    layers = list(getattr(G, "net", []))
-    if (
-        len(layers) != 2
-        or not all(isinstance(m, torch.nn.Linear) for m in layers)
-        or getattr(G, "num_classes", 0)
-    ):
-        raise UserError("objective.solver=analytic needs model=linear (unconditional)")
-    first, second = layers
+    first, second = G.net  # W1, b1 then W2, b2
     hidden = first.out_features
     # float64 on the CPU: LAPACK's SVD-based gelsd copes with rank-deficient
     # z and is not offered on CUDA; copy_ below brings the result to G's device.

@@ -11,9 +11,11 @@ from pathlib import Path
 import torch
 
 from gan_cli.config.build import build_models
+from gan_cli.config.checks import ADDED_KEYS
 from gan_cli.errors import UserError
 from gan_cli.output.files import fsync_dir, save_atomic
 from gan_cli.output.step_files import step_files, step_name, step_of
+from gan_cli.training.ema import shows_average
 
 FORMAT = "gan-cli/1"
 REQUIRED = ("format", "generator", "step", "config", "model_args")
@@ -85,6 +87,7 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """A checkpoint's state, its config upgraded (see `upgrade`)."""
     file = find_checkpoint(path)
     try:
         state = torch.load(file, map_location=map_location, weights_only=True)
@@ -95,7 +98,22 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT or any(k not in state for k in REQUIRED):
         raise UserError(f"{file} is not a gan-cli checkpoint (a torch file, but not one this tool wrote)")
+    upgrade(state["config"])
     return state
+
+
+def upgrade(config: dict) -> dict:
+    """In place, and returned: a saved config given every key added since it
+    was written (config.checks.ADDED_KEYS), with the value its run had. Done
+    once, as the checkpoint loads, so no reader of a saved config needs a
+    default of its own."""
+    for dotted, value in ADDED_KEYS.items():
+        *parents, key = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node.setdefault(key, value)
+    return config
 
 
 def newest_readable(folder: str | os.PathLike, skip: str | os.PathLike | None = None) -> Path | None:
@@ -140,9 +158,9 @@ def generator_from_checkpoint(state: dict, device="cpu", ema: bool | None = None
     """The checkpoint's G. ema=None: its moving average where the run kept one
     and evaluated with it (eval.use_ema), else the trained G; True: the
     average (refused if there is none); False: the trained G."""
-    average = state.get("generator_ema")
+    average = state.get("generator_ema")  # absent from checkpoints made before the average
     if ema is None:
-        ema = average is not None and (state["config"].get("eval") or {}).get("use_ema", True)
+        ema = shows_average(state["config"], average is not None)
     elif ema and average is None:
         raise UserError(
             "this checkpoint holds no moving average of G (its run had train.ema=0); "

@@ -174,8 +174,9 @@ def run_hparams(cfg) -> dict:
         "objective.r1_every",
         "objective.pack",
     ]
-    if OmegaConf.select(cfg, "latent.distribution", default=None) == "mixture":
+    if cfg.latent.distribution == "mixture":
         keys += ["latent.components", "latent.component_std"]
+    # None for a component's own key it lacks (mse has no critic_steps)
     params = {k: OmegaConf.select(cfg, k, default=None) for k in keys}
     try:
         from hydra.core.hydra_config import HydraConfig

@@ -12,6 +12,13 @@ import torch
 from torch import nn
 
 
+def shows_average(config, has_average: bool) -> bool:
+    """The one rule for which G pictures and metrics show: the moving average
+    where the run keeps one and eval.use_ema is on, else the trained G.
+    `config`: a run's composed config, or a checkpoint's saved one."""
+    return has_average and bool(config["eval"]["use_ema"])
+
+
 class GeneratorEMA:
     """average <- decay * average + (1 - decay) * G after every G update.
 

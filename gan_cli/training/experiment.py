@@ -10,7 +10,8 @@ continues bit for bit. The config was checked by gan_cli.config.checks first.
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.config.build import build
+from gan_cli.config.build import build_data, build_models, build_objective, build_optimizer
+from gan_cli.config.checks import check_built_data
 from gan_cli.device import pick_device
 from gan_cli.errors import UserError
 from gan_cli.evaluation import Evaluation
@@ -18,9 +19,10 @@ from gan_cli.latent import Latent, evaluation_latent
 from gan_cli.models.augment import DiffAugment
 from gan_cli.output.log import log
 from gan_cli.parallel import distributed
+from gan_cli.parallel.launch import everywhere
 from gan_cli.rng import global_rng_state, restore_generator, set_global_rng_state
 from gan_cli.training import accel
-from gan_cli.training.ema import GeneratorEMA
+from gan_cli.training.ema import GeneratorEMA, shows_average
 from gan_cli.training.loop import Parts
 from gan_cli.training.schedule import LinearDecay
 
@@ -33,12 +35,15 @@ class Experiment:
         self.device = device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)  # model initialisation
 
-        self.data = data = build(cfg.dataset)
-        self.objective = objective = build(cfg.objective)
-        if objective.conditional and not data.num_classes:
-            raise UserError(
-                f"objective={objective.name} is conditional but dataset {data.name} has no class labels"
-            )
+        self.data = data = build_data(cfg.dataset)
+        self.objective = objective = build_objective(cfg.objective)
+        # Several processes (gan_cli.parallel.distributed): each trains on its own rows
+        # of every global batch and of its noise; one process: the whole batch.
+        world = distributed.current()
+        try:
+            check_built_data(cfg, data, objective, world.size)
+        except UserError as error:
+            raise everywhere(error) from None  # every process built the same data: rank 0 says it
         self.num_classes = data.num_classes if objective.conditional else 0
         self.model_args = {
             "data_shape": list(data.shape),
@@ -47,23 +52,20 @@ class Experiment:
         }
         if objective.pack > 1:  # recorded only when packing: older checkpoints lack it
             self.model_args["pack"] = objective.pack
-        G, D = build(cfg.model, **self.model_args)
+        G, D = build_models(cfg, self.model_args)
         G = G.to(device)
         D = D.to(device) if objective.uses_discriminator else None
         # G's moving average (train.ema > 0), copied before any compile: it is
         # only ever run for pictures and metrics.
-        decay = cfg.train.get("ema", 0.0)
-        self.ema = GeneratorEMA(G, decay, cfg.train.get("ema_start", 0)) if decay else None
+        decay = cfg.train.ema
+        self.ema = GeneratorEMA(G, decay, cfg.train.ema_start) if decay else None
         for net in (G, D):
             accel.prepare(net, device, cfg.train.compile, cfg.train.channels_last)
-        opt_g = build(cfg.optimizer.g)(G.parameters())
-        opt_d = build(cfg.optimizer.d)(D.parameters()) if D is not None else None
+        opt_g = build_optimizer(cfg.optimizer.g, G.parameters())
+        opt_d = build_optimizer(cfg.optimizer.d, D.parameters()) if D is not None else None
         if cfg.train.compile:
             for opt in (opt_g, opt_d):
                 accel.compile_step(opt)
-        # Several processes (gan_cli.parallel.distributed): each trains on its own rows
-        # of every global batch and of its noise; one process: the whole batch.
-        world = distributed.current()
         sampler = world.sampler(data, cfg.train.batch_size, device, seed=cfg.seed)
         latent = Latent.from_config(cfg.latent, device, seed=cfg.seed + 1)
         objective.setup(data, latent)
@@ -80,17 +82,12 @@ class Experiment:
         if self.ema is not None:
             self.parts.after_generator_step = self.ema.update
         self.lr_schedule = None
-        if cfg.train.get("lr_decay", 0.0) > 0:
+        if cfg.train.lr_decay > 0:
             self.lr_schedule = LinearDecay([opt_g, opt_d], cfg.train.steps, cfg.train.lr_decay)
             self.parts.before_step = self.lr_schedule
         ema = self.ema
         self.parts.phase = lambda step: (objective.phase(), ema is not None and ema.warming(step + 1))
         if cfg.train.augment:
-            if len(data.shape) != 3:
-                raise UserError(
-                    f"train.augment transforms images; dataset {data.name} gives "
-                    f"points of shape {list(data.shape)}: leave train.augment=[]"
-                )
             D.augment = DiffAugment(cfg.train.augment, self.parts.latent)
         # What the step loop runs: the same parts, G and D in DistributedDataParallel
         # when there are several processes. Snapshots and pictures use self.parts.
@@ -123,8 +120,9 @@ class Experiment:
     def sampling_generator(self) -> torch.nn.Module:
         """The G that pictures and metrics show: the moving average when there
         is one and eval.use_ema is on, else the trained G itself."""
-        use = self.cfg.get("eval", {}).get("use_ema", True)
-        return self.ema.average if self.ema is not None and use else self.parts.generator
+        if shows_average(self.cfg, self.ema is not None):
+            return self.ema.average
+        return self.parts.generator
 
     def picture(self):
         p = self.parts
