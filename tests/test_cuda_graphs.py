@@ -6,12 +6,13 @@ import logging
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, assert_same
 
 from gan_cli.config.checks import validate
 from gan_cli.errors import UserError
 from gan_cli.run.checkpoint import load_checkpoint
 from gan_cli.run.runner import run
+from gan_cli.training import cuda_graphs
 from gan_cli.training.cuda_graphs import (
     GraphedTrainer,
     IndexedBatches,
@@ -176,11 +177,29 @@ def test_the_note_only_where_graphs_were_asked_for(make_cfg, caplog):
     assert len(said) == 1 and said[0].startswith("note: train.cuda_graphs=auto: train.compile=true")
 
 
-def test_a_cpu_run_asking_for_graphs_trains_bit_for_bit_as_without(make_cfg, capsys):
+# Host state that changes a step (G's average warming up, lazy R1), beside a plain run.
+STAND_IN_RUNS = {
+    "wgan": ["objective=wgan"],
+    "phased": [
+        "objective=gan",
+        "train.ema=0.9",
+        "train.ema_start=3",
+        "objective.r1=0.5",
+        "objective.r1_every=2",
+    ],
+}
+
+
+@pytest.mark.parametrize("case", STAND_IN_RUNS)
+def test_a_cpu_run_asking_for_graphs_trains_bit_for_bit_as_without(make_cfg, capsys, monkeypatch, case):
+    """On the CPU, train.cuda_graphs=true trains eagerly (with one note); and
+    the graphed trainer's CPU stand-in (every replay run eagerly through the
+    device buffer, static sums and counters) trains a whole run bit for bit
+    as the plain eager loop it stands in for: curves, metrics, checkpoint."""
     common = [
         "device=cpu",
-        "objective=wgan",
-        "train.steps=6",
+        *STAND_IN_RUNS[case],
+        "train.steps=9",
         "train.log_every=3",
         "train.checkpoint_every=3",
         "eval.classifier=off",
@@ -192,15 +211,39 @@ def test_a_cpu_run_asking_for_graphs_trains_bit_for_bit_as_without(make_cfg, cap
     plain = make_cfg(*common, "train.cuda_graphs=false")
     plain_metrics = run(plain)
     assert "note" not in capsys.readouterr().err
-    for values in (metrics, plain_metrics):
+
+    made = []
+
+    def stand_in(cfg, parts, device):
+        graphed = GraphedTrainer(parts, device)
+        graphed.steps.batches = IndexedBatches(parts.sampler, slots=8)  # refilled within the run
+        made.append(graphed)
+        return graphed
+
+    monkeypatch.setattr(cuda_graphs, "trainer", stand_in)
+    graphed = make_cfg(*common, "train.cuda_graphs=false")
+    graphed_metrics = run(graphed)
+    assert len(made) == 1 and made[0].steps.failed is None
+    critic = 5 if case == "wgan" else 1
+    assert made[0].steps.updates == {"g": 9, "d": 9 * critic}
+    # One graph per kind of step: lazy R1 due or not, x the average warming up or not.
+    assert len(made[0].steps.graphs) == (1 if case == "wgan" else 4)
+
+    for values in (metrics, plain_metrics, graphed_metrics):
         values.pop("steps_per_sec")
     assert metrics == plain_metrics
+    assert graphed_metrics == plain_metrics
+    assert _curves(graphed.run_dir) == _curves(plain.run_dir) and "loss/g@9" in _curves(plain.run_dir)
     a, b = load_checkpoint(asked.run_dir), load_checkpoint(plain.run_dir)
     for key in ("generator", "discriminator", "opt_g", "opt_d"):
         assert _flat(a[key]).keys() == _flat(b[key]).keys()
         for name, x in _flat(a[key]).items():
             y = _flat(b[key])[name]
             assert torch.equal(x, y) if torch.is_tensor(x) else x == y, f"{key}.{name}"
+    c = load_checkpoint(graphed.run_dir)
+    assert c.keys() == b.keys()
+    for key in b.keys() - {"config"}:  # weights, moments, average, every stream, meter
+        assert_same(c[key], b[key], key)
 
 
 def _flat(tree, prefix=""):
@@ -232,6 +275,27 @@ def test_device_buffer_draws_the_eager_batches_across_epochs(make_cfg):
     assert torch.equal(state_a["generator"], state_b["generator"])
     with pytest.raises(RuntimeError, match="more than the 56"):
         batches.ensure(57)
+
+
+def test_the_sampler_shows_coming_batches_without_moving_on_and_skips_them(make_cfg):
+    """What the device buffer reads through: TensorSampler.coming_indices
+    and skip, against the sampler's own draws, across an epoch's end."""
+    cfg = make_cfg("device=cpu")  # 1,797 digits in batches of 32: 56 an epoch
+    eager, peeked = Experiment(cfg).parts.sampler, Experiment(cfg).parts.sampler
+    for _ in range(2):
+        before = peeked.state_dict()
+        rows = peeked.coming_indices(40)
+        after = peeked.state_dict()
+        assert after["position"] == before["position"] and torch.equal(after["order"], before["order"])
+        assert torch.equal(after["generator"], before["generator"])
+        assert rows.shape == (40, 32)
+        for row in rows:
+            assert torch.equal(row, eager.next_indices())
+        peeked.skip(40)
+    assert peeked.state_dict()["position"] == eager.state_dict()["position"]
+    assert torch.equal(peeked.next().x, eager.next().x)
+    batch = peeked.gather(rows[0])
+    assert torch.equal(batch.index, rows[0]) and batch.x.shape == (32, 1, 8, 8)
 
 
 # Host state that changes a step: G's average warming up until step 4, and a

@@ -123,3 +123,50 @@ def test_refuses_to_overwrite_a_finished_run(make_cfg):
     with pytest.raises(UserError, match="already holds a run"):
         run(cfg)
     assert Path(before).read_bytes() == stamp
+
+
+def test_the_meter_adds_sums_kept_elsewhere_from_a_source_it_reads_once():
+    from gan_cli.training.meter import Meter
+
+    meter = Meter()
+    meter.add({"loss/d": torch.tensor(1.0), "loss/g": torch.tensor(2.0)})
+    kept = {"loss/d": torch.tensor(5.0)}  # e.g. a graph's static sum of 2 values
+
+    def source(m):
+        if kept:
+            m.add_sums(kept, {"loss/d": 2})
+            kept["loss/d"].zero_()  # the source reuses its tensor: the meter keeps a copy
+            kept.clear()
+
+    meter.attach(source)
+    meter.attach(source)  # once, however often attached
+    assert meter.state_dict()["counts"] == {"loss/d": 3, "loss/g": 1}
+    assert meter.means() == {"loss/d": 2.0, "loss/g": 2.0}
+    meter.add({"loss/d": torch.tensor(float("nan"))})
+    meter.add_sums({"loss/g": torch.tensor(float("inf"))}, {"loss/g": 4})
+    assert meter.nonfinite() == ["loss/d", "loss/g"] and not meter.all_finite()
+
+
+def test_one_rule_for_which_g_pictures_and_metrics_show(make_cfg):
+    """eval.use_ema picks the moving average only where the run keeps one:
+    the same rule for a live run and for a checkpoint's G."""
+    from gan_cli.training.ema import shows_average
+    from gan_cli.training.experiment import Experiment
+
+    for use_ema in (True, False):
+        for has_average in (True, False):
+            config = {"eval": {"use_ema": use_ema}}
+            assert shows_average(config, has_average) is (use_ema and has_average)
+    ema = ["objective=gan", "train.ema=0.9", "train.ema_start=0"]
+    cfg = make_cfg(*ema, "train.steps=2", "train.checkpoint_every=2")
+    run(cfg)
+    state = load_checkpoint(cfg.run_dir)
+    average, trained = state["generator_ema"], state["generator"]
+    key = "net.0.weight"
+    assert not torch.equal(average[key], trained[key])
+    for use_ema, shown in ((True, average), (False, trained)):
+        state["config"]["eval"]["use_ema"] = use_ema
+        assert torch.equal(generator_from_checkpoint(state).state_dict()[key], shown[key])
+        exp = Experiment(make_cfg(*ema, f"eval.use_ema={use_ema}"))
+        exp.restore(state)
+        assert torch.equal(exp.sampling_generator.state_dict()[key], shown[key])

@@ -25,6 +25,13 @@ class TensorSampler:
     Pixels stay uint8 until a batch is drawn (a quarter of float32's memory traffic), and the
     only per-batch work is one gather and one scale. The shuffle uses its own
     seeded generator; `state_dict` captures it with the epoch position.
+
+    Drawing is split in two for those who gather elsewhere (other processes'
+    rows of a global batch, a CUDA graph reading positions from a device
+    buffer): `next_indices` / `coming_indices` / `skip` move through the
+    epochs on the host, `gather` turns positions into a batch on the device.
+    The batch size was checked against the data set's size by
+    gan_cli.config.checks.check_built_data.
     """
 
     def __init__(
@@ -35,13 +42,6 @@ class TensorSampler:
         device: torch.device,
         seed: int,
     ):
-        if batch_size > len(images):
-            # Imported late: only this error path needs it.
-            from gan_cli.errors import UserError
-
-            raise UserError(
-                f"train.batch_size={batch_size} is larger than the data set ({len(images)} examples)"
-            )
         self.images = images.to(device)
         self.labels = None if labels is None else labels.to(device)
         self.batch_size = batch_size
@@ -63,12 +63,29 @@ class TensorSampler:
         self.position += self.batch_size
         return index
 
+    def coming_indices(self, batches: int) -> torch.Tensor:
+        """The next `batches` batches' positions, [batches, batch_size] on the
+        CPU, as that many `next_indices` would give them; the sampler itself
+        does not move on."""
+        generator, order, position = self.generator.get_state(), self.order, self.position
+        rows = torch.stack([self.next_indices() for _ in range(batches)])
+        self.generator.set_state(generator)
+        self.order, self.position = order, position
+        return rows
+
+    def skip(self, batches: int) -> None:
+        """Move on as drawing `batches` batches would (they were gathered elsewhere)."""
+        for _ in range(batches):
+            self.next_indices()
+
     def next(self) -> Batch:
         return self.gather(self.next_indices())
 
     def gather(self, index: torch.Tensor) -> Batch:
         """The batch at these positions in the data set (several processes
-        each gather their own rows of one global batch's positions)."""
+        each gather their own rows of one global batch's positions). Positions
+        already on the device are used as they are: no copy, no wait on the
+        host, so a CUDA graph can capture this."""
         index = index.to(self.device)
         x = to_unit_range(self.images[index])
         y = None if self.labels is None else self.labels[index]

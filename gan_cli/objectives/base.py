@@ -5,6 +5,12 @@ after D's step, and the names of the estimates it logs. The loop only calls
 `critic_steps_at`, `discriminator_loss`, `after_discriminator_step` and
 `generator_loss`; it never asks which objective it runs.
 
+Its host-side state (the count of D's steps, which decides lazy R1) is read
+and moved only through `phase`, `count_d_steps` and `state_dict` /
+`load_state_dict`: CUDA graphs (gan_cli.training.cuda_graphs) key their
+captures on `phase()` and count the D steps a replay took, which no code of
+the objective ran.
+
 A subclass fills in the same hooks every time, each a method that calls pure
 functions of D's outputs (losses.py, fdiv.py):
     d_loss(real_out, fake_out)  the loss D minimises
@@ -89,7 +95,7 @@ class Objective:
             fake = G(latent.sample(len(batch.x)), y)
         # R1 differentiates D(real) with respect to real x: the same forward
         # pass serves the loss and the penalty.
-        r1_now = self.r1 > 0 and self.d_steps % self.r1_every == 0
+        r1_now = self.r1 > 0 and self.d_steps % self.r1_every == 0  # phase() == 0
         self.d_steps += 1
         real = batch.x.detach().requires_grad_(True) if r1_now else batch.x
         real_out, fake_out = D.score_pair(real, fake, y)
@@ -119,7 +125,9 @@ class Objective:
         raise NotImplementedError
 
     def phase(self) -> int:
-        """Where the coming D steps fall in lazy R1's cycle (0 without one)."""
+        """Where the coming D steps fall in lazy R1's cycle (0 without one):
+        all the host-side state that makes the coming D steps compute
+        differently, so that steps of one phase can replay one captured graph."""
         return self.d_steps % self.r1_every if self.r1 > 0 and self.r1_every > 1 else 0
 
     def count_d_steps(self, n: int) -> None:

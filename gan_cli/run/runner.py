@@ -256,7 +256,7 @@ class Session:
     def _finite(self, step: int, weights: bool) -> bool:
         """False, noting what, when a loss since the last log (or a weight) is not finite."""
         if not self.meter.all_finite():
-            names = [k for k, v in self.meter.sums.items() if not torch.isfinite(v).all()]
+            names = self.meter.nonfinite()
             self.diverged = f"non-finite {', '.join(names or ['loss'])} at step {step}"
         elif weights and not _weights_finite(self.exp):
             self.diverged = f"non-finite weights at step {step}"

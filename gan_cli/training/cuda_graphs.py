@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 
-from gan_cli.data.sampler import Batch, TensorSampler, to_unit_range
+from gan_cli.data.sampler import Batch, TensorSampler
 from gan_cli.output.log import log
 
 
@@ -51,7 +51,7 @@ def _can_capture_optimizer(opt: torch.optim.Optimizer) -> bool:
 
 def capture_plan(cfg, parts, device: torch.device) -> tuple[bool, str]:
     """(whether this run's steps can be captured, why or why not)."""
-    mode = cfg.train.get("cuda_graphs", "auto")
+    mode = cfg.train.cuda_graphs
     if mode is False:
         return False, "train.cuda_graphs=false"
     if device.type != "cuda":
@@ -64,7 +64,7 @@ def capture_plan(cfg, parts, device: torch.device) -> tuple[bool, str]:
         return False, "train.compile=true already compiles the step (it cannot be captured as well)"
     if cfg.train.precision == "bf16":
         return False, "train.precision=bf16: autocast's cache of cast weights cannot be captured"
-    if cfg.train.get("lr_decay", 0.0) > 0:
+    if cfg.train.lr_decay > 0:
         return False, ("train.lr_decay changes the learning rates every step, which a graph would hold fixed")
     if _batches_kind(parts.sampler) is None:
         return False, f"the {type(parts.sampler).__name__} batch sampler cannot draw inside a graph"
@@ -83,7 +83,7 @@ def trainer(cfg, parts, device: torch.device) -> Callable:
     ok, reason = capture_plan(cfg, parts, device)
     if ok:
         return GraphedTrainer(parts, device)
-    mode = cfg.train.get("cuda_graphs", "auto")
+    mode = cfg.train.cuda_graphs
     if not parts.objective.closed_form and (mode is True or (mode == "auto" and device.type == "cuda")):
         note(f"train.cuda_graphs={str(mode).lower()}: {reason}; training eagerly")
     return run_steps
@@ -114,7 +114,7 @@ class StaticSums:
     """loop.run_steps's meter inside a graph: each loss is added into a static
     tensor (allocated by the eager warm-up step, so a graph adds into the same
     memory every replay). The host counts the additions; `fold` moves the
-    sums into a Meter when that Meter is read."""
+    sums into a Meter (Meter.add_sums) when that Meter is read."""
 
     def __init__(self):
         self.sums: dict[str, torch.Tensor] = {}
@@ -132,14 +132,7 @@ class StaticSums:
 
     def fold(self, meter) -> None:
         keys = [k for k, n in self.tally.items() if n]
-        for key in keys:
-            value = self.sums[key]
-            if key in meter.sums:
-                meter.sums[key] = meter.sums[key].to(value.device) + value
-                meter.counts[key] += self.tally[key]
-            else:
-                meter.sums[key] = value.clone()
-                meter.counts[key] = self.tally[key]
+        meter.add_sums({k: self.sums[k] for k in keys}, {k: self.tally[k] for k in keys})
         self.discard()
 
     def discard(self) -> None:
@@ -162,12 +155,13 @@ def _batches_kind(sampler):
 
 
 class IndexedBatches:
-    """TensorSampler's batches, drawn inside a graph. The host draws the
-    coming batches' positions with the sampler's own seeded epochs (from a
-    copy of its state, so the sampler itself advances only with the steps
-    taken) and copies them into a device buffer, about an epoch at a time;
-    the graph gathers batch after batch at a device-side cursor. The eager
-    and the graphed path thus draw the same batches in the same order."""
+    """TensorSampler's batches, drawn inside a graph. The host takes the
+    coming batches' positions from the sampler's own seeded epochs
+    (TensorSampler.coming_indices: the sampler itself moves on only with the
+    steps taken) and copies them into a device buffer, about an epoch at a
+    time; the graph gathers (TensorSampler.gather) batch after batch at a
+    device-side cursor. The eager and the graphed path thus draw the same
+    batches in the same order."""
 
     generators = ()
 
@@ -183,8 +177,7 @@ class IndexedBatches:
         # index_select with a device index: no read back to the host, so capturable.
         index = self.positions.index_select(0, self.cursor).view(-1)
         self.cursor.add_(1)
-        s = self.sampler
-        return Batch(to_unit_range(s.images[index]), None if s.labels is None else s.labels[index], index)
+        return self.sampler.gather(index)
 
     def ensure(self, batches: int) -> None:
         """Before a replay that draws `batches`: refill the buffer if it runs short."""
@@ -194,10 +187,7 @@ class IndexedBatches:
             )
         if self.left >= batches:
             return
-        s = self.sampler
-        state = s.state_dict()
-        rows = torch.stack([s.next_indices() for _ in range(self.slots)])
-        s.load_state_dict(state)
+        rows = self.sampler.coming_indices(self.slots)
         # Stream-ordered after the replays that read the old positions.
         self.positions.copy_(rows)
         self.cursor.zero_()
@@ -206,8 +196,7 @@ class IndexedBatches:
     def advance(self, batches: int) -> None:
         """After a replay: the sampler's own state moves on as eager draws would move it."""
         self.left -= batches
-        for _ in range(batches):
-            self.sampler.next_indices()
+        self.sampler.skip(batches)
 
     def invalidate(self) -> None:
         self.left = 0
@@ -338,8 +327,7 @@ class GraphedStep:
         state may have been restored since), sums folded into this meter."""
         self.invalidate()
         self.sums.discard()
-        if self.sums.fold not in meter.sources:
-            meter.sources.append(self.sums.fold)
+        meter.attach(self.sums.fold)
 
     def invalidate(self) -> None:
         self.graphs.clear()
