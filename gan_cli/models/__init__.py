@@ -6,6 +6,7 @@ from gan_cli.models.conditioning import Discriminator, Generator, spectral_norma
 from gan_cli.models.dcgan import build_dcgan
 from gan_cli.models.linear import build_linear
 from gan_cli.models.mlp import build_mlp
+from gan_cli.models.resnet import build_resnet
 from gan_cli.models.toy_mlp import build_toy_mlp
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "build_dcgan",
     "build_linear",
     "build_mlp",
+    "build_resnet",
     "build_toy_mlp",
     "spectral_normalise",
 ]
