@@ -105,3 +105,13 @@ def test_a_short_hinge_run_with_spectral_norm_trains_and_resumes(make_cfg, tmp_p
     resumed = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert resumed["step"] == 8
     assert not torch.equal(resumed["generator"]["net.0.weight"], state["generator"]["net.0.weight"])
+
+
+def test_the_sngan_preset_is_the_papers_setting(make_cfg):
+    cfg = make_cfg("experiment=sngan_cifar10", tiny=False)
+    assert (cfg.model.name, cfg.objective.name, cfg.dataset.name) == ("resnet", "hinge", "cifar10")
+    assert cfg.model.spectral_norm and cfg.objective.critic_steps == 5
+    assert (cfg.optimizer.g.lr, list(cfg.optimizer.g.betas)) == (2.0e-4, [0.0, 0.9])
+    assert (cfg.train.batch_size, cfg.train.lr_decay, cfg.latent.dim) == (64, 1.0, 128)
+    G, D = build_resnet([3, 32, 32], 0, cfg.latent.dim, cfg.model.g_channels, cfg.model.d_channels)
+    assert G(torch.randn(2, 128)).shape == (2, 3, 32, 32)
