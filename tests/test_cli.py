@@ -1,6 +1,8 @@
 """The installed console scripts, run as a user runs them."""
 
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -302,3 +304,40 @@ def test_a_command_reports_user_errors_and_unwritable_files_in_one_line(tmp_path
     with pytest.raises(SystemExit) as exit_info:
         quiet(UserError("said by rank 0"))
     assert exit_info.value.code == 2 and capsys.readouterr().err == ""
+
+
+COUNT_COMPOSITIONS = """
+import sys
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from gan_cli.commands.train import cli
+
+calls = []
+load = ConfigLoaderImpl.load_configuration
+ConfigLoaderImpl.load_configuration = lambda *a, **k: calls.append(1) or load(*a, **k)
+sys.argv = ["gan-train", *sys.argv[1:]]
+try:
+    cli()
+finally:
+    print(f"compositions: {len(calls)}", file=sys.stderr)
+"""
+
+
+def test_a_single_run_composes_its_config_once(tmp_path):
+    """The checked config is the one Hydra runs: one composition per run,
+    and the run folder is what @hydra.main makes."""
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-c", COUNT_COMPOSITIONS, *TINY, "train.steps=1", "eval.classifier=off"]
+        + [f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        env={"OMP_NUM_THREADS": "1", **os.environ},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "compositions: 1"
+    hydra = (run_dir / ".hydra" / "hydra.yaml").read_text()
+    assert "name: train" in hydra and "- hydra.mode=RUN" in hydra
+    assert "- train.steps=1" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "run finished" in (run_dir / "train.log").read_text()

@@ -1,4 +1,10 @@
-"""gan-train: compose the config with Hydra, then hand it to run(cfg)."""
+"""gan-train: compose the config with Hydra, check it, then hand it to run(cfg).
+
+A single run (overrides only, no flags) is composed once: that config is
+checked, so that bad input gets one line and no run folder, and then run as
+@hydra.main runs a job (Hydra's run_job: the run folder, .hydra/, train.log).
+A sweep (-m) checks every listed value first and goes through @hydra.main,
+as does anything else with flags (--cfg, --help, -cn, ...)."""
 
 import sys
 from pathlib import Path
@@ -8,8 +14,14 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from gan_cli.config.checks import check_data
-from gan_cli.errors import UserError, exit_with
+from gan_cli.errors import UserError, command, reported
 from gan_cli.parallel import launch
+
+PROG = "gan-train"
+# How gan-train ends on bad input, also inside a job: one line, exit 2, and
+# with several processes only rank 0 says it. Its files are all written
+# through errors.writing, so any other OSError is a fault, shown in full.
+REPORTING = {"writing": None, "quiet": launch.echoed}
 
 
 class JobFailed(CompactHydraException):
@@ -17,49 +29,55 @@ class JobFailed(CompactHydraException):
     other jobs have run."""
 
 
-@hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def train_job(cfg: DictConfig) -> float | None:
+    """Hydra's task function: one run, or one job of a sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        try:
+            return _train(cfg)
+        except UserError as error:
+            fail_job(error)
+    with reported(PROG, **REPORTING):
+        return _train(cfg)
+
+
+main = hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_name="config")(train_job)
+
+
+def _train(cfg: DictConfig) -> float | None:
     from gan_cli.run.runner import Interrupted, run  # after Hydra parsed the command line
 
     try:
         metrics = run(cfg)
-    except UserError as error:
-        fail(error)
     except Interrupted as stopped:
         if not launch.echoed(stopped):  # several processes: rank 0 says it for all
-            print(f"gan-train: {stopped}", file=sys.stderr)
+            print(f"{PROG}: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
     # A sweeper (e.g. Optuna) optimises the value the main returns.
     if not cfg.optimized_metric:
         return None
     if cfg.optimized_metric not in metrics:
-        fail(
-            UserError(
-                f"optimized_metric={cfg.optimized_metric} is not among this run's final "
-                f"metrics: {', '.join(sorted(k for k in metrics if not k[-1].isdigit()))}"
-            )
+        raise UserError(
+            f"optimized_metric={cfg.optimized_metric} is not among this run's final "
+            f"metrics: {', '.join(sorted(k for k in metrics if not k[-1].isdigit()))}"
         )
     return metrics[cfg.optimized_metric]
 
 
-def fail(error: UserError):
-    """A single run exits with one line. In a sweep (-m) the job's line is
-    printed now and the job fails without ending the sweep: the launcher runs
-    the other jobs (a sweeper such as Optuna records a failed trial), then
-    Hydra repeats the first failure and exits non-zero."""
+def fail_job(error: UserError):
+    """A job of a sweep (-m) prints its line now and fails without ending the
+    sweep: the launcher runs the other jobs (a sweeper such as Optuna records
+    a failed trial), then Hydra repeats the first failure and exits non-zero."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
-    quiet = launch.echoed(error)  # several processes: rank 0 says it for all
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        if not quiet:
-            print(f"gan-train: error: job {HydraConfig.get().job.num}: {error}", file=sys.stderr)
-        raise JobFailed(f"gan-train: error: {error}") from None
-    if quiet:
-        sys.exit(2)
-    exit_with(error, "gan-train")
+    if not launch.echoed(error):  # several processes: rank 0 says it for all
+        print(f"{PROG}: error: job {HydraConfig.get().job.num}: {error}", file=sys.stderr)
+    raise JobFailed(f"{PROG}: error: {error}") from None
 
 
+@command(PROG, **REPORTING)
 def cli() -> None:
     """The console script: check the overrides of a run, or of every value of
     a sweep, first, so that bad input gets one line (and no run folder)
@@ -67,38 +85,86 @@ def cli() -> None:
     args = sys.argv[1:]
     flags = {a for a in args if a.startswith("-")}
     overrides = [a for a in args if not a.startswith("-")]
+    # Under torchrun, processes other than rank 0 make no run folder of their own.
+    followers = launch.follower_overrides()
+    if not flags and not _names_mode(overrides):
+        run_once([*overrides, *followers])
+        return
     where = launch.place()
-    try:
-        if where.size > 1 and flags & {"-m", "--multirun"}:
-            raise UserError(
+    if where.size > 1 and flags & {"-m", "--multirun"}:
+        raise launch.everywhere(
+            UserError(
                 f"-m under a launcher of {where.size} processes would run the whole "
                 f"sweep in every process; start one launch per job, or sweep with "
                 f"hydra/launcher=submitit_slurm and hydra.launcher.tasks_per_node"
             )
-        if overrides and not flags:
-            cfg, run_dir = check_overrides(overrides)
-            # The run's own resume decision, taken now, so that a missing or
-            # unreadable checkpoint, or a folder that already holds a run, is
-            # refused before Hydra makes a folder (and train.log) for a run that
-            # never starts. The run reads the checkpoint again. Several
-            # processes: rank 0 alone may see it, and decides in the run for all.
-            if where.size == 1:
-                from gan_cli.run.resume import resume_state
-
-                resume_state(cfg, run_dir)
-                # Missing data, likewise (a download the config allows happens
-                # now, into dataset.root, and the run reads the files).
-                check_data(cfg)
-        elif overrides and flags <= {"-m", "--multirun"}:  # not --help, --cfg, -cn, ...
-            for variant in sweep_variants(overrides):
-                check_data(check_overrides(variant)[0])
-    except UserError as error:
-        if where.rank:  # every process checks the same overrides; rank 0 says it
-            sys.exit(2)
-        exit_with(error, "gan-train")
-    # Under torchrun, processes other than rank 0 make no run folder of their own.
-    sys.argv += launch.follower_overrides()
+        )
+    if overrides and flags <= {"-m", "--multirun"}:  # not --help, --cfg, -cn, ...
+        for variant in sweep_variants(overrides):
+            check_data(check_overrides(variant))
+    sys.argv += followers
     main()
+
+
+def _names_mode(overrides: list[str]) -> bool:
+    """hydra.mode given on the command line: Hydra decides between a run and
+    a sweep (hydra.mode=MULTIRUN is -m)."""
+    return any(o.lstrip("+~").split("=", 1)[0] == "hydra.mode" for o in overrides)
+
+
+def run_once(overrides: list[str]) -> None:
+    """A single run from one composition of its config: the config is
+    checked, then Hydra runs it as @hydra.main would (its run_job and the
+    callbacks a config names), without composing it again."""
+    from hydra._internal.callbacks import Callbacks  # what Hydra.run uses; hydra-core is pinned to 1.3
+    from hydra.core.utils import run_job
+    from hydra.types import HydraContext
+
+    from gan_cli.config.compose import compose_run, hydra_app
+
+    with hydra_app() as app:
+        try:
+            # hydra.mode=RUN: the override @hydra.main adds for a run.
+            cfg = compose_run(app, [*overrides, "hydra.mode=RUN"])
+            check_run(cfg)
+        except UserError as error:
+            # Every process composes and checks the same overrides; rank 0 says it.
+            raise launch.everywhere(error) from None
+        callbacks = Callbacks(cfg)
+        callbacks.on_run_start(config=cfg, config_name="config")
+        done = run_job(
+            task_function=train_job,
+            config=cfg,
+            job_dir_key="hydra.run.dir",
+            job_subdir_key=None,
+            hydra_context=HydraContext(config_loader=app.config_loader, callbacks=callbacks),
+        )
+        callbacks.on_run_end(config=cfg, config_name="config", job_return=done)
+        _ = done.return_value  # raises what the run raised: a fault (train_job reports bad input)
+
+
+def check_run(cfg: DictConfig) -> None:
+    """What can be known before Hydra makes the run's folder: the values,
+    and (one process) the resume decision and the data."""
+    from gan_cli.config.compose import one_line
+
+    try:
+        run_dir = Path(cfg.hydra.run.dir)  # resolved once: the run reads the same folder
+    except Exception as exc:  # an interpolation that cannot resolve
+        raise UserError(one_line(exc)) from None
+    job = check_overrides_of(cfg)
+    if launch.place().size == 1:
+        from gan_cli.run.resume import resume_state
+
+        # The run's own resume decision, taken now, so that a missing or
+        # unreadable checkpoint, or a folder that already holds a run, is
+        # refused before Hydra makes a folder (and train.log) for a run that
+        # never starts. The run reads the checkpoint again. Several
+        # processes: rank 0 alone may see it, and decides in the run for all.
+        resume_state(job, run_dir)
+        # Missing data, likewise (a download the config allows happens now,
+        # into dataset.root, and the run reads the files).
+        check_data(job)
 
 
 def sweep_variants(overrides: list[str]) -> list[list[str]]:
@@ -133,22 +199,26 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
     return variants
 
 
-def check_overrides(overrides: list[str]) -> tuple[DictConfig, Path]:
-    """The checked config, and the folder Hydra would run it in."""
-    from omegaconf import open_dict
+def check_overrides(overrides: list[str]) -> DictConfig:
+    """The checked config of one job of a sweep, as the job will see it."""
+    from gan_cli.config.compose import compose_config
 
+    return check_overrides_of(compose_config(overrides, hydra_node=True))
+
+
+def check_overrides_of(cfg: DictConfig) -> DictConfig:
+    """The job's view of `cfg` (composed with its hydra node), its values checked."""
     from gan_cli.config.checks import validate
-    from gan_cli.config.compose import compose_config, one_line
+    from gan_cli.config.compose import job_view, one_line
 
-    cfg = compose_config(overrides, job_runtime=True, hydra_node=True)
     try:
-        run_dir = Path(cfg.hydra.run.dir)
+        job = job_view(cfg)
+    except UserError:
+        raise
     except Exception as exc:  # an interpolation that cannot resolve
         raise UserError(one_line(exc)) from None
-    with open_dict(cfg):
-        del cfg["hydra"]
-    validate(cfg)
-    return cfg, run_dir
+    validate(job)
+    return job
 
 
 if __name__ == "__main__":

@@ -1,45 +1,85 @@
-"""The one place a config is composed: gan-train's check of its overrides,
-gan-classifier, gan-bench and the tests all get the config gan-train would
-run, and a bad override becomes one UserError line."""
+"""The one place a config is composed: gan-train's single run (composed
+once, checked, then run), the check of each value of a sweep, gan-classifier,
+gan-bench and the tests all get the config gan-train would run, and a bad
+override becomes one UserError line."""
 
+import contextlib
+import copy
 import os
 import re
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict, read_write
 
 from gan_cli.errors import UserError
+
+# hydra.job.name, which names a run's log file (train.log): @hydra.main
+# takes it from the module of gan-train's task function, gan_cli.commands.train.
+JOB_NAME = "train"
+
+
+@contextlib.contextmanager
+def hydra_app():
+    """Hydra set up on the shipped config as gan-train's @hydra.main sets it
+    up, for as long as the block runs; yields the Hydra instance."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_module(config_module="gan_cli.conf", version_base="1.3", job_name=JOB_NAME):
+        yield GlobalHydra.instance().hydra
 
 
 def compose_config(overrides: list[str], job_runtime: bool = False, hydra_node: bool = False) -> DictConfig:
     """The composed config, without the hydra node unless hydra_node=True.
-    job_runtime=True stands in for a job's runtime (run here, in a folder not
-    yet made) so that values reading it, such as dataset.root's
-    ${hydra:runtime.cwd}, resolve; those values are then resolved in place."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.hydra_config import HydraConfig
+    job_runtime=True gives what the job would see (job_view): values that
+    read Hydra's runtime, such as dataset.root's ${hydra:runtime.cwd},
+    resolved as if it ran here, in a folder not yet made."""
+    from hydra import compose
 
-    try:
-        with initialize_config_module(config_module="gan_cli.conf", version_base="1.3"):
+    with hydra_app():
+        try:
             cfg = compose(
                 config_name="config", overrides=list(overrides), return_hydra_config=job_runtime or hydra_node
             )
+        except Exception as exc:
+            raise UserError(one_line(exc)) from None
+    return job_view(cfg, keep_hydra=hydra_node) if job_runtime else cfg
+
+
+def compose_run(hydra, overrides: list[str]) -> DictConfig:
+    """A single run's config, with its hydra node, composed inside hydra_app()
+    exactly as @hydra.main composes it for the run (Hydra's logging set up)."""
+    from hydra.types import RunMode
+
+    try:
+        return hydra.compose_config(
+            config_name="config", overrides=list(overrides), run_mode=RunMode.RUN, with_log_configuration=True
+        )
     except Exception as exc:
         raise UserError(one_line(exc)) from None
-    if not job_runtime:
-        return cfg
-    with open_dict(cfg):
-        cfg.hydra.runtime.cwd = os.getcwd()
-        cfg.hydra.runtime.output_dir = "."
-    HydraConfig.instance().set_config(cfg)
+
+
+def job_view(cfg: DictConfig, keep_hydra: bool = False) -> DictConfig:
+    """What a job of `cfg` (composed with its hydra node) sees, known before
+    Hydra starts it: a copy whose hydra.runtime stands in for the job's (run
+    here, in a folder not yet made), with dataset and run_dir resolved, and
+    without the hydra node unless keep_hydra. `cfg` itself is left as it is,
+    so it can still be run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    view = copy.deepcopy(cfg)
+    with read_write(view.hydra.runtime), open_dict(view.hydra.runtime):
+        view.hydra.runtime.cwd = os.getcwd()
+        view.hydra.runtime.output_dir = "."
+    HydraConfig.instance().set_config(view)
     try:
-        with open_dict(cfg):
-            cfg.dataset = _resolved(cfg.dataset)
-            cfg.run_dir = cfg.run_dir
-            if not hydra_node:
-                del cfg["hydra"]
+        with open_dict(view):
+            view.dataset = _resolved(view.dataset)
+            view.run_dir = view.run_dir
+            if not keep_hydra:
+                del view["hydra"]
     finally:
         HydraConfig.instance().cfg = None  # a job sets its own
-    return cfg
+    return view
 
 
 def _resolved(node):
