@@ -317,7 +317,8 @@ def test_under_a_launcher_bad_input_is_one_line_from_rank_0(tmp_path):
 
 def test_slurm_tasks_meet_from_their_environment(tmp_path):
     # Two processes with the environment srun gives the tasks of one step
-    # (what hydra/launcher=submitit_slurm starts): rank, task count, node list.
+    # that hydra/launcher=submitit_slurm starts: rank, task count, node list,
+    # and submitit's mark on its tasks.
     env = {
         k: v
         for k, v in os.environ.items()
@@ -326,8 +327,11 @@ def test_slurm_tasks_meet_from_their_environment(tmp_path):
     env.update(
         OMP_NUM_THREADS="1",
         SLURM_STEP_NUM_TASKS="2",
+        SLURM_NTASKS="2",
         SLURM_JOB_ID=str(_free_port()),
         SLURM_STEP_NODELIST="localhost",
+        SLURM_JOB_NODELIST="localhost",
+        SUBMITIT_EXECUTOR="slurm",
         PYTHONUNBUFFERED="1",
     )
     env["MASTER_PORT"] = env["SLURM_JOB_ID"]
@@ -348,6 +352,61 @@ def test_slurm_tasks_meet_from_their_environment(tmp_path):
     assert load_checkpoint(run_dir)["step"] == 4
     assert "run finished" in outcomes[0][1] and outcomes[1][1].strip() == "", outcomes[1][1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job"]
+
+
+RENDEZVOUS_KEYS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "CUDA_VISIBLE_DEVICES")
+
+
+@pytest.fixture
+def slurm_task(monkeypatch):
+    """slurm_task(**env): this process as task 1 of 2 of SLURM job 123456
+    (the rendezvous variables removed and restored afterwards)."""
+    for key in RENDEZVOUS_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    for key in ("SUBMITIT_EXECUTOR", "SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST"):
+        monkeypatch.delenv(key, raising=False)
+
+    def become(**env):
+        for key, value in {"SLURM_JOB_ID": "123456", "SLURM_NTASKS": "2", "SLURM_PROCID": "1", **env}.items():
+            monkeypatch.setenv(key, value)
+        from gan_cli.parallel.distributed import _task_rendezvous
+
+        _task_rendezvous(Place(rank=1, size=2, local_rank=1, local_size=2, launcher="slurm"))
+        return {key: os.environ.get(key) for key in RENDEZVOUS_KEYS}
+
+    return become
+
+
+def test_submitit_tasks_meet_where_submitit_says(slurm_task, monkeypatch):
+    pytest.importorskip("submitit")
+    from submitit.helpers import TorchDistributedEnvironment
+
+    found = slurm_task(SUBMITIT_EXECUTOR="slurm", SLURM_JOB_NODELIST="gpu[3-4],cpu7")
+    # The job's first host; a port from the job id, in submitit's range and
+    # the same in every task; gan-cli picks the GPU itself, so
+    # CUDA_VISIBLE_DEVICES is left alone.
+    assert found["MASTER_ADDR"] == "gpu3" and 20000 <= int(found["MASTER_PORT"]) <= 60000
+    assert found["MASTER_PORT"] == str(TorchDistributedEnvironment().master_port)
+    assert (found["RANK"], found["WORLD_SIZE"], found["LOCAL_RANK"]) == ("1", "2", "1")
+    assert found["CUDA_VISIBLE_DEVICES"] is None
+    # What the user set stays.
+    monkeypatch.setenv("MASTER_ADDR", "head")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    found = slurm_task(SUBMITIT_EXECUTOR="slurm", SLURM_JOB_NODELIST="gpu[3-4]")
+    assert (found["MASTER_ADDR"], found["MASTER_PORT"]) == ("head", "29500")
+
+
+def test_a_bare_srun_step_meets_on_its_first_host(slurm_task, tmp_path, monkeypatch):
+    scontrol = tmp_path / "scontrol"  # SLURM's own expansion of a node list
+    scontrol.write_text('#!/bin/sh\n[ "$*" = "show hostnames node[7-8]" ] && printf "node7\\nnode8\\n"\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    found = slurm_task(SLURM_STEP_NODELIST="node[7-8]", SLURM_JOB_NODELIST="node[1-8]")
+    assert (found["MASTER_ADDR"], found["MASTER_PORT"]) == ("node7", str(20000 + 123456 % 40000))
+    scontrol.write_text("#!/bin/sh\nexit 1\n")
+    monkeypatch.delenv("MASTER_ADDR")
+    with pytest.raises(UserError, match=r"cannot expand the SLURM node list node\[7-8\] with scontrol"):
+        slurm_task(SLURM_STEP_NODELIST="node[7-8]")
 
 
 @pytest.mark.slow  # ~20 s: submitit's local engine, SLURM's stand-in

@@ -280,32 +280,47 @@ def current() -> World:
     return _world
 
 
-def _first_slurm_host() -> str:
-    nodes = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST", "")
-    if not nodes:
-        return socket.gethostname()
-    try:
-        from submitit.slurm.slurm import _parse_node_list
-
-        return _parse_node_list(nodes)[0]
-    except ImportError:
-        out = subprocess.run(
-            ["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, check=True
-        ).stdout
-        return out.split()[0]
-
-
 def _task_rendezvous(where: Place) -> None:
-    """env:// for SLURM tasks (or submitit's local ones): rank 0 listens on the
-    step's first node, on MASTER_PORT or a port derived from the job id (the
-    same in every task of the job)."""
+    """env:// for SLURM tasks (or submitit's local ones): rank 0 listens on
+    the step's first host, at a port that every task of the job derives
+    alike from the job id, unless MASTER_ADDR or MASTER_PORT are set already.
+
+    Tasks that submitit started (hydra/launcher=submitit_slurm, or
+    submitit_local on this machine) take both from submitit's
+    TorchDistributedEnvironment; a bare `srun` step without submitit, from
+    SLURM's own scontrol and the job id."""
     env = os.environ
-    slurm = where.launcher == "slurm"
-    job = env.get("SLURM_JOB_ID" if slurm else "SUBMITIT_LOCAL_JOB_ID", "0")
-    env.setdefault("MASTER_ADDR", _first_slurm_host() if slurm else "127.0.0.1")
-    env.setdefault("MASTER_PORT", str(20000 + int("".join(filter(str.isdigit, job)) or 0) % 40000))
+    if "SUBMITIT_EXECUTOR" in env:  # submitit exports it to the tasks it starts
+        from submitit.helpers import TorchDistributedEnvironment
+
+        found = TorchDistributedEnvironment()
+        # Its local tasks all run on this machine: the loopback address works
+        # even where the machine's own name does not resolve.
+        env.setdefault(
+            "MASTER_ADDR", "127.0.0.1" if where.launcher == "submitit_local" else found.master_addr
+        )
+        env.setdefault("MASTER_PORT", str(found.master_port))
+    else:  # a bare srun step
+        if "MASTER_ADDR" not in env:
+            nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", "")
+            env["MASTER_ADDR"] = _first_host(nodes) if nodes else socket.gethostname()
+        job = "".join(filter(str.isdigit, env.get("SLURM_JOB_ID", ""))) or "0"
+        env.setdefault("MASTER_PORT", str(20000 + int(job) % 40000))
     env["RANK"], env["WORLD_SIZE"] = str(where.rank), str(where.size)
     env["LOCAL_RANK"] = str(where.local_rank)
+
+
+def _first_host(nodes: str) -> str:
+    """The first host of a SLURM node list (`gpu[3-4],cpu7`), as SLURM expands it."""
+    try:
+        return subprocess.run(
+            ["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.split()[0]
+    except (OSError, subprocess.SubprocessError, IndexError) as exc:
+        raise UserError(
+            f"cannot expand the SLURM node list {nodes} with scontrol ({type(exc).__name__}); "
+            f"set MASTER_ADDR to the host of the first task"
+        ) from None
 
 
 def _pick_gpu(where: Place) -> None:
