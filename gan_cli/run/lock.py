@@ -14,6 +14,10 @@ namespace, as with containers sharing a volume); and two processes that both
 judge it stale can both take it. The file's contents (pid, host, since) only
 describe the holder for messages. flock is reliable on local disks; on NFS,
 Linux maps it onto the server's byte-range locks.
+
+Not the `filelock` package: its FileLock takes the same flock but records no
+holder to name in a refusal or a takeover note (only its O_EXCL soft locks
+record a pid), so that record would still be written here, on top of it.
 """
 
 import datetime
