@@ -4,7 +4,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from gan_cli.config.build import build
+from gan_cli.config.build import build, build_models
 from gan_cli.config.checks import validate
 from gan_cli.config.compose import options
 from gan_cli.errors import UserError
@@ -15,7 +15,7 @@ def test_groups_ship_inside_the_package():
     # What the README's tables list, read from the installed package: every
     # option there is a YAML file here and the other way round.
     assert options("objective") == ["cgan", "fgan", "gan", "hinge", "lsgan", "mse", "wgan", "wgan_gp"]
-    assert options("model") == ["dcgan", "linear", "mlp", "toy_mlp"]
+    assert options("model") == ["dcgan", "linear", "mlp", "resnet", "toy_mlp"]
     assert options("dataset") == [
         "cifar10",
         "circles",
@@ -83,6 +83,12 @@ def test_each_objective_brings_its_paper_optimizer_and_the_command_line_wins(mak
 @pytest.mark.parametrize("classes", [0, 10])
 def test_model_instantiates_for_each_shape(make_cfg, model, shape, classes):
     cfg = make_cfg(f"model={model}", tiny=False)
+    if model == "resnet" and shape[1] == 28:  # SNGAN's nets: 32x32 and 64x64 only
+        with pytest.raises(UserError, match="model=resnet needs square 32x32 or 64x64 images"):
+            build_models(
+                {"model": cfg.model}, {"data_shape": list(shape), "num_classes": classes, "latent_dim": 100}
+            )
+        return
     G, D = instantiate(cfg.model, data_shape=list(shape), num_classes=classes, latent_dim=100)
     y = torch.arange(4) % 10 if classes else None
     with torch.no_grad():

@@ -461,6 +461,7 @@ def test_every_option_shows_in_hparams(make_cfg):
 
 def test_resuming_a_run_saved_before_these_options_is_no_change():
     from gan_cli.config.checks import changed_keys
+    from gan_cli.run.checkpoint import upgrade
 
     old = {"train": {"steps": 5}, "objective": {"name": "gan"}, "model": {"name": "mlp"}}
     new = {
@@ -469,10 +470,10 @@ def test_resuming_a_run_saved_before_these_options_is_no_change():
         "model": {"name": "mlp", "spectral_norm": False},
         "latent": {"components": 1000, "component_std": 0.1},
     }
-    assert changed_keys(old, new, []) == []
+    assert changed_keys(upgrade(old), new, []) == []
     new["objective"]["pack"] = 2
     new["latent"]["components"] = 100
-    assert changed_keys(old, new, []) == ["latent.components", "objective.pack"]
+    assert changed_keys(upgrade(old), new, []) == ["latent.components", "objective.pack"]
 
 
 def test_the_mixture_keys_an_old_config_lacks_compare_as_the_defaults(make_cfg):
