@@ -92,3 +92,104 @@ def test_gan_bench_prints_every_column(tmp_path):
 def test_gan_bench_rejects_an_unknown_config(tmp_path):
     done = run_cli("gan-bench", "--configs", "nope", cwd=tmp_path)
     assert done.returncode == 2 and "unknown config 'nope'" in done.stderr
+
+
+def test_timed_rounds_count_only_their_own_updates_after_the_timers_warm_up(tmp_path):
+    """torch.utils.benchmark runs two untimed steps before each timed batch:
+    a round's updates and seconds are those of its own steps."""
+    cfg = bench_config(["objective=wgan", "model.g_hidden=[16]", "model.d_hidden=[16]", "device=cpu"])
+    exp = Experiment(cfg)
+    loop = fast_loop(exp)
+    seconds = loop.time(4)
+    assert seconds > 0 and loop.updates == {"g": 4, "d": 20}
+    assert exp.parts.opt_g.state[next(exp.parts.generator.parameters())]["step"].item() == 4 + 2
+
+
+STUB = """
+import pathlib, sys
+raw = pathlib.Path("../../data/mnist/MNIST/raw")
+images = (raw / "train-images-idx3-ubyte").read_bytes()
+with open({marker!r}, "a") as f:
+    f.write(" ".join([str(int.from_bytes(images[4:8], "big")), *sys.argv[1:]]) + "\\n")
+sys.exit({code})
+"""
+
+
+def test_vs_script_times_whole_processes_in_turns(tmp_path):
+    stub, marker = tmp_path / "stub.py", tmp_path / "calls.txt"
+    stub.write_text(STUB.format(marker=str(marker), code=0))
+    out = tmp_path / "vs.json"
+    done = run_cli(
+        "gan-bench",
+        "--vs-script",
+        stub,
+        "--vs-runs",
+        "2",
+        "--vs-epochs",
+        "3",
+        "--vs-args",
+        "--epochs {epochs} --root {data}",
+        "--vs-overrides",
+        "train.steps=2 model.g_hidden=[16] model.d_hidden=[16]",
+        "--device",
+        "cpu",
+        "--json",
+        out,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    calls = marker.read_text().splitlines()
+    assert len(calls) == 2  # the script ran in the folder where ../../data/mnist holds the digits
+    count, *argv = calls[0].split()
+    assert count == "5000" and argv[:2] == ["--epochs", "3"] and argv[3].endswith("data/mnist")
+    figures = json.loads(out.read_text())["vs_script"]
+    assert len(figures["ours_s"]) == len(figures["theirs_s"]) == 2
+    assert figures["speedup"] == figures["theirs_median_s"] / figures["ours_median_s"]
+    ours = figures["gan_train_command"]
+    assert "objective=wgan" in ours and "train.steps=2" in ours and "device=cpu" in ours
+    assert not any(a.startswith("train.steps=") and a != "train.steps=2" for a in ours)
+    assert f"{figures['ours_median_s']:.2f} s, stub.py {figures['theirs_median_s']:.2f} s" in done.stdout
+
+
+def test_vs_script_steps_match_the_reference_critic_updates():
+    from gan_cli.bench.speed import vs_steps
+
+    # 79 batches of 64 (the last one short) per epoch, one critic update each, 5 per G step
+    assert vs_steps(10) == 158 and vs_steps(50) == 790 and vs_steps(1) == 15
+
+
+def test_gan_bench_bad_input_is_one_line(tmp_path):
+    stub = tmp_path / "stub.py"
+    stub.write_text(STUB.format(marker=str(tmp_path / "calls.txt"), code=3))
+    cases = {
+        ("--vs-script", tmp_path / "missing.py"): f"--vs-script {tmp_path / 'missing.py'}: no such file",
+        ("--vs-script", stub, "--vs-runs", "0"): "--vs-epochs and --vs-runs must be >= 1",
+        ("--vs-script", stub, "--vs-args", "{n_epochs}"): (
+            "--vs-args '{n_epochs}': only {epochs} and {data} are filled in"
+        ),
+        ("--steps", "0"): "--steps and --rounds must be >= 1",
+        ("--no-such-option",): "unrecognized arguments: --no-such-option (see gan-bench --help)",
+    }
+    for args, message in cases.items():
+        done = run_cli("gan-bench", *args, cwd=tmp_path)
+        lines = done.stderr.splitlines()
+        assert done.returncode == 2 and len(lines) == 1, (args, done.stderr)
+        assert lines[0].startswith(f"gan-bench: error: {message}"), lines
+    # A reference script that fails: its last line, once, after gan-train's own run.
+    done = run_cli(
+        "gan-bench",
+        "--vs-script",
+        stub,
+        "--vs-runs",
+        "1",
+        "--vs-overrides",
+        "train.steps=1 model.g_hidden=[16] model.d_hidden=[16]",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "gan-bench: error: stub.py failed (exit 3): (no output)"
+    ]

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from gan_cli.errors import UserError, reported
+from gan_cli.errors import UserError, command
 
 # name -> overrides: the default job, and objectives as their papers ran them
 # (G itself, no moving average).
@@ -148,29 +148,27 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@command("gan-bench", writing="cannot write the quality report")
 def main(argv=None) -> None:
     args = parse_args(argv)
-    with reported("gan-bench", writing="cannot write the quality report"):
-        names = [n for n in args.configs.split(",") if n]
-        unknown = [n for n in names if n not in CONFIGS]
-        if unknown:
-            raise UserError(f"unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
-        if not args.budget > 0 or not args.every > 0:
-            raise UserError("--budget and --every must be > 0 seconds")
-        curves = {}
-        for name in names:
-            print(
-                f"{name}: training for {args.budget:g} s, scored every {args.every:g} s",
-                file=sys.stderr,
-                flush=True,
-            )
-            curves[name] = quality_curve(
-                [*CONFIGS[name], *args.overrides], args.budget, args.every, args.metric
-            )
-        text = table(curves, args.metric)
-        print(text)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "quality.md").write_text(text + "\n")
-        (args.out / "quality.json").write_text(json.dumps(curves, indent=1) + "\n")
-        plot(curves, args.metric, args.out / "quality.png")
-        print(f"wrote {args.out / 'quality.md'}, quality.json and quality.png")
+    names = [n for n in args.configs.split(",") if n]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise UserError(f"unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
+    if not args.budget > 0 or not args.every > 0:
+        raise UserError("--budget and --every must be > 0 seconds")
+    curves = {}
+    for name in names:
+        print(
+            f"{name}: training for {args.budget:g} s, scored every {args.every:g} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        curves[name] = quality_curve([*CONFIGS[name], *args.overrides], args.budget, args.every, args.metric)
+    text = table(curves, args.metric)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.md").write_text(text + "\n")
+    (args.out / "quality.json").write_text(json.dumps(curves, indent=1) + "\n")
+    plot(curves, args.metric, args.out / "quality.png")
+    print(f"wrote {args.out / 'quality.md'}, quality.json and quality.png")

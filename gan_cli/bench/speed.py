@@ -1,7 +1,13 @@
 """gan-bench: training speed of configurations, against the machine's own
-matrix-multiply peak and against a naive reference loop, in one process."""
+matrix-multiply peak and against a naive reference loop, in one process; and
+whole processes, gan-train against a reference script, side by side."""
 
+import logging
+import math
+import os
 import resource
+import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -9,6 +15,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from gan_cli.errors import UserError
 
 # name -> overrides; `reference` configs are also timed with the naive loop,
 # which has no moving average of G: none here either (train.ema=0).
@@ -94,10 +102,29 @@ class UpdateCounter:
         self.counts = {"g": 0, "d": 0}
 
 
+def _benchmark_timer(statement, begin):
+    """torch.utils.benchmark's Timer for `statement()`, with `begin()` run
+    untimed before each of its batches (its own warm-up, then the timed one).
+    The Timer synchronises an accelerator around the timed batch and warms up
+    first; it runs at the process's thread count, as a training run does."""
+    # On a CUDA build with no GPU its import logs a warning about CUDA_HOME
+    # that says nothing about the benchmark.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import benchmark
+
+    return benchmark.Timer(
+        stmt="statement()",
+        setup="begin()",
+        globals={"statement": statement, "begin": begin},
+        num_threads=torch.get_num_threads(),
+    )
+
+
 class TimedLoop:
     """A training loop timed in rounds: `warm(n)` runs n generator steps
-    untimed, `time(n)` returns the seconds n more take (device synchronised)
-    and leaves the optimizer updates of that round in `updates`."""
+    untimed, `time(n)` returns the seconds n more take (device synchronised,
+    through torch.utils.benchmark) and leaves the optimizer updates of those n
+    steps in `updates`."""
 
     def __init__(self, generator_step, opt_g, opt_d, device, finish=lambda: None, counts=None):
         self.generator_step, self.device, self.finish = generator_step, device, finish
@@ -106,6 +133,14 @@ class TimedLoop:
         self.counts = counts
         self.counter = UpdateCounter(opt_g, opt_d) if counts is None else None
         self.updates = {}
+        self._before = {}
+        self._timer = _benchmark_timer(generator_step, self._begin)
+
+    def _begin(self) -> None:
+        """Before each batch the Timer runs: count this batch's updates only."""
+        if self.counter is not None:
+            self.counter.reset()
+        self._before = dict(self.counts()) if self.counts else {}
 
     def warm(self, steps: int) -> None:
         for _ in range(steps):
@@ -114,20 +149,16 @@ class TimedLoop:
         _sync(self.device)
 
     def time(self, steps: int) -> float:
-        if self.counter is not None:
-            self.counter.reset()
-        before = dict(self.counts()) if self.counts else {}
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.generator_step()
-        self.finish()
-        _sync(self.device)
-        seconds = time.perf_counter() - start
+        # The Timer's own warm-up: max(steps // 100, 2) more generator steps, untimed.
+        seconds = self._timer.timeit(steps).raw_times[0]
         self.updates = (
             dict(self.counter.counts)
             if self.counter is not None
-            else {k: v - before.get(k, 0) for k, v in self.counts().items()}
+            else {k: v - self._before.get(k, 0) for k, v in self.counts().items()}
         )
+        # The losses read back once per round, as a run reads them once per
+        # log line: after the timed steps, so their (tiny) copy is not timed.
+        self.finish()
         return seconds
 
 
@@ -231,12 +262,13 @@ def write_mnist_idx(root: Path) -> None:
 
 
 def startup_seconds(repeats: int = 5) -> dict[str, float]:
-    """Wall time (best of `repeats`, taken in turns) of importing torch +
-    torchvision, of a 1-step gan-train, and of the same without its final
-    evaluation (5,000 images through the data set's classifier), which is
-    work the run does rather than start-up."""
+    """Wall time (best of `repeats`, taken in turns) of importing torch, of
+    importing torch + torchvision, of a 1-step gan-train, and of the same
+    without its final evaluation (5,000 images through the data set's
+    classifier), which is work the run does rather than start-up."""
     script = str(Path(sys.executable).with_name("gan-train"))
     commands = {
+        "import_torch_s": [sys.executable, "-c", "import torch"],
         "import_torch_torchvision_s": [sys.executable, "-c", "import torch, torchvision"],
         "gan_train_1_step_s": [script, "train.steps=1"],
         "gan_train_1_step_no_eval_s": [script, "train.steps=1", "eval.classifier=off"],
@@ -255,5 +287,122 @@ def startup_seconds(repeats: int = 5) -> dict[str, float]:
         **best,
         "overhead_s": best["gan_train_1_step_s"] - imports,
         "overhead_no_eval_s": best["gan_train_1_step_no_eval_s"] - imports,
+        # what a run adds to `python -c "import torch"`, evaluation off
+        "beyond_torch_no_eval_s": best["gan_train_1_step_no_eval_s"] - best["import_torch_s"],
         "repeats": repeats,
     }
+
+
+# The whole-process comparison: gan-train against a reference script the
+# user supplies, both on the bundled 5,000 MNIST digits written as MNIST IDX
+# files, taking the same number of critic updates. The default settings are
+# those of the well-known WGAN script (PyTorch-GAN's implementations/wgan/wgan.py):
+# its MLP nets, batch 64, RMSProp 5e-5, 5 critic updates per generator update
+# and weights clipped to 0.01; it trains the critic on every batch and the
+# generator on every 5th, so an epoch of 79 batches is 79 critic updates.
+VS_OVERRIDES = [
+    "objective=wgan",
+    "model=mlp",
+    "dataset=mnist",
+    "dataset.download=false",
+    "train.batch_size=64",
+    "train.ema=0",
+    "eval.classifier=off",
+]
+VS_ARGS = "--n_epochs {epochs}"
+VS_DIGITS = 5000
+
+
+def vs_steps(epochs: int, batch_size: int = 64, critic_steps: int = 5, digits: int = VS_DIGITS) -> int:
+    """Our generator steps for the reference's critic updates: one per batch
+    (the last one short), `epochs` times, over `critic_steps`."""
+    return math.ceil(digits / batch_size) * epochs // critic_steps
+
+
+def check_vs_script(script: Path, script_args: str, epochs: int, runs: int) -> Path:
+    """The script's full path, once the settings of a comparison are known good."""
+    script = Path(script).resolve()
+    if not script.is_file():
+        raise UserError(f"--vs-script {script}: no such file")
+    if epochs < 1 or runs < 1:
+        raise UserError("--vs-epochs and --vs-runs must be >= 1")
+    vs_arguments(script_args, epochs, Path("data"))
+    return script
+
+
+def vs_arguments(script_args: str, epochs: int, data: Path) -> list[str]:
+    """--vs-args with {epochs} and {data} filled in, split as a shell would."""
+    try:
+        return shlex.split(script_args.format(epochs=epochs, data=data))
+    except (KeyError, IndexError):  # {other} or {}
+        raise UserError(f"--vs-args {script_args!r}: only {{epochs}} and {{data}} are filled in") from None
+    except ValueError as error:  # an unmatched brace or quote
+        raise UserError(f"--vs-args {script_args!r}: {error}") from None
+
+
+def vs_script(
+    script: Path,
+    script_args: str = VS_ARGS,
+    epochs: int = 10,
+    runs: int = 3,
+    device: str = "auto",
+    overrides: list[str] | None = None,
+    log=print,
+) -> dict:
+    """Wall times of `runs` whole gan-train processes and `runs` of `script`,
+    alternated (so a burst of other work on the machine hits both), and their
+    medians. The digits go to <tmp>/data/mnist/MNIST/raw: `{data}` in
+    script_args is <tmp>/data/mnist, which is also ../../data/mnist from the
+    folder the script runs in (PyTorch-GAN's layout); `{epochs}` is `epochs`."""
+    script = check_vs_script(script, script_args, epochs, runs)
+    extra = list(overrides or [])
+    gan_train = str(Path(sys.executable).with_name("gan-train"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = tmp / "data" / "mnist"
+        write_mnist_idx(data)
+        work = tmp / "work" / "script"  # ../../data/mnist from here is `data`
+        work.mkdir(parents=True)
+        theirs = [sys.executable, str(script), *vs_arguments(script_args, epochs, data)]
+        steps = (
+            [] if any(o.startswith("train.steps=") for o in extra) else [f"train.steps={vs_steps(epochs)}"]
+        )
+        ours = [gan_train, *VS_OVERRIDES, f"dataset.root={data}", *steps, f"device={device}", *extra]
+        env = dict(os.environ)
+        if device == "cpu":  # the reference takes a GPU wherever it sees one
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        times = {"ours": [], "theirs": []}
+        for i in range(runs):
+            for key, cmd, cwd in (
+                ("ours", [*ours, f"hydra.run.dir={tmp / f'run{i}'}"], tmp),
+                ("theirs", theirs, work),
+            ):
+                times[key].append(_timed_process(cmd, cwd, env, tmp / f"{key}{i}.log"))
+                name = "gan-train" if key == "ours" else script.name
+                log(f"  run {i + 1}/{runs}: {name} {times[key][-1]:.2f} s")
+    ours_s, theirs_s = statistics.median(times["ours"]), statistics.median(times["theirs"])
+    return {
+        "script": str(script),
+        "script_command": theirs[1:],
+        "gan_train_command": ours[1:],
+        "runs": runs,
+        "epochs": epochs,
+        "ours_s": times["ours"],
+        "theirs_s": times["theirs"],
+        "ours_median_s": ours_s,
+        "theirs_median_s": theirs_s,
+        "speedup": theirs_s / ours_s,
+    }
+
+
+def _timed_process(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
+    """Seconds the command takes, its output kept in `log`; one line if it fails."""
+    with open(log, "wb") as out:
+        start = time.perf_counter()
+        done = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+        seconds = time.perf_counter() - start
+    if done.returncode:
+        lines = log.read_bytes().decode(errors="replace").strip().splitlines() or ["(no output)"]
+        name = Path(cmd[1] if cmd[0] == sys.executable else cmd[0]).name
+        raise UserError(f"{name} failed (exit {done.returncode}): {lines[-1]}")
+    return seconds

@@ -1,7 +1,7 @@
 """gan-bench: training speed (G steps/s against the machine's matmul peak and
-a naive loop), start-up time, or with --quality a metric against training time."""
+a naive loop), start-up time, with --vs-script whole gan-train processes
+against a reference script's, or with --quality a metric against training time."""
 
-import argparse
 import json
 import sys
 import tempfile
@@ -13,25 +13,31 @@ from gan_cli.bench.speed import (
     CONFIGS,
     DEFAULT_CONFIGS,
     REFERENCE,
+    VS_ARGS,
+    VS_OVERRIDES,
     _peak_memory_mb,
     bench_config,
+    check_vs_script,
     fast_loop,
     flops_per_step,
     graph_loop,
     matmul_peak_gflops,
     reference_loop,
     startup_seconds,
+    vs_script,
     write_mnist_idx,
 )
+from gan_cli.errors import OneLineParser, UserError, command, writing
 
 
+@command("gan-bench", writing="cannot write the figures")
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--quality" in argv:  # quality against time: its own options
         from gan_cli.bench.quality import main as quality_main
 
         return quality_main([a for a in argv if a != "--quality"])
-    parser = argparse.ArgumentParser(prog="gan-bench", description=__doc__)
+    parser = OneLineParser(prog="gan-bench", description=__doc__)
     parser.add_argument("--steps", type=int, default=30, help="timed generator steps per config")
     parser.add_argument("--warmup", type=int, default=5, help="untimed generator steps first")
     parser.add_argument(
@@ -61,6 +67,37 @@ def main(argv=None) -> None:
         metavar="REPEATS",
         help="also time gan-train start-up, best of REPEATS (default 5) runs",
     )
+    parser.add_argument(
+        "--vs-script",
+        type=Path,
+        metavar="PATH",
+        help="instead: whole processes, gan-train against this reference script (run with this "
+        "Python), median of --vs-runs alternated runs of each, on the 5,000 bundled MNIST digits "
+        "written as MNIST IDX files; the defaults match PyTorch-GAN's implementations/wgan/wgan.py",
+    )
+    parser.add_argument(
+        "--vs-args",
+        default=VS_ARGS,
+        metavar="ARGS",
+        help="the script's arguments, one string; {epochs} is --vs-epochs and {data} the folder "
+        "holding MNIST/raw (also ../../data/mnist from the folder the script runs in) "
+        f"(default {VS_ARGS!r})",
+    )
+    parser.add_argument(
+        "--vs-epochs",
+        type=int,
+        default=10,
+        help="epochs of the script; gan-train takes as many critic updates: "
+        "79 batches of 64 per epoch / 5 critic steps (default 10 = 158 generator steps)",
+    )
+    parser.add_argument("--vs-runs", type=int, default=3, help="runs of each, alternated (default 3)")
+    parser.add_argument(
+        "--vs-overrides",
+        default="",
+        metavar="OVERRIDES",
+        help=f"more gan-train overrides, one string, after {' '.join(VS_OVERRIDES)} "
+        "(train.steps= here replaces the computed one)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--quality",
@@ -68,16 +105,14 @@ def main(argv=None) -> None:
         help="instead: sample quality against training time (gan-bench --quality -h)",
     )
     args = parser.parse_args(argv)
+    if args.vs_script is not None:
+        return _vs_script(args)
     names = [n for n in args.configs.split(",") if n]
     unknown = [n for n in names if n not in CONFIGS]
-    if unknown or args.steps < 1 or args.rounds < 1 or args.warmup < 0 or args.startup < 0:
-        print(
-            f"gan-bench: error: unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}"
-            if unknown
-            else "gan-bench: error: --steps and --rounds must be >= 1, --warmup and --startup >= 0",
-            file=sys.stderr,
-        )
-        sys.exit(2)
+    if unknown:
+        raise UserError(f"unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
+    if args.steps < 1 or args.rounds < 1 or args.warmup < 0 or args.startup < 0:
+        raise UserError("--steps and --rounds must be >= 1, --warmup and --startup >= 0")
 
     from gan_cli.training.experiment import Experiment, pick_device
 
@@ -176,10 +211,45 @@ def main(argv=None) -> None:
             f"{s['import_torch_torchvision_s']:.2f} s; gan-train train.steps=1 "
             f"{s['gan_train_1_step_s']:.2f} s (+{s['overhead_s']:.2f} s), of which the final "
             f"evaluation {s['gan_train_1_step_s'] - s['gan_train_1_step_no_eval_s']:.2f} s "
-            f"(+{s['overhead_no_eval_s']:.2f} s without it)"
+            f"(+{s['overhead_no_eval_s']:.2f} s without it); import torch alone "
+            f"{s['import_torch_s']:.2f} s, gan-train without the evaluation "
+            f"+{s['beyond_torch_no_eval_s']:.2f} s beyond it"
         )
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        _write_json(args.json, result)
+
+
+def _write_json(path: Path, figures: dict) -> None:
+    with writing(path):
+        path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def _vs_script(args) -> None:
+    """Whole processes, side by side: the medians, their ratio, and the
+    commands (the script's folder and data paths are temporary)."""
+    import shlex
+
+    check_vs_script(args.vs_script, args.vs_args, args.vs_epochs, args.vs_runs)
+    print(
+        f"whole processes, {args.vs_runs} alternated runs each: gan-train against "
+        f"{args.vs_script} ({args.vs_epochs} epochs of the 5,000 bundled MNIST digits)",
+        flush=True,
+    )
+    result = vs_script(
+        args.vs_script,
+        args.vs_args,
+        epochs=args.vs_epochs,
+        runs=args.vs_runs,
+        device=args.device,
+        overrides=shlex.split(args.vs_overrides),
+        log=lambda line: print(line, flush=True),
+    )
+    print(
+        f"gan-train {result['ours_median_s']:.2f} s, {args.vs_script.name} "
+        f"{result['theirs_median_s']:.2f} s (medians): gan-train {result['speedup']:.2f}x as fast"
+    )
+    if args.json:
+        _write_json(args.json, {"vs_script": result})
 
 
 def _print_table(rows: list[dict]) -> None:
