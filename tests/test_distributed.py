@@ -16,6 +16,7 @@ import torch
 import torch.multiprocessing as mp
 from conftest import TINY
 
+from gan_cli.config.build import build_objective
 from gan_cli.config.compose import compose_config
 from gan_cli.data import load_sklearn_digits
 from gan_cli.errors import UserError
@@ -138,14 +139,16 @@ def test_the_processes_rows_make_up_the_global_batch_and_its_noise():
     assert torch.equal(noise.uniform(4), torch.cat([r.uniform(2) for r in rows]))
 
 
-def test_a_global_batch_larger_than_the_data_set_is_one_line():
-    data = load_sklearn_digits()
+def test_a_global_batch_larger_than_the_data_set_is_one_line(make_cfg):
+    from gan_cli.config.checks import check_built_data
+
+    data, cfg = load_sklearn_digits(), make_cfg("train.batch_size=1000")
     with pytest.raises(
         UserError,
         match=r"train.batch_size=1000 on 2 processes draws global "
         r"batches of 2000, more than the data set's 1797",
     ):
-        World(Place(0, 2)).sampler(data, 1000, torch.device("cpu"), seed=0)
+        check_built_data(cfg, data, build_objective(cfg.objective), processes=2)
 
 
 # --- real runs on 2 processes ---------------------------------------------------------

@@ -29,13 +29,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     from gan_cli import classifier as classifiers
-    from gan_cli.config.build import build
+    from gan_cli.config.build import build_data
     from gan_cli.config.compose import compose_config
     from gan_cli.device import pick_device
     from gan_cli.evaluation.scorer import held_out_split
 
     cfg = compose_config([*args.overrides, "run_dir=."], job_runtime=True)
-    data = build(cfg.dataset)
+    data = build_data(cfg.dataset)
     if getattr(data, "labels", None) is None or not getattr(data, "num_classes", 0):
         raise UserError(f"dataset {data.name} has no class labels; a classifier needs them")
     if data.images.dim() != 4:

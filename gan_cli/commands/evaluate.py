@@ -40,14 +40,14 @@ def evaluate_checkpoint(
     classifier, the same real images and the same seeded noise."""
     from omegaconf import OmegaConf
 
-    from gan_cli.config.build import build
+    from gan_cli.config.build import build_data
     from gan_cli.device import pick_device
     from gan_cli.evaluation.images import make_scorer
     from gan_cli.latent import evaluation_latent
     from gan_cli.run.checkpoint import generator_from_checkpoint
 
     config = state["config"]
-    options = {"num_samples": 5000, "cache_dir": None, **(config.get("eval") or {}), "classifier": "auto"}
+    options = {**config["eval"], "classifier": "auto"}  # the checkpoint's config, upgraded at load
     if num_samples is not None:
         if num_samples < 2:
             raise UserError(f"--num-samples must be >= 2, got {num_samples}")
@@ -56,7 +56,7 @@ def evaluate_checkpoint(
         options["cache_dir"] = cache_dir
     cfg = OmegaConf.create({**config, "eval": options})
     dev = pick_device(device, key="--device")
-    data = build(cfg.dataset)
+    data = build_data(cfg.dataset)
     scorer = make_scorer(data, cfg, dev, say=None) if data.kind == "images" else None
     if scorer is None:
         raise UserError(

@@ -45,7 +45,6 @@ from gan_cli.errors import UserError
 from gan_cli.output.log import log
 from gan_cli.parallel.launch import PeerLost, Place, everywhere, place
 
-DEFAULT_TIMEOUT_S = 1800
 # Newer torch names broadcast_buffers forward_sync_buffers (buffers then still
 # start alike, broadcast once at construction).
 _HAS_FORWARD_SYNC = "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
@@ -154,15 +153,8 @@ class World:
         batch of size x batch_size."""
         if self.size == 1:
             return data.sampler(batch_size, device, seed=seed)
-        total = batch_size * self.size
-        if hasattr(data, "__len__") and total > len(data):
-            raise everywhere(
-                UserError(
-                    f"train.batch_size={batch_size} on {self.size} processes draws global batches "
-                    f"of {total}, more than the data set's {len(data)} examples; lower train.batch_size"
-                )
-            )
-        return RowsOf(data.sampler(total, device, seed=seed), self.rank, self.size)
+        # config.checks.check_built_data has made sure the data set holds a global batch.
+        return RowsOf(data.sampler(batch_size * self.size, device, seed=seed), self.rank, self.size)
 
     def latent(self, latent):
         """The latent noise for this process: its rows of the global batch's noise."""
@@ -385,9 +377,8 @@ def session(cfg):
         return
     from gan_cli.device import pick_device
 
-    options = cfg.get("distributed") or {}
-    timeout = timedelta(seconds=int(options.get("timeout_s", DEFAULT_TIMEOUT_S)))
-    sync_bn = bool(options.get("sync_batch_norm", False))
+    timeout = timedelta(seconds=int(cfg.distributed.timeout_s))
+    sync_bn = bool(cfg.distributed.sync_batch_norm)
     try:  # the same answer in every process
         device = pick_device(cfg.device)
         if device.type == "cuda":
