@@ -1,0 +1,213 @@
+"""Sampling with the discriminator: G's samples kept or replaced by what a
+trained D knows about where they are poor.
+
+Both samplers read D as an estimate of the log density ratio
+log p_data(x) / p_G(x), which is what makes them correct (Azadi et al. 2019;
+Turner et al. 2019). Only the minimax GAN's optimal D gives that ratio as its
+raw score, so, as both papers do, D is first calibrated: a logistic regression
+of D's score on held-out real points against fresh generated ones (two
+numbers, a scale and an offset). The calibrated score is the ratio's estimate
+for any objective whose D ranks real above fake (wgan, hinge, f-GANs alike);
+a D that knows nothing calibrates to a constant and leaves G's samples as
+they are.
+
+- drs, discriminator rejection sampling (Azadi et al. 2019): keep x with
+  probability sigmoid(F(x)), F = r - r_max - log(1 - exp(r - r_max - eps)) - gamma,
+  r the calibrated score, r_max its largest value seen (a burn-in first),
+  gamma the `percentile` of F over the burn-in, which sets the acceptance rate.
+- mh, Metropolis-Hastings GAN (Turner et al. 2019): an independence sampler
+  whose proposals are G's samples, accepting x' over x with probability
+  min(1, exp(r(x') - r(x))); each output is the state of its own chain after
+  `chain` proposals, the chain started from a real point as the paper does
+  (restarted from a generated one when it never moved).
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from gan_cli.errors import UserError
+from gan_cli.models.inference import evaluating
+
+SAMPLERS = ("drs", "mh")
+CALIBRATION_POINTS = 2_000  # real and as many generated, for the two calibration numbers
+BURN_IN = 10_000  # DRS: generated samples behind r_max and gamma
+EPSILON = 1e-6
+
+
+@dataclass
+class Calibrated:
+    """r(x) = scale * D(x) + offset, the estimated log p_data / p_G."""
+
+    D: torch.nn.Module
+    scale: float
+    offset: float
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        with evaluating(self.D):
+            return self.scale * self.D.score_each(x, y).float() + self.offset
+
+
+def calibrate(D, real, real_y, fake, fake_y) -> Calibrated:
+    """Fit scale and offset of sigmoid(scale * D(x) + offset) = P(real | x)
+    by logistic regression (Newton's method: two unknowns, a convex loss) on
+    equally many real and generated points."""
+    with torch.no_grad(), evaluating(D):
+        scores = torch.cat([D.score_each(real, real_y), D.score_each(fake, fake_y)]).double().cpu()
+    target = torch.cat([torch.ones(len(real)), torch.zeros(len(fake))]).double()
+    spread = scores.std().clamp_min(1e-12)
+    s = (scores - scores.mean()) / spread  # standardised, so Newton starts well
+    features = torch.stack([s, torch.ones_like(s)], 1)  # [N, 2]
+    w = torch.zeros(2, dtype=torch.float64)
+    for _ in range(50):
+        p = torch.sigmoid(features @ w)
+        gradient = features.T @ (p - target)
+        hessian = features.T @ (features * (p * (1 - p))[:, None]) + 1e-9 * torch.eye(2, dtype=w.dtype)
+        step = torch.linalg.solve(hessian, gradient)
+        w -= step
+        if step.abs().max() < 1e-10:
+            break
+    scale = float(w[0] / spread)
+    return Calibrated(D, scale, float(w[1] - scale * scores.mean()))
+
+
+@dataclass
+class Cost:
+    """What refinement cost: kept samples, D evaluations, seconds."""
+
+    kept: int = 0
+    proposed: int = 0
+    d_evaluations: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def as_metrics(self, prefix: str) -> dict[str, float]:
+        kept = max(self.kept, 1)
+        return {
+            f"{prefix}/acceptance": self.kept / max(self.proposed, 1),
+            f"{prefix}/d_evals_per_sample": self.d_evaluations / kept,
+            f"{prefix}/seconds_per_1000": 1000 * self.seconds / kept,
+        }
+
+
+class Refiner:
+    """draw(n, y) -> n samples of G refined by `method`, with the cost kept in
+    `cost`. `real_draw(n)` gives held-out real points (x, y) for calibration
+    and for MH's chain starts; `labels(n)` the classes a conditional G is
+    asked for (None: unconditional). Randomness comes from `generator` only."""
+
+    def __init__(
+        self,
+        method: str,
+        G,
+        D,
+        latent,
+        real_draw,
+        labels,
+        generator: torch.Generator,
+        percentile: float = 95.0,
+        chain: int = 100,
+    ):
+        if method not in SAMPLERS:
+            raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {method!r}")
+        if D is None:
+            raise UserError(f"sampler={method} reads the discriminator, and this run has none")
+        if not 0 < percentile < 100 or chain < 1:
+            raise UserError("the DRS percentile must be in (0, 100) and the MH chain at least 1 step")
+        self.method, self.G, self.latent, self.real_draw, self.labels = method, G, latent, real_draw, labels
+        self.generator, self.percentile, self.chain = generator, percentile, chain
+        self.cost = Cost()
+        real, real_y = real_draw(CALIBRATION_POINTS)
+        fake, fake_y = self._generate(CALIBRATION_POINTS)
+        self.ratio = calibrate(D, real, real_y, fake, fake_y)
+        self.cost.d_evaluations += 2 * CALIBRATION_POINTS
+        self.r_max = self.gamma = None
+
+    def _generate(self, n: int, y: torch.Tensor | None = None):
+        y = self.labels(n) if y is None else y
+        with torch.no_grad(), evaluating(self.G):
+            return self.G(self.latent.sample(n), y).float(), y
+
+    def draw(self, n: int, y: torch.Tensor | None = None) -> torch.Tensor:
+        began = time.perf_counter()
+        y = self.labels(n) if y is None else y
+        out = self._rejection(n, y) if self.method == "drs" else self._chains(n, y)
+        self.cost.seconds += time.perf_counter() - began
+        self.cost.kept += n
+        return out
+
+    def _F(self, r: torch.Tensor) -> torch.Tensor:
+        gap = r - self.r_max
+        return gap - torch.log1p(-torch.exp(gap - EPSILON))
+
+    def _burn_in(self) -> None:
+        fake, y = self._generate(BURN_IN)
+        r = self.ratio(fake, y)
+        self.cost.d_evaluations += BURN_IN
+        self.r_max = r.max().item()
+        self.gamma = torch.quantile(self._F(r).double(), self.percentile / 100).item()
+
+    def _rejection(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
+        if self.r_max is None:
+            self._burn_in()
+        if y is None:
+            return self._accepted(n, None)
+        out = None
+        for label in y.unique().tolist():  # a conditional G: each class kept by its own draws
+            places = (y == label).nonzero().view(-1)
+            kept = self._accepted(len(places), label)
+            out = kept.new_empty(n, *kept.shape[1:]) if out is None else out
+            out[places] = kept
+        return out
+
+    def _accepted(self, n: int, label: int | None) -> torch.Tensor:
+        """n proposals of G (of class `label`) that passed the rejection test."""
+        kept, have = [], 0
+        while have < n:
+            proposals = max(64, 2 * (n - have))
+            asked = None if label is None else torch.full((proposals,), label, device=self.latent.device)
+            x, _ = self._generate(proposals, asked)
+            r = self.ratio(x, asked)
+            self.cost.d_evaluations += proposals
+            self.cost.proposed += proposals
+            self.r_max = max(self.r_max, r.max().item())
+            chance = torch.sigmoid(self._F(r) - self.gamma)
+            accept = torch.rand(proposals, generator=self.generator, device=r.device) < chance
+            chosen = x[accept][: n - have]
+            kept.append(chosen)
+            have += len(chosen)
+        return torch.cat(kept)
+
+    def _chains(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
+        state = self.real_draw(n)[0] if y is None else self._real_of(y)
+        r = self.ratio(state, y)
+        moved = torch.zeros(n, dtype=torch.bool, device=state.device)
+        for _ in range(self.chain):
+            x, _ = self._generate(n, y)
+            r_new = self.ratio(x, y)
+            accept = torch.rand(n, generator=self.generator, device=r.device).log() < (r_new - r)
+            state = torch.where(accept.view(-1, *[1] * (x.dim() - 1)), x, state)
+            r = torch.where(accept, r_new, r)
+            moved |= accept
+        self.cost.d_evaluations += n * (self.chain + 1)
+        self.cost.proposed += n * self.chain
+        if not moved.all():  # a chain that never left its real start restarts from G
+            stuck = (~moved).nonzero().view(-1)
+            fresh, _ = self._generate(len(stuck), None if y is None else y[stuck])
+            state[stuck] = fresh
+            self.cost.extra["restarted"] = self.cost.extra.get("restarted", 0) + len(stuck)
+        return state
+
+    def _real_of(self, y: torch.Tensor):
+        """Real points of the classes in y (a conditional chain starts in its own class)."""
+        x, real_y = self.real_draw(max(4 * len(y), CALIBRATION_POINTS))
+        out = torch.empty(len(y), *x.shape[1:], dtype=x.dtype, device=x.device)
+        for label in y.unique().tolist():
+            places = (y == label).nonzero().view(-1)
+            pool = x[real_y == label]
+            if len(pool) == 0:
+                raise UserError(f"no real example of class {label} to start its chain from")
+            out[places] = pool[torch.arange(len(places), device=pool.device) % len(pool)]
+        return out

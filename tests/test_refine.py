@@ -1,0 +1,125 @@
+"""Sampling with the discriminator: calibration, DRS and MH on constructed toy generators."""
+
+import pytest
+import torch
+from torch import nn
+
+from gan_cli.data import load_toy
+from gan_cli.errors import UserError
+from gan_cli.evaluation.refine import Refiner, calibrate
+from gan_cli.latent import Latent
+from gan_cli.metrics.toy import high_quality, modes
+from gan_cli.models.conditioning import Discriminator
+
+RING = load_toy("ring8", std=0.02)
+
+
+class RingG(nn.Module):
+    """z [B, 4] -> ring8 points: the component from z0, the offset from z1, z2.
+    With `junk` > 0, that share of z (by z3) lands anywhere in the box instead."""
+
+    def __init__(self, junk: float = 0.0):
+        super().__init__()
+        self.junk = junk
+        self.anchor = nn.Parameter(torch.zeros(()))  # a parameter, so it is a net like any G
+
+    def forward(self, z, y=None):
+        u = torch.special.ndtr(z)  # uniform (0, 1) per coordinate
+        k = (u[:, 0] * 8).long().clamp(max=7)
+        points = RING.centres[k] + RING.std * z[:, 1:3] + self.anchor
+        spread = (u[:, 1:3] * 2 - 1) * 2.5
+        return torch.where((u[:, 3] < self.junk)[:, None], spread, points)
+
+
+def _trained_d(G, seed: int = 0, steps: int = 1000) -> Discriminator:
+    torch.manual_seed(seed)
+    D = Discriminator(
+        nn.Sequential(
+            nn.Linear(2, 64), nn.LeakyReLU(0.2), nn.Linear(64, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1)
+        ),
+        0,
+    )
+    opt = torch.optim.Adam(D.parameters(), 1e-3)
+    latent, draws = Latent(4, "normal", torch.device("cpu"), seed=1), torch.Generator().manual_seed(2)
+    for _ in range(steps):
+        real, fake = RING.draw(256, draws)[0], G(latent.sample(256)).detach()
+        loss = nn.functional.softplus(-D(real)).mean() + nn.functional.softplus(D(fake)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return D
+
+
+def _refiner(method, G, D, **options):
+    real_draws = torch.Generator().manual_seed(3)
+    return Refiner(
+        method,
+        G,
+        D,
+        Latent(4, "normal", torch.device("cpu"), seed=4),
+        lambda n: RING.draw(n, real_draws),
+        lambda n: None,
+        torch.Generator().manual_seed(5),
+        **options,
+    )
+
+
+def _scores(points):
+    centres = RING.centres.numpy()
+    return high_quality(points.numpy(), centres, RING.std), modes(points.numpy(), centres, RING.std)
+
+
+def test_calibration_recovers_a_known_log_ratio():
+    """Real N(1, 1) against generated N(-1, 1) in one coordinate: log p/q = 2x.
+    A D that scores 3x - 1 calibrates to 2x: scale 2/3 and offset 2/3."""
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(20_000, 1, generator=g) + 1, torch.randn(20_000, 1, generator=g) - 1
+    D = Discriminator(nn.Linear(1, 1), 0)
+    with torch.no_grad():
+        D.net.weight.fill_(3.0)
+        D.net.bias.fill_(-1.0)
+    ratio = calibrate(D, real, None, fake, None)
+    assert ratio.scale == pytest.approx(2 / 3, abs=0.03) and ratio.offset == pytest.approx(2 / 3, abs=0.03)
+
+
+@pytest.fixture(scope="module")
+def junky():
+    """A G with 30% of its points anywhere, and a D trained against it."""
+    G = RingG(junk=0.3)
+    return G, _trained_d(G)
+
+
+@pytest.mark.parametrize("method", ["drs", "mh"])
+def test_the_sampler_removes_a_generators_junk(method, junky):
+    G, D = junky
+    latent = Latent(4, "normal", torch.device("cpu"), seed=6)
+    raw_hq, _ = _scores(G(latent.sample(2000)).detach())
+    refiner = _refiner(method, G, D, **({"chain": 30} if method == "mh" else {}))
+    refined = refiner.draw(2000)
+    hq, covered = _scores(refined)
+    assert raw_hq == pytest.approx(0.7, abs=0.04)
+    assert hq >= (0.95 if method == "drs" else 0.9) and covered == 8  # sharper, every mode still there
+    cost = refiner.cost.as_metrics(method)
+    assert 0 < cost[f"{method}/acceptance"] < 1 and cost[f"{method}/d_evals_per_sample"] > 1
+
+
+@pytest.mark.parametrize("method", ["drs", "mh"])
+def test_a_perfect_generator_is_left_as_it_is(method):
+    G = RingG(junk=0.0)
+    D = _trained_d(G, steps=100)  # nothing to learn: real and generated are one distribution
+    latent = Latent(4, "normal", torch.device("cpu"), seed=6)
+    raw_hq, _ = _scores(G(latent.sample(4000)).detach())
+    refiner = _refiner(method, G, D, **({"chain": 10} if method == "mh" else {}))
+    hq, covered = _scores(refiner.draw(4000))
+    assert abs(refiner.ratio.scale) < 1.0  # calibration finds D's score all but meaningless
+    assert hq == pytest.approx(raw_hq, abs=0.01) and covered == 8
+
+
+def test_refused_configurations_are_one_line():
+    G = RingG()
+    with pytest.raises(UserError, match="sampler must be one of drs, mh, got 'best'"):
+        _refiner("best", G, _trained_d(G, steps=1))
+    with pytest.raises(UserError, match="sampler=drs reads the discriminator, and this run has none"):
+        _refiner("drs", G, None)
+    with pytest.raises(UserError, match="percentile must be in"):
+        _refiner("drs", G, _trained_d(G, steps=1), percentile=100)
