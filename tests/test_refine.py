@@ -123,3 +123,31 @@ def test_refused_configurations_are_one_line():
         _refiner("drs", G, None)
     with pytest.raises(UserError, match="percentile must be in"):
         _refiner("drs", G, _trained_d(G, steps=1), percentile=100)
+
+
+def test_gan_sample_refines_with_the_runs_discriminator(make_cfg, tmp_path, capsys):
+    import numpy as np
+
+    from gan_cli.commands.sample import main as sample_main
+    from gan_cli.run.runner import run
+
+    settings = ["train.steps=60", "train.sample_every=1000", "train.eval_every=1000", "train.batch_size=128"]
+    run(make_cfg("experiment=toy_gan", *settings, f"run_dir={tmp_path / 'gan'}", tiny=False))
+    capsys.readouterr()
+    for method in ("drs", "mh"):
+        out = tmp_path / f"{method}.npz"
+        sample_main(
+            [str(tmp_path / "gan"), "--num", "300", "--sampler", method, "--mh-chain", "5", "--out", str(out)]
+        )
+        samples = np.load(out)["samples"]
+        assert samples.shape == (300, 2) and np.isfinite(samples).all()
+        assert f"gan-sample: {method}: acceptance " in capsys.readouterr().err
+    run(make_cfg("experiment=toy_mse", "train.steps=2", f"run_dir={tmp_path / 'mse'}", tiny=False))
+    with pytest.raises(SystemExit) as stopped:
+        sample_main([str(tmp_path / "mse"), "--sampler", "drs"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[-1]
+        == "gan-sample: error: --sampler drs reads the discriminator, and this run has none (objective mse)"
+    )

@@ -26,6 +26,20 @@ def parse_args(argv=None):
     parser.add_argument("--label", type=int, help="conditional models: draw only this class")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument(
+        "--sampler",
+        choices=("drs", "mh"),
+        help="refine G's samples with the run's discriminator: drs (rejection sampling, Azadi et "
+        "al. 2019) or mh (Metropolis-Hastings, Turner et al. 2019); D is first calibrated on "
+        "real data, so the data set must be at hand",
+    )
+    parser.add_argument(
+        "--drs-percentile",
+        type=float,
+        default=95.0,
+        help="drs: the percentile of F that sets gamma (default 95)",
+    )
+    parser.add_argument("--mh-chain", type=int, default=100, help="mh: proposals per sample (default 100)")
     add_generator_choice(parser)
     return parser.parse_args(argv)
 
@@ -53,12 +67,15 @@ def draw_batches(
     device: str = "cpu",
     batch: int | None = None,
     ema: bool | None = None,
+    refine: dict | None = None,
 ):
     """An iterator of (samples [n, *shape] float32 on the CPU in the data's [-1, 1]
     scale, labels [n] or None) for `num` samples, `batch` at a time (all at
     once by default). The noise is drawn for all `num` first, so the samples
     are those of one draw whatever the batch. ema: G's moving average (None:
-    where the run kept one), or the trained G (False)."""
+    where the run kept one), or the trained G (False). refine: {"method": "drs"
+    or "mh", and its options}, to refine the samples with the run's D; its cost
+    is printed on stderr at the end."""
     import torch
 
     from gan_cli.device import pick_device
@@ -81,14 +98,52 @@ def draw_batches(
     elif label is not None:
         raise UserError("--label needs a conditional model (e.g. objective=cgan); this one has no classes")
     batch = batch or num
+    refiner = _refiner(state, G, dev, seed, refine) if refine else None
 
     def batches():  # the checks above run now, before anything is written
         for start in range(0, num, batch):
             part = slice(start, start + batch)
             y = None if labels is None else labels[part]
-            yield generate(G, z[part], y).cpu(), None if y is None else y.cpu()
+            x = generate(G, z[part], y) if refiner is None else refiner.draw(len(z[part]), y)
+            yield x.cpu(), None if y is None else y.cpu()
+        if refiner is not None:
+            cost = refiner.cost.as_metrics(refiner.method)
+            print(
+                f"gan-sample: {refiner.method}: acceptance {cost[f'{refiner.method}/acceptance']:.3f}, "
+                f"{cost[f'{refiner.method}/d_evals_per_sample']:.1f} D evaluations and "
+                f"{cost[f'{refiner.method}/seconds_per_1000']:.2f} s per 1,000 samples",
+                file=sys.stderr,
+            )
 
     return batches()
+
+
+def _refiner(state: dict, G, device, seed: int, refine: dict):
+    """The checkpoint's D, calibrated on the run's data set, ready to refine G's samples."""
+    import torch
+
+    from gan_cli.config.build import build_data
+    from gan_cli.evaluation.refine import Refiner, real_draws
+    from gan_cli.latent import Latent
+    from gan_cli.run.checkpoint import discriminator_from_checkpoint
+
+    D = discriminator_from_checkpoint(state, device)
+    options = dict(refine)
+    method = options.pop("method")
+    if D is None:  # before the data set is built: say what is wrong first
+        raise UserError(
+            f"--sampler {method} reads the discriminator, and this run has none (objective "
+            f"{state['config']['objective']['name']})"
+        )
+    data = build_data(state["config"]["dataset"])
+    classes = G.num_classes
+    latent = Latent.from_config(state["config"]["latent"], device, seed + 1, portable=True)
+
+    def labels(n: int):
+        return torch.arange(n, device=device) % classes if classes else None
+
+    generator = torch.Generator(device=device).manual_seed(seed + 2)
+    return Refiner(method, G, D, latent, real_draws(data, device, seed + 3), labels, generator, **options)
 
 
 def draw(
@@ -181,6 +236,9 @@ def main(argv=None) -> None:
         args.device,
         batch=PNG_BATCH if args.png_dir else None,
         ema=args.ema,
+        refine=None
+        if args.sampler is None
+        else {"method": args.sampler, "percentile": args.drs_percentile, "chain": args.mh_chain},
     )
     kept = []
     if args.png_dir:

@@ -120,9 +120,9 @@ class Refiner:
         self.generator, self.percentile, self.chain = generator, percentile, chain
         self.cost = Cost()
         real, real_y = real_draw(CALIBRATION_POINTS)
-        fake, fake_y = self._generate(CALIBRATION_POINTS)
+        fake, fake_y = self._generate(len(real))  # as many: the fitted offset is then the log ratio's
         self.ratio = calibrate(D, real, real_y, fake, fake_y)
-        self.cost.d_evaluations += 2 * CALIBRATION_POINTS
+        self.cost.d_evaluations += 2 * len(real)
         self.r_max = self.gamma = None
 
     def _generate(self, n: int, y: torch.Tensor | None = None):
@@ -211,3 +211,22 @@ class Refiner:
                 raise UserError(f"no real example of class {label} to start its chain from")
             out[places] = pool[torch.arange(len(places), device=pool.device) % len(pool)]
         return out
+
+
+def real_draws(data, device: torch.device, seed: int):
+    """draw(n) -> (n real points, their labels or None) from the data set's own
+    seeded sampler, in G's scale; a data set smaller than n is drawn in turn."""
+    size = len(data) if hasattr(data, "__len__") else None
+
+    def draw(n: int):
+        parts, labels, have = [], [], 0
+        sampler = data.sampler(min(n, size) if size else n, device, seed)
+        while have < n:
+            batch = sampler.next()
+            parts.append(batch.x)
+            labels.append(batch.y)
+            have += len(batch.x)
+        x = torch.cat(parts)[:n]
+        return x, None if labels[0] is None else torch.cat(labels)[:n]
+
+    return draw

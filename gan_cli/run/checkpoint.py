@@ -169,3 +169,12 @@ def generator_from_checkpoint(state: dict, device="cpu", ema: bool | None = None
     generator, _ = build_models(state["config"], state["model_args"])
     generator.load_state_dict(average if ema else state["generator"])
     return generator.to(device).eval()
+
+
+def discriminator_from_checkpoint(state: dict, device="cpu") -> torch.nn.Module | None:
+    """The checkpoint's D in eval mode, or None for an objective without one."""
+    if state.get("discriminator") is None:
+        return None
+    _, discriminator = build_models(state["config"], state["model_args"])
+    discriminator.load_state_dict(state["discriminator"])
+    return discriminator.to(device).eval()
