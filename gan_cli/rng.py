@@ -1,12 +1,27 @@
-"""Restoring a torch.Generator from a checkpoint that may come from another
-device type: a CUDA generator's state (seed and offset, 16 bytes) cannot
-become a CPU generator's (Mersenne Twister, 5,056 bytes) or the reverse."""
+"""The process-wide random generators: seeding them all from a run's seed,
+saving and restoring their states with a checkpoint, and restoring a
+torch.Generator from a checkpoint that may come from another device type: a
+CUDA generator's state (seed and offset, 16 bytes) cannot become a CPU
+generator's (Mersenne Twister, 5,056 bytes) or the reverse."""
 
 import hashlib
 import random
 
 import numpy as np
 import torch
+
+
+def seed_everything(seed: int) -> None:
+    """torch's (CPU and every CUDA device), numpy's and Python's global
+    generators from one seed, as Lightning's seed_everything does: a data set
+    or plug-in drawing from any of them repeats, and a checkpoint's saved
+    states are the same in every run of a config."""
+    torch.manual_seed(seed)
+    # numpy takes 32-bit seeds; a larger one goes in as its 32-bit words, so
+    # different seeds still give different streams.
+    words = [seed] if seed < 2**32 else [(seed >> s) & 0xFFFFFFFF for s in range(0, seed.bit_length(), 32)]
+    np.random.seed(words[0] if len(words) == 1 else words)
+    random.seed(seed)
 
 
 def restore_generator(generator: torch.Generator, state: torch.Tensor) -> bool:
