@@ -20,7 +20,7 @@ from gan_cli.models.augment import DiffAugment
 from gan_cli.output.log import log
 from gan_cli.parallel import distributed
 from gan_cli.parallel.launch import everywhere
-from gan_cli.rng import global_rng_state, restore_generator, set_global_rng_state
+from gan_cli.rng import global_rng_state, restore_generator, seed_everything, set_global_rng_state
 from gan_cli.training import accel
 from gan_cli.training.ema import GeneratorEMA, shows_average
 from gan_cli.training.loop import Parts
@@ -33,7 +33,7 @@ class Experiment:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.device = device = pick_device(cfg.device)
-        torch.manual_seed(cfg.seed)  # model initialisation
+        seed_everything(cfg.seed)  # model initialisation; numpy and Python too, so all saved states repeat
 
         self.data = data = build_data(cfg.dataset)
         self.objective = objective = build_objective(cfg.objective)
