@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gan_cli.models.inference import evaluating, generate
+from gan_cli.models.inference import eval_mode, evaluating, generate
 from gan_cli.output.step_files import step_files, step_of
 
 WIDTH, HEIGHT, DPI = 5.6, 5.0, 100  # inches: a 560 x 500 pixel picture
@@ -45,11 +45,13 @@ def _surface(toy, D, objective, device):
 def _generator_moves(D, objective, fake, fixed_y, count):
     """(points [m, 2], -dL_G/dx [m, 2]) on m evenly spaced generated points:
     the direction in which G's update pushes each point (GAN Lab's
-    "generator gradients")."""
+    "generator gradients"), as D in eval mode sees them."""
     pick = torch.linspace(0, len(fake) - 1, min(count, len(fake)), device=fake.device).long()
     x = fake[pick].detach().requires_grad_(True)
     y = None if fixed_y is None else fixed_y[pick]
-    with torch.enable_grad():
+    # Eval mode: a training-mode D would advance its spectral-norm vectors
+    # and batch-norm statistics, so drawing pictures would change the run.
+    with eval_mode(D), torch.enable_grad():
         loss = objective.g_loss(_score_each(D)(x, y)) * len(x)  # per-point gradients
         (grad,) = torch.autograd.grad(loss, x)  # D's weights untouched
     return x.detach(), -grad
