@@ -20,6 +20,7 @@ from torch import nn
 
 from gan_cli.data.sampler import to_unit_range
 from gan_cli.errors import UserError
+from gan_cli.metrics.image import class_accuracy, feature_stats, frechet_distance
 from gan_cli.output.files import save_atomic
 
 FORMAT = "gan-cli-classifier/1"
@@ -233,7 +234,6 @@ def train_classifier(
     started = time.perf_counter()
     net = fit(fit_images, fit_labels, num_classes, device, steps=steps, log=log)
     clf = Classifier(net, {})
-    from gan_cli.metrics.image import class_accuracy, feature_stats, frechet_distance
 
     # Every image scored once. Its features give the statistics eval/fd
     # compares generated images with (all the images the key names, computed

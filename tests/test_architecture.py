@@ -288,10 +288,6 @@ def test_modules_import_one_way():
     assert circle is None, "modules import each other: " + " -> ".join(circle)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="late imports in library rooms still lack a comment saying why; the failure lists them",
-)
 def test_late_imports_in_library_rooms_say_why():
     """A library module imports gan_cli at the top unless a comment says why
     not (start-up time, an optional path): late imports hide circles."""

@@ -8,6 +8,7 @@ import numbers
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.errors import UserError
+from gan_cli.models.augment import POLICIES
 
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_POLICIES = ("stop", "rollback")
@@ -173,7 +174,6 @@ def validate(cfg: DictConfig) -> None:
         _whole(cfg, f"train.{key}", 1)
     if cfg.train.cpu_threads != "auto":
         _whole(cfg, "train.cpu_threads", 1)
-    from gan_cli.models.augment import POLICIES
 
     augment = _get(cfg, "train.augment")
     if not OmegaConf.is_list(augment) or any(a not in POLICIES for a in augment):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gan_cli.data.images import load_mnist_subset, load_torchvision, torchvision_ready
 from gan_cli.data.sampler import DrawSampler, to_unit_range
 
 DIGITS = 3  # channels, and digits in the label
@@ -65,7 +66,6 @@ def load_stacked(
 ) -> StackedDigits:
     """Stacked digits from `source`: the bundled 5,000 (mnist_subset, offline)
     or torchvision's MNIST training set (in `root`, downloaded if allowed)."""
-    from gan_cli.data.images import load_mnist_subset, load_torchvision
 
     digits = (
         load_mnist_subset()
@@ -78,7 +78,6 @@ def load_stacked(
 def stacked_ready(source: str = "mnist_subset", root: str = "data", download: bool = True, **_) -> None:
     """Before a run starts: torchvision's MNIST on disk (or fetched now) when
     it is the source; the bundled digits need nothing."""
-    from gan_cli.data.images import torchvision_ready
 
     if source == "mnist":
         torchvision_ready("mnist", root, download)

@@ -41,6 +41,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from gan_cli.data.sampler import Batch
+from gan_cli.device import pick_device
 from gan_cli.errors import UserError
 from gan_cli.output.log import log
 from gan_cli.parallel.launch import PeerLost, Place, everywhere, place
@@ -375,7 +376,6 @@ def session(cfg):
     if where.size == 1:
         yield _world
         return
-    from gan_cli.device import pick_device
 
     timeout = timedelta(seconds=int(cfg.distributed.timeout_s))
     sync_bn = bool(cfg.distributed.sync_batch_norm)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from gan_cli.config.checks import parse_override
 from gan_cli.errors import writing
 from gan_cli.output.files import atomic_write
 from gan_cli.output.log import log
@@ -151,8 +152,6 @@ def run_hparams(cfg) -> dict:
     """A run's settings for the HPARAMS tab: a few key values, updated with the
     command line's overrides (in a sweep, what was swept) when Hydra runs it."""
     from omegaconf import OmegaConf
-
-    from gan_cli.config.checks import parse_override
 
     keys = [
         "objective.name",

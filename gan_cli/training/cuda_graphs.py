@@ -33,6 +33,7 @@ import torch
 
 from gan_cli.data.sampler import Batch, TensorSampler
 from gan_cli.output.log import log
+from gan_cli.training.loop import run_steps
 
 
 def note(text: str) -> None:
@@ -78,7 +79,6 @@ def trainer(cfg, parts, device: torch.device) -> Callable:
     """What runs steps [start, end): loop.run_steps itself, or a graphed trainer
     with its signature. A run that asked for graphs (or would get them on
     CUDA) and cannot have them gets one note line saying why."""
-    from gan_cli.training.loop import run_steps
 
     ok, reason = capture_plan(cfg, parts, device)
     if ok:
@@ -294,7 +294,6 @@ class GraphedStep:
     bookkeeping but the capture itself runs where no GPU is."""
 
     def __init__(self, parts, device: torch.device):
-        from gan_cli.training.loop import run_steps
 
         self.run_steps, self.parts, self.device = run_steps, parts, torch.device(device)
         self.cuda = self.device.type == "cuda"
