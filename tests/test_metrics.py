@@ -183,6 +183,37 @@ def test_a_generator_of_one_digit_has_one_class_present(digits_classifier):
     assert values["eval/class_accuracy"] == pytest.approx(0.1)
     assert values["eval/class_accuracy/3"] == 1.0 and values["eval/class_accuracy/7"] == 0.0
     assert values["eval/fd"] > 20 * values["eval/fd_floor"]
+    # Sharp but no variety: every image sits among real threes, and almost no real digit is near it.
+    assert values["eval/recall"] < 0.05 and values["eval/coverage"] < 0.05
+    assert values["eval/kid"] > 10 * abs(values["eval/kid_floor"])
+
+
+class RealDigits(torch.nn.Module):
+    """A 'generator' that draws real images in turn: as varied and as sharp as the data."""
+
+    def __init__(self, images: torch.Tensor):
+        super().__init__()
+        self.register_buffer("images", images)
+        self.num_classes, self.drawn = 0, 0
+
+    def forward(self, z, y=None):
+        index = (torch.arange(len(z)) * 7 + self.drawn) % len(self.images)
+        self.drawn += len(z)
+        return self.images[index]
+
+
+def test_real_images_score_precision_and_recall_at_the_floor(digits_classifier):
+    data, _ = digits_classifier
+    scorer = ImageScorer(data, None, num_samples=800, cache_dir=None, device="cpu")
+    values = scorer(RealDigits(data.scaled()), Latent(16, "normal", torch.device("cpu"), seed=0), 0)
+    for key in ("precision", "recall", "density", "coverage"):
+        floor = values[f"eval/{key}_floor"]
+        assert floor > 0.5 and values[f"eval/{key}"] == pytest.approx(floor, abs=0.1), key
+    assert values["eval/precision"] > 0.8 and values["eval/recall"] > 0.8
+    # KID is unbiased: near zero for real images, on the scale a collapsed generator sets.
+    three = data.scaled()[(data.labels == 3).nonzero()[0, 0]]
+    collapsed = scorer(OneDigit(three), Latent(16, "normal", torch.device("cpu"), seed=0), 0)["eval/kid"]
+    assert abs(values["eval/kid"]) < 0.05 * collapsed and abs(values["eval/kid_floor"]) < 0.05 * collapsed
 
 
 # --- in a run ------------------------------------------------------------------
@@ -200,6 +231,12 @@ def test_a_run_logs_and_returns_the_metrics_and_gan_eval_reproduces_them(make_cf
         "eval/class_accuracy",
         "eval/class_accuracy/9",
         "eval/fd_floor",
+        "eval/precision",
+        "eval/recall",
+        "eval/density",
+        "eval/coverage",
+        "eval/kid",
+        "eval/recall_floor",
     ):
         assert key in metrics and math.isfinite(metrics[key]), key
     assert 0 <= metrics["eval/class_accuracy"] <= 1 and 1 <= metrics["eval/classes_present"] <= 10

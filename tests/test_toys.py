@@ -179,12 +179,21 @@ def test_evaluate_scores_a_perfect_generator_and_asks_each_class_equally():
     toy = load_toy("ring8", 0.02, eval_points=1000)
     latent = Latent(4, "normal", torch.device("cpu"), seed=0)
     m = ToyEvaluation(toy, None, "cpu", 8).metrics(_Points(toy), latent, num_classes=0)
-    assert set(m) == {"toy/high_quality", "toy/modes", "toy/reverse_kl", "toy/w1"}
+    manifold = {
+        f"toy/{k}{end}" for k in ("precision", "recall", "density", "coverage") for end in ("", "_floor")
+    }
+    assert set(m) == {"toy/high_quality", "toy/modes", "toy/reverse_kl", "toy/w1", *manifold}
     assert m["toy/modes"] == 8 and m["toy/high_quality"] > 0.98 and m["toy/w1"] < 0.2
+    # A generator of real points scores as a second real sample does.
+    for key in ("precision", "recall", "coverage"):
+        assert m[f"toy/{key}"] == pytest.approx(m[f"toy/{key}_floor"], abs=0.03) and m[f"toy/{key}"] > 0.9
     m = ToyEvaluation(toy, None, "cpu", 8).metrics(_Points(toy, conditional=True), latent, num_classes=8)
     assert m["toy/high_quality"] == 1.0 and m["toy/reverse_kl"] < 1e-4
     shape = load_toy("moons", 0.05, eval_points=1000)
-    assert set(ToyEvaluation(shape, None, "cpu", 8).metrics(_Points(shape), latent, 0)) == {"toy/w1"}
+    assert set(ToyEvaluation(shape, None, "cpu", 8).metrics(_Points(shape), latent, 0)) == {
+        "toy/w1",
+        *manifold,
+    }
 
 
 # --- the picture ------------------------------------------------------------------

@@ -5,6 +5,7 @@ compared with the real images' features and with the classes asked for."""
 import torch
 
 from gan_cli import classifier as classifiers
+from gan_cli.data.sampler import to_unit_range
 from gan_cli.metrics.image import (
     class_accuracy,
     class_histogram,
@@ -14,10 +15,12 @@ from gan_cli.metrics.image import (
     frechet_distance,
     kl_to_uniform,
 )
+from gan_cli.metrics.manifold import kid, precision_recall
 from gan_cli.models.inference import generate
 from gan_cli.output.log import log
 
 CHUNK = 500  # images generated and scored at a time: bounded memory
+REAL_SEED = 11  # the real images precision and recall compare with: the same in every run
 
 
 def score(
@@ -55,6 +58,8 @@ class ImageScorer:
         self.say = say
         self.classifier = None
         self.real_stats = None
+        self.real_features = None  # of a seeded sample as large as each generated one
+        self.floors = None
 
     def prepare(self) -> None:
         if self.classifier is not None:
@@ -75,6 +80,16 @@ class ImageScorer:
         if stats is None:
             stats = feature_stats(self.classifier.score(d.scaled())[0])
         self.real_stats = stats
+        # Precision, recall & co. compare k-NN balls, so the real sample is as
+        # large as the generated one; the floors compare two halves of the real
+        # images with each other (a generator as good as the data scores them).
+        order = torch.randperm(len(d), generator=torch.Generator().manual_seed(REAL_SEED))
+        pick = order[: min(self.num_samples, len(d))].sort().values
+        self.real_features = self.classifier.score(to_unit_range(d.images[pick]))[0]
+        half = len(order) // 2
+        halves = [order[:half][: self.num_samples], order[half:][: self.num_samples]]
+        a, b = (self.classifier.score(to_unit_range(d.images[h.sort().values]))[0] for h in halves)
+        self.floors = {f"{k}_floor": v for k, v in manifold_metrics(a, b).items()}
 
     def __call__(self, G, latent, num_classes: int) -> dict[str, float]:
         self.prepare()
@@ -96,7 +111,16 @@ class ImageScorer:
             torch.cat(wanted) if wanted else None,
         )
         values["eval/fd_floor"] = self.classifier.record["fd_floor"]
+        values.update(manifold_metrics(self.real_features, torch.cat(feats)))
+        values.update(self.floors)
         return values
+
+
+def manifold_metrics(real_features: torch.Tensor, fake_features: torch.Tensor) -> dict[str, float]:
+    """eval/precision, recall, density, coverage (k = 5) and kid, in the classifier's features."""
+    values = {f"eval/{k}": v for k, v in precision_recall(real_features, fake_features).items()}
+    values["eval/kid"] = kid(real_features, fake_features)[0]
+    return values
 
 
 def held_out_split(dataset_cfg):

@@ -6,18 +6,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gan_cli.metrics.manifold import precision_recall
 from gan_cli.models.inference import generate
 
 # The real points every evaluation of every run is judged against.
 EVAL_SEED = 2_500
+MANIFOLD = ("precision", "recall", "density", "coverage")
 
 
 class ToyEvaluation:
     def __init__(self, data, cfg, device: torch.device, grid_columns: int):
         self.toy = data
+        self.floors = None  # precision & co. of a second real sample: what a perfect G scores
 
     def picture(self, G, D, objective, fixed_z, fixed_y) -> tuple[str, torch.Tensor]:
         """Real (green) and generated (red) points over D's surface."""
+        # Late, as below: matplotlib loads only when a picture is drawn.
         from gan_cli.evaluation.toy_picture import scatter
 
         return "toy/scatter", scatter(self.toy, G, D, fixed_z, fixed_y, objective)
@@ -26,6 +30,7 @@ class ToyEvaluation:
     def metrics(self, G, latent, num_classes: int) -> dict[str, float]:
         """toy/* metrics of eval_points generated points (cgan: every class
         equally often, as in the mixture) against as many real points."""
+        # Late: SciPy and POT load only when a run evaluates.
         from gan_cli.metrics.toy import mixture_metrics, w1
 
         toy, n = self.toy, self.toy.eval_points
@@ -34,13 +39,21 @@ class ToyEvaluation:
         real = toy.draw(n, torch.Generator().manual_seed(EVAL_SEED))[0].numpy()
         keys = ("toy/high_quality", "toy/modes", "toy/reverse_kl", "toy/w1")
         if not np.isfinite(fake).all():  # diverged
-            return {k: float("nan") for k in (keys if toy.centres is not None else keys[-1:])}
+            kept = keys if toy.centres is not None else keys[-1:]
+            return {k: float("nan") for k in (*kept, *(f"toy/{m}" for m in MANIFOLD))}
         if toy.centres is None:
-            return {"toy/w1": w1(fake, real)}
-        return mixture_metrics(fake, real, toy.centres.numpy(), toy.std)
+            values = {"toy/w1": w1(fake, real)}
+        else:
+            values = mixture_metrics(fake, real, toy.centres.numpy(), toy.std)
+        if self.floors is None:
+            other = toy.draw(n, torch.Generator().manual_seed(EVAL_SEED + 1))[0].numpy()
+            self.floors = {f"toy/{k}_floor": v for k, v in precision_recall(real, other).items()}
+        values.update({f"toy/{k}": v for k, v in precision_recall(real, fake).items()})
+        return {**values, **self.floors}
 
     def finish(self, run_dir) -> None:
         """samples/evolution.gif from every frame of the run."""
+        # Late: matplotlib and PIL load only at the end of a toy run.
         from gan_cli.evaluation.toy_picture import write_gif
 
         samples = Path(run_dir) / "samples"
