@@ -107,3 +107,30 @@ def test_a_missing_or_wrong_weights_file_is_one_line(tmp_path, weights):
     torch.save(wrong, tmp_path / "wrong.pth")
     with pytest.raises(UserError, match="torch-fidelity cannot use these weights"):
         inception_metrics(images, images, tmp_path / "wrong.pth", cpu)
+
+
+@pytest.mark.slow  # two runs of torch-fidelity (a 2,048 x 2,048 square root each)
+def test_a_run_logs_them_and_gan_eval_gives_the_same_numbers(make_cfg, weights, tmp_path, capsys):
+    import json
+
+    from gan_cli.commands.evaluate import main as eval_main
+    from gan_cli.run.runner import run
+
+    cfg = make_cfg(
+        f"eval.inception={weights}", "eval.num_samples=24", "eval.classifier=off", "train.steps=10"
+    )
+    metrics = run(cfg)
+    assert {"eval/fid_inception", "eval/is", "eval/kid_inception"} <= set(metrics)
+    assert metrics["eval/fid_inception"] > 0 and metrics["eval/is"] >= 1
+    out = tmp_path / "eval.json"
+    eval_main([cfg.run_dir, "--json", str(out)])
+    again = json.loads(out.read_text())
+    for key in ("eval/fid_inception", "eval/is", "eval/kid_inception"):
+        assert again[key] == pytest.approx(metrics[key], rel=1e-5), key
+
+
+def test_a_missing_weights_file_is_refused_before_the_run(make_cfg, tmp_path):
+    from gan_cli.config.checks import validate
+
+    with pytest.raises(UserError, match="eval.inception=.*nothing.pth: no such file"):
+        validate(make_cfg(f"eval.inception={tmp_path / 'nothing.pth'}"))

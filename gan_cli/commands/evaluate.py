@@ -26,6 +26,12 @@ def parse_args(argv=None):
         help="classifier cache (default: the run's eval.cache_dir, else $GAN_CLI_CACHE or ~/.cache/gan-cli)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument(
+        "--inception",
+        type=Path,
+        help="also eval/fid_inception, eval/is and eval/kid_inception (torch-fidelity) from this Inception "
+        "weights file (default: the run's eval.inception); works for unlabelled image data too",
+    )
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     from gan_cli.commands.sample import add_generator_choice
 
@@ -34,15 +40,24 @@ def parse_args(argv=None):
 
 
 def evaluate_checkpoint(
-    state: dict, num_samples: int | None = None, cache_dir=None, device: str = "cpu", ema: bool | None = None
+    state: dict,
+    num_samples: int | None = None,
+    cache_dir=None,
+    device: str = "cpu",
+    ema: bool | None = None,
+    inception=None,
 ) -> dict[str, float]:
     """What the run's evaluation at this checkpoint's step gives: the same
-    classifier, the same real images and the same seeded noise."""
+    classifier, the same real images and the same seeded noise; with
+    `inception` (a weights file; default the run's eval.inception) the
+    Inception metrics too."""
     from omegaconf import OmegaConf
 
     from gan_cli.config.build import build_data
+    from gan_cli.config.checks import check_inception_weights
     from gan_cli.device import pick_device
     from gan_cli.evaluation.images import make_scorer
+    from gan_cli.evaluation.inception import inception_scores
     from gan_cli.latent import evaluation_latent
     from gan_cli.run.checkpoint import generator_from_checkpoint
 
@@ -54,18 +69,26 @@ def evaluate_checkpoint(
         options["num_samples"] = num_samples
     if cache_dir is not None:
         options["cache_dir"] = cache_dir
+    if inception is not None:
+        options["inception"] = str(check_inception_weights(inception))
     cfg = OmegaConf.create({**config, "eval": options})
     dev = pick_device(device, key="--device")
     data = build_data(cfg.dataset)
     scorer = make_scorer(data, cfg, dev, say=None) if data.kind == "images" else None
-    if scorer is None:
+    weights = cfg.eval.inception if data.kind == "images" else None
+    if scorer is None and weights is None:
         raise UserError(
             f"dataset {getattr(data, 'name', '?')} has no class labels: the eval/* "
-            f"metrics need a labelled image data set"
+            f"metrics need a labelled image data set (or --inception WEIGHTS for any image data)"
         )
     G = generator_from_checkpoint(state, dev, ema)
     latent = evaluation_latent(config["latent"], dev, config["seed"])
-    return scorer(G, latent, G.num_classes)
+    start = latent.generator.get_state()
+    values = scorer(G, latent, G.num_classes) if scorer is not None else {}
+    if weights is not None:
+        latent.generator.set_state(start)  # the same noise as the run's, whether or not it scored classes
+        values.update(inception_scores(G, latent, G.num_classes, data, weights, cfg.eval.num_samples, dev))
+    return values
 
 
 def format_metrics(values: dict[str, float]) -> str:
@@ -89,7 +112,9 @@ def main(argv=None) -> None:
     from gan_cli.run.checkpoint import find_checkpoint, load_checkpoint
 
     state = load_checkpoint(args.path)
-    values = evaluate_checkpoint(state, args.num_samples, args.cache_dir, args.device, args.ema)
+    values = evaluate_checkpoint(
+        state, args.num_samples, args.cache_dir, args.device, args.ema, args.inception
+    )
     print(f"{find_checkpoint(args.path)} (step {state['step']})")
     print(format_metrics(values))
     if args.json:

@@ -4,7 +4,9 @@ is allowed. Components state their string choices (`choices` on the class or
 function a `_target_` names); the ranges and cross-key rules live here."""
 
 import numbers
+from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.errors import UserError
@@ -56,6 +58,7 @@ ADDED_KEYS = {
     # gan-eval scores a run saved before evaluation existed as today's runs
     "eval.num_samples": 5000,
     "eval.cache_dir": None,
+    "eval.inception": None,
 }
 
 # Keys conf/config.yaml gives every run (beside those validate checks in turn).
@@ -197,6 +200,8 @@ def validate(cfg: DictConfig) -> None:
     )
     _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
     _whole(cfg, "eval.num_samples", 2)  # a covariance needs two images
+    if cfg.eval.inception is not None:  # a missing or wrong file fails now, not at the first evaluation
+        check_inception_weights(cfg.eval.inception)
     _one_of(cfg, "train.cuda_graphs", ("auto", True, False))
     _one_of(cfg, "device", DEVICES)
     _component_values(cfg)
@@ -361,3 +366,28 @@ def parse_override(text: str) -> tuple[str, str] | None:
     if not sep or key.startswith("~"):
         return None
     return key.lstrip("+"), value
+
+
+# Keys that only torch-fidelity's Inception-v3 state dict has.
+INCEPTION_KEYS = ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.weight")
+
+
+def check_inception_weights(path) -> Path:
+    """eval.inception / gan-eval --inception: the weights file, or one line
+    saying why it will not do (read without running code: weights_only)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(
+            f"eval.inception={path}: no such file (give the Inception weights file, "
+            f"e.g. pt_inception-2015-12-05-6726825d.pth)"
+        )
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a torch file, truncated, pickled code
+        raise UserError(
+            f"eval.inception={path}: not a readable weights file ({type(exc).__name__})"
+        ) from None
+    missing = [k for k in INCEPTION_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UserError(f"eval.inception={path}: not torch-fidelity's Inception-v3 weights (no {missing[0]})")
+    return file

@@ -4,6 +4,7 @@ classifier-based eval/* metrics (gan_cli.evaluation.scorer)."""
 import torch
 
 from gan_cli.errors import UserError
+from gan_cli.evaluation.inception import inception_scores
 from gan_cli.evaluation.scorer import ImageScorer, held_out_split
 from gan_cli.models.inference import generate
 from gan_cli.output.log import log
@@ -14,13 +15,25 @@ class ImageEvaluation:
     def __init__(self, data, cfg, device: torch.device, grid_columns: int):
         self.columns = grid_columns
         self.scorer = make_scorer(data, cfg, device)
+        self.data, self.device = data, device
+        self.inception = cfg.eval.inception if cfg is not None else None
+        self.num_samples = cfg.eval.num_samples if cfg is not None else None
 
     def picture(self, G, D, objective, fixed_z, fixed_y) -> tuple[str, torch.Tensor]:
         """An 8 x 8 grid, or one row per class for conditional models."""
         return "samples", grid(G, fixed_z, fixed_y, self.columns)
 
     def metrics(self, G, latent, num_classes: int) -> dict[str, float]:
-        return self.scorer(G, latent, num_classes) if self.scorer is not None else {}
+        start = latent.generator.get_state()
+        values = self.scorer(G, latent, num_classes) if self.scorer is not None else {}
+        if self.inception is not None:
+            latent.generator.set_state(start)  # the same noise whether or not the classifier ran
+            values.update(
+                inception_scores(
+                    G, latent, num_classes, self.data, self.inception, self.num_samples, self.device
+                )
+            )
+        return values
 
     def finish(self, run_dir) -> None:
         pass

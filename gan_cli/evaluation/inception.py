@@ -13,17 +13,15 @@ with eval.num_samples=50000 scores as mimicry's tables (50,000 real and
 generated); SNGAN's paper used 10,000 real and 5,000 generated.
 """
 
-from pathlib import Path
-
 import torch
 from torch.utils.data import Dataset
 
+from gan_cli.config.checks import check_inception_weights
 from gan_cli.errors import UserError
+from gan_cli.models.inference import generate
 from gan_cli.output.pictures import to_pixels
 
 REAL_SEED = 7  # the real sample is the same at every evaluation and in every run
-# Keys that only torch-fidelity's Inception-v3 state dict has.
-INCEPTION_KEYS = ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.weight")
 ISC_SPLITS = 10
 
 
@@ -47,26 +45,6 @@ def rgb_uint8(images: torch.Tensor) -> torch.Tensor:
     return pixels.expand(-1, 3, -1, -1).contiguous() if pixels.shape[1] == 1 else pixels
 
 
-def check_weights(path) -> Path:
-    """The weights file, or one line saying why it will not do."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(
-            f"eval.inception={path}: no such file (give the Inception weights file, "
-            f"e.g. pt_inception-2015-12-05-6726825d.pth)"
-        )
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, truncated, pickled code
-        raise UserError(
-            f"eval.inception={path}: not a readable weights file ({type(exc).__name__})"
-        ) from None
-    missing = [k for k in INCEPTION_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise UserError(f"eval.inception={path}: not torch-fidelity's Inception-v3 weights (no {missing[0]})")
-    return file
-
-
 def real_sample(images: torch.Tensor, count: int) -> torch.Tensor:
     """A seeded sample of `count` of the data set's uint8 images (all when fewer), as RGB."""
     if len(images) > count:
@@ -80,7 +58,7 @@ def inception_metrics(
 ) -> dict[str, float]:
     """eval/fid_inception, eval/is and eval/kid_inception of uint8 RGB images
     `fake` against `real`, by torch-fidelity with the weights at `weights`."""
-    file = check_weights(weights)
+    file = check_inception_weights(weights)
     if min(len(fake), len(real)) < ISC_SPLITS:
         raise UserError(
             f"Inception metrics need at least {ISC_SPLITS} images each, got {len(fake)} generated"
@@ -112,3 +90,19 @@ def inception_metrics(
         "eval/is": float(values["inception_score_mean"]),
         "eval/kid_inception": float(values["kernel_inception_distance_mean"]),
     }
+
+
+CHUNK = 500  # images generated at a time: bounded memory
+
+
+def inception_scores(G, latent, num_classes: int, data, weights, num_samples: int, device) -> dict:
+    """The Inception metrics of `num_samples` images of G (classes in turn,
+    when conditional) against as many of the data set's images."""
+    fake = []
+    for start in range(0, num_samples, CHUNK):
+        n = min(CHUNK, num_samples - start)
+        y = torch.arange(start, start + n, device=latent.device) % num_classes if num_classes else None
+        fake.append(rgb_uint8(generate(G, latent.sample(n), y)))
+    return inception_metrics(
+        torch.cat(fake), real_sample(data.images, num_samples), weights, torch.device(device)
+    )
