@@ -25,7 +25,17 @@ from gan_cli.output.step_files import step_files, step_of
 
 IGNORED_KEYS = {"seed", "run_dir", "resume", "resume_allow"}
 PER_CLASS = re.compile(r"/\d+$")
-LOGGED_ONLY = {"eval/fd_floor"}  # the same for every job on a data set: printed once above
+# The same for every job on a data set: eval/fd_floor printed once above, the
+# other real-vs-real floors left to metrics.json and TensorBoard.
+LOGGED_ONLY = {
+    "eval/fd_floor",
+    "eval/kid_floor",
+    *(
+        f"{room}/{k}_floor"
+        for room in ("eval", "toy")
+        for k in ("precision", "recall", "density", "coverage")
+    ),
+}
 
 
 @dataclass
@@ -79,7 +89,15 @@ def swept_keys(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
     return swept, fixed
 
 
-HEADLINE = ["eval/fd", "eval/class_accuracy", "eval/classes_present", "eval/classes_kl", "eval/confidence"]
+HEADLINE = [
+    "eval/fd",
+    "eval/precision",
+    "eval/recall",
+    "eval/class_accuracy",
+    "eval/classes_present",
+    "eval/classes_kl",
+    "eval/confidence",
+]
 
 
 def default_metrics(jobs: list[Job]) -> list[str]:

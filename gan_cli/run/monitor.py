@@ -209,14 +209,23 @@ SUMMARY = (
     "eval/modes_kl",
     "eval/confidence",
     "eval/class_accuracy",
+    "eval/precision",
+    "eval/recall",
+    "eval/fid_inception",
     "toy/modes",
     "toy/high_quality",
     "toy/reverse_kl",
     "toy/w1",
+    "toy/precision",
+    "toy/recall",
 )
 
 
-FLOORS = {"eval/fd": "eval/fd_floor"}
+# A metric's real-vs-real value, shown beside it: what a generator as good as the data scores.
+FLOORS = {
+    "eval/fd": "eval/fd_floor",
+    **{f"{room}/{k}": f"{room}/{k}_floor" for room in ("eval", "toy") for k in ("precision", "recall")},
+}
 
 
 def summary(run_dir: Path, final: dict[str, float]) -> str:
