@@ -201,15 +201,15 @@ def test_evaluate_scores_a_perfect_generator_and_asks_each_class_equally():
 
 def test_generator_arrows_follow_the_discriminator_uphill():
     from gan_cli.evaluation.toy_picture import _generator_moves
+    from gan_cli.models.conditioning import Discriminator
     from gan_cli.objectives import WGAN, MinimaxGAN
 
     D = torch.nn.Linear(2, 1)
     with torch.no_grad():
         D.weight.copy_(torch.tensor([[3.0, -1.0]]))
-    score = lambda x, y=None: D(x).view(-1)  # noqa: E731
     fake = torch.randn(50, 2)
     for objective in (MinimaxGAN(), WGAN()):
-        points, moves = _generator_moves(score, objective, fake, None, count=10)
+        points, moves = _generator_moves(Discriminator(D, 0), objective, fake, None, count=10)
         assert len(points) == 10
         cosine = torch.nn.functional.cosine_similarity(moves, torch.tensor([[3.0, -1.0]]))
         assert torch.allclose(cosine, torch.ones(10), atol=1e-5)
