@@ -239,11 +239,6 @@ CONSOLE_BAD_INPUTS = [
         "gan-bench",
         ["--steps", "many"],
         "argument --steps: invalid int value: 'many'",
-        marks=pytest.mark.xfail(
-            strict=False,
-            reason="gan-bench's argparse prints its usage block before the error line until "
-            "its main adopts errors.command and OneLineParser",
-        ),
         id="gan-bench",
     ),
 ]

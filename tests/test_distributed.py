@@ -363,7 +363,10 @@ RENDEZVOUS_KEYS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RA
 @pytest.fixture
 def slurm_task(monkeypatch):
     """slurm_task(**env): this process as task 1 of 2 of SLURM job 123456
-    (the rendezvous variables removed and restored afterwards)."""
+    (the rendezvous variables removed, and the whole environment restored
+    afterwards: the rendezvous writes RANK, WORLD_SIZE, ... itself, and a
+    WORLD_SIZE left behind would make every later run wait for its peers)."""
+    saved = dict(os.environ)
     for key in RENDEZVOUS_KEYS:
         monkeypatch.delenv(key, raising=False)
     for key in ("SUBMITIT_EXECUTOR", "SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST"):
@@ -377,7 +380,9 @@ def slurm_task(monkeypatch):
         _task_rendezvous(Place(rank=1, size=2, local_rank=1, local_size=2, launcher="slurm"))
         return {key: os.environ.get(key) for key in RENDEZVOUS_KEYS}
 
-    return become
+    yield become
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def test_submitit_tasks_meet_where_submitit_says(slurm_task, monkeypatch):
