@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from conftest import run_cli
 
@@ -45,6 +46,7 @@ def test_fast_and_naive_loops_make_the_same_updates(tmp_path):
     assert fast.updates == {"g": 2, "d": 10}  # each round counts its own updates
 
 
+@pytest.mark.slow  # the whole gan-bench command, every config timed: minutes on 2 cores
 def test_gan_bench_prints_every_column(tmp_path):
     out = tmp_path / "bench.json"
     done = run_cli(

@@ -144,6 +144,7 @@ def test_missing_data_offline_says_what_to_do(tmp_path):
     assert "dataset=mnist_subset" in message
 
 
+@pytest.mark.slow  # several whole gan-train processes
 def test_gan_train_finds_idx_files_before_its_run_and_refuses_without_a_folder(tmp_path):
     """The console script checks for the data before Hydra makes a run folder:
     with the IDX files in dataset.root the run trains on them; without, one
