@@ -26,8 +26,7 @@ def clip_weights_(module: torch.nn.Module, clip_value: float, multi_tensor: bool
         torch._foreach_clamp_min_(params, -clip_value)
         torch._foreach_clamp_max_(params, clip_value)
     else:
-        for p in params:
-            p.clamp_(-clip_value, clip_value)
+        losses.clip_parameters_(module, clip_value)  # one clamp per tensor
 
 
 class WGAN(Objective):
