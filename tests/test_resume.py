@@ -288,7 +288,15 @@ def test_a_checkpoint_saved_before_the_added_keys_loads_with_them_and_resumes(ma
     for dotted, value in ADDED_KEYS.items():
         section, key = dotted.split(".")
         assert loaded[section][key] == value, dotted
-    assert loaded["eval"] == {"use_ema": True, "num_samples": 5000, "cache_dir": None, "inception": None}
+    assert loaded["eval"] == {
+        "use_ema": True,
+        "num_samples": 5000,
+        "cache_dir": None,
+        "inception": None,
+        "sampler": None,
+        "drs_percentile": 95.0,
+        "mh_chain": 100,
+    }
     G = generator_from_checkpoint(load_checkpoint(last))
     assert torch.equal(G.state_dict()["net.0.weight"], state["generator"]["net.0.weight"])
 

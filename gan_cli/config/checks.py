@@ -33,6 +33,8 @@ RESUMABLE_CHANGES = (
     "distributed",
 )
 EVAL_CLASSIFIER = ("auto", "off")
+# The samplers that refine G's samples with D (evaluation/refine.py): eval.sampler, gan-sample --sampler.
+SAMPLERS = ("drs", "mh")
 LATENT_DISTRIBUTIONS = ("normal", "uniform", "mixture")
 PRECISIONS = ("auto", "fp32", "bf16")
 D_NORMS = ("batch", "layer", "none")
@@ -59,6 +61,9 @@ ADDED_KEYS = {
     "eval.num_samples": 5000,
     "eval.cache_dir": None,
     "eval.inception": None,
+    "eval.sampler": None,
+    "eval.drs_percentile": 95.0,
+    "eval.mh_chain": 100,
 }
 
 # Keys conf/config.yaml gives every run (beside those validate checks in turn).
@@ -202,10 +207,33 @@ def validate(cfg: DictConfig) -> None:
     _whole(cfg, "eval.num_samples", 2)  # a covariance needs two images
     if cfg.eval.inception is not None:  # a missing or wrong file fails now, not at the first evaluation
         check_inception_weights(cfg.eval.inception)
+    _eval_sampler(cfg)
     _one_of(cfg, "train.cuda_graphs", ("auto", True, False))
     _one_of(cfg, "device", DEVICES)
     _component_values(cfg)
     _combinations(cfg)
+
+
+def _eval_sampler(cfg: DictConfig) -> None:
+    """eval.sampler and its settings: a sampler gan-sample offers, for a run with a D."""
+    method = _get(cfg, "eval.sampler")
+    if method is not None and method not in SAMPLERS:
+        raise UserError(f"eval.sampler must be one of {', '.join(SAMPLERS)} or null (off), got {method!r}")
+    _real_in(cfg, "eval.drs_percentile", lambda v: 0 < v < 100, "a percentile in (0, 100)")
+    _whole(cfg, "eval.mh_chain", 1)
+    if method is not None:
+        objective = cfg.objective
+        has_d = getattr(target_of(objective), "uses_discriminator", True)
+        refuse_sampler_without_discriminator(f"eval.sampler={method}", objective.name, has_d)
+
+
+def refuse_sampler_without_discriminator(setting: str, objective: str, has_discriminator: bool) -> None:
+    """Both samplers read D as a log density ratio, so a run without one
+    (objective=mse) has nothing for them to read: the one line for a run's
+    eval.sampler and for gan-sample --sampler alike. `setting` is what the
+    user gave, e.g. "eval.sampler=drs" or "--sampler drs"."""
+    if not has_discriminator:
+        raise UserError(f"{setting} reads the discriminator, and this run has none (objective {objective})")
 
 
 def check_data(cfg: DictConfig) -> None:
