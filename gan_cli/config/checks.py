@@ -31,6 +31,11 @@ RESUMABLE_CHANGES = (
     "train.checkpoint_every",
     "train.keep_checkpoints",
     "distributed",
+    # where decoded images are read from (data/cache.py), never which pixels;
+    # absent from image_folder runs saved before them
+    "dataset.cache_dir",
+    "dataset.memory_budget_gb",
+    "dataset.on_bad_file",
 )
 EVAL_CLASSIFIER = ("auto", "off")
 # The samplers that refine G's samples with D (evaluation/refine.py): eval.sampler, gan-sample --sampler.

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gan_cli.data.cache import BAD_FILE_POLICIES, Source, check_settings, file_stamp, load_images
 from gan_cli.data.idx import read_idx
 from gan_cli.data.sampler import TensorSampler, to_unit_range
 from gan_cli.errors import UserError
@@ -18,13 +19,17 @@ from gan_cli.errors import UserError
 
 @dataclass
 class ImageSet:
-    """Images held whole in memory: what a run trains on, what the
-    evaluation room compares G with, and the batches the loop draws."""
+    """Images held whole in memory (or memory-mapped from their decoded
+    cache, `mapped`, when larger than the memory budget): what a run trains
+    on, what the evaluation room compares G with, and the batches the loop
+    draws. A mapped set is never copied whole: the sampler gathers each
+    batch from the mapping, and evaluation indexes a bounded sample of it."""
 
     name: str
     images: torch.Tensor  # uint8 [N, C, H, W], 0..255
     labels: torch.Tensor | None  # int64 [N]
     num_classes: int
+    mapped: bool = False  # images is a read-only memory map of a cache file (data/cache.py)
     kind = "images"  # picks the evaluation room's metrics and pictures
 
     @property
@@ -35,10 +40,17 @@ class ImageSet:
         return len(self.images)
 
     def sampler(self, batch_size: int, device: torch.device, seed: int) -> TensorSampler:
-        return TensorSampler(self.images, self.labels, batch_size, device, seed)
+        return TensorSampler(self.images, self.labels, batch_size, device, seed, keep_on_host=self.mapped)
 
     def scaled(self) -> torch.Tensor:
         """All images as floats in [-1, 1], the scale G is trained to produce."""
+        if self.mapped:
+            size = self.images.numel() * 4 / 2**30
+            raise UserError(
+                f"dataset {self.name}: this needs all {len(self)} images in memory at once "
+                f"({size:.1f} GB as floats), but they are read memory-mapped (more than "
+                f"dataset.memory_budget_gb); raise dataset.memory_budget_gb"
+            )
         return to_unit_range(self.images)
 
 
@@ -224,29 +236,54 @@ def torchvision_ready(name: str, root: str = "data", download: bool = True, spli
 load_torchvision.ready = torchvision_ready  # read by gan_cli.config.checks.check_data
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+CACHE_CHOICES = {"on_bad_file": BAD_FILE_POLICIES}  # read by gan_cli.config.checks.validate
 
 
-def load_image_folder(path: str, size: int = 32, channels: int = 3, name: str = "image_folder") -> ImageSet:
-    """Every image file under `path` (searched recursively), resized to
-    size x size with 1 (grey) or 3 (RGB) channels. No labels."""
-    from PIL import Image
-
-    files = sorted(_images_under(_image_folder(path)))
+def load_image_folder(
+    path: str,
+    size: int = 32,
+    channels: int = 3,
+    name: str = "image_folder",
+    cache_dir: str | None = "auto",
+    memory_budget_gb: float = 4.0,
+    on_bad_file: str = "skip",
+) -> ImageSet:
+    """Every image file under `path` (searched recursively, in sorted
+    order), resized to size x size with 1 (grey) or 3 (RGB) channels. No
+    labels. Decoded once into the cache (`cache_dir`, data/cache.py) and
+    read from there by later runs, memory-mapped when larger than
+    `memory_budget_gb`; `cache_dir` off decodes into memory every run.
+    Unreadable files are skipped with one line each, or refused
+    (`on_bad_file=fail`)."""
+    check_settings(memory_budget_gb, on_bad_file)
+    folder = _image_folder(path).resolve()
+    files = sorted(_images_under(folder))
     mode = "L" if channels == 1 else "RGB"
-    arrays = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                image = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-                arrays.append(np.asarray(image, dtype=np.uint8).reshape(size, size, channels))
-        except OSError as exc:
-            raise UserError(f"cannot read image {file}: {exc}") from exc
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return ImageSet(name, images, None, 0)
+
+    def decode(file: Path) -> np.ndarray:
+        from PIL import Image  # late: only image folders need PIL
+
+        with Image.open(file) as image:
+            image = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8).reshape(size, size, channels).transpose(2, 0, 1)
+
+    source = Source(
+        name=name,
+        origin=str(folder),
+        stem=folder.name or "root",
+        items=files,
+        stamps=[file_stamp(f, folder) for f in files],
+        decode=decode,
+        shown=str,
+        shape=(channels, size, size),
+        recipe={"loader": "image_folder", "resize": "bilinear"},
+    )
+    images, mapped = load_images(source, cache_dir, memory_budget_gb, on_bad_file)
+    return ImageSet(name, images, None, 0, mapped)
 
 
 def _images_under(folder: Path):
-    return (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _image_folder(path: str) -> Path:
@@ -259,12 +296,13 @@ def _image_folder(path: str) -> Path:
     return folder
 
 
-load_image_folder.choices = {"channels": (1, 3)}  # read by gan_cli.config.checks.validate
+load_image_folder.choices = {"channels": (1, 3), **CACHE_CHOICES}  # read by gan_cli.config.checks.validate
 
 
-def image_folder_ready(path: str, **_) -> None:
+def image_folder_ready(path: str, memory_budget_gb: float = 4.0, on_bad_file: str = "skip", **_) -> None:
     """Before a run starts: `path` is a folder holding images (the first one
-    found is enough; the run lists them all)."""
+    found is enough; the run lists them all), and the cache's settings hold."""
+    check_settings(memory_budget_gb, on_bad_file)
     _image_folder(path)
 
 

@@ -1,4 +1,5 @@
-"""Batches drawn by index from a data set preloaded on the training device."""
+"""Batches drawn by index from a data set preloaded on the training device
+(or, too large for memory, memory-mapped on the host)."""
 
 from dataclasses import dataclass
 
@@ -20,7 +21,10 @@ def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class TensorSampler:
-    """Shuffled epochs over a uint8 image tensor kept on the device.
+    """Shuffled epochs over a uint8 image tensor kept on the device, or on
+    the host with keep_on_host (a memory-mapped cache larger than the memory
+    budget: each batch is gathered from the mapping and only it is copied to
+    the device).
 
     Pixels stay uint8 until a batch is drawn (a quarter of float32's memory traffic), and the
     only per-batch work is one gather and one scale. The shuffle uses its own
@@ -41,8 +45,10 @@ class TensorSampler:
         batch_size: int,
         device: torch.device,
         seed: int,
+        keep_on_host: bool = False,
     ):
-        self.images = images.to(device)
+        self.on_device = not keep_on_host  # what a CUDA graph can gather from
+        self.images = images if keep_on_host else images.to(device)
         self.labels = None if labels is None else labels.to(device)
         self.batch_size = batch_size
         self.device = device
@@ -86,8 +92,13 @@ class TensorSampler:
         each gather their own rows of one global batch's positions). Positions
         already on the device are used as they are: no copy, no wait on the
         host, so a CUDA graph can capture this."""
-        index = index.to(self.device)
-        x = to_unit_range(self.images[index])
+        if self.on_device:
+            index = index.to(self.device)
+            x = to_unit_range(self.images[index])
+        else:  # the rows read from the host's mapping, then uint8 to the device
+            rows = self.images[index.cpu()]
+            index = index.to(self.device)
+            x = to_unit_range(rows.to(self.device))
         y = None if self.labels is None else self.labels[index]
         return Batch(x, y, index)
 

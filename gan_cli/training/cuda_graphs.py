@@ -67,6 +67,11 @@ def capture_plan(cfg, parts, device: torch.device) -> tuple[bool, str]:
         return False, "train.precision=bf16: autocast's cache of cast weights cannot be captured"
     if cfg.train.lr_decay > 0:
         return False, ("train.lr_decay changes the learning rates every step, which a graph would hold fixed")
+    if isinstance(parts.sampler, TensorSampler) and not parts.sampler.on_device:
+        return False, (
+            "the data set is memory-mapped on the host (larger than dataset.memory_budget_gb), "
+            "where a graph cannot gather its batches"
+        )
     if _batches_kind(parts.sampler) is None:
         return False, f"the {type(parts.sampler).__name__} batch sampler cannot draw inside a graph"
     for opt in _optimizers(parts):
@@ -147,7 +152,7 @@ class StaticSums:
 def _batches_kind(sampler):
     """The class that draws this sampler's batches inside a graph, or None."""
     if isinstance(sampler, TensorSampler):
-        return IndexedBatches
+        return IndexedBatches if sampler.on_device else None
     generator = getattr(sampler, "generator", None)
     if isinstance(generator, torch.Generator) and set(sampler.state_dict()) == {"generator"}:
         return GeneratorBatches
