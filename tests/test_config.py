@@ -17,6 +17,7 @@ def test_groups_ship_inside_the_package():
     assert options("objective") == ["cgan", "fgan", "gan", "hinge", "lsgan", "mse", "wgan", "wgan_gp"]
     assert options("model") == ["dcgan", "linear", "mlp", "resnet", "toy_mlp"]
     assert options("dataset") == [
+        "celeba",
         "cifar10",
         "circles",
         "digits",

@@ -1,10 +1,11 @@
-"""The decoded image cache (data/cache.py) behind dataset=image_folder: the
-same pixels as decoding, decoded once, rebuilt when the folder changes,
-memory-mapped past the memory budget, unreadable files skipped or refused
-in one line."""
+"""The decoded image cache (data/cache.py) behind dataset=image_folder and
+dataset=celeba: the same pixels as decoding, decoded once, rebuilt when the
+folder changes, memory-mapped past the memory budget, unreadable files
+skipped or refused in one line; CelebA from a tree in torchvision's layout."""
 
 import logging
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from conftest import TINY, run_cli
 from PIL import Image
 
-from gan_cli.data import load_image_folder
+from gan_cli.data import load_celeba, load_image_folder
 from gan_cli.data.cache import npy_header
 from gan_cli.errors import UserError
 from gan_cli.run.runner import run
@@ -211,6 +212,62 @@ def test_on_bad_file_fail_stops_gan_train_with_one_line(tmp_path):
     assert done.returncode == 2
     line = one_line_of(done)
     assert line.startswith(f"gan-train: error: image_folder: cannot read {folder / 'broken.png'}: ")
+
+
+def test_celeba_without_its_files_is_one_line(tmp_path):
+    done = run_cli(
+        "gan-train",
+        *TINY,
+        "dataset=celeba",
+        f"dataset.root={tmp_path / 'data'}",
+        "dataset.download=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    line = one_line_of(done)
+    assert line.startswith(f"gan-train: error: celeba: no data in {tmp_path / 'data' / 'celeba'}")
+    assert "img_align_celeba/" in line and "list_eval_partition.txt" in line
+    assert not (tmp_path / "run").exists()
+
+
+RED, GREEN = (255, 0, 0), (0, 255, 0)
+
+
+def fake_celeba(root: Path, partitions: list[int]) -> Path:
+    """CelebA in torchvision's layout, its aligned 178x218 JPEGs a green
+    178x178 centre between red bands 20 rows high (what the crop drops)."""
+    base = root / "celeba"
+    images = base / "img_align_celeba"
+    images.mkdir(parents=True)
+    picture = Image.new("RGB", (178, 218), RED)
+    picture.paste(Image.new("RGB", (178, 178), GREEN), (0, 20))
+    lines = []
+    for i, part in enumerate(partitions, 1):
+        name = f"{i:06d}.jpg"
+        picture.save(images / name, quality=95)
+        lines.append(f"{name} {part}")
+    (base / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    return base
+
+
+def test_celeba_from_a_tree_in_torchvisions_layout(tmp_path):
+    base = fake_celeba(tmp_path / "data", [0, 0, 1, 0, 2])
+    cache = tmp_path / "cache"
+    data = load_celeba(root=str(tmp_path / "data"), download=False, cache_dir=str(cache))
+    assert data.images.shape == (3, 3, 64, 64) and data.labels is None and data.num_classes == 0
+    pixels = data.images.float()
+    assert pixels[:, 0].max() < 40 and pixels[:, 1].min() > 215  # green to every edge: no red band left
+    uncropped = load_celeba(root=str(tmp_path / "data"), download=False, crop=218, cache_dir="off")
+    assert uncropped.images[:, 0, 0].float().mean() > 200  # without the crop the top row is red
+    assert len(load_celeba(root=str(tmp_path / "data"), download=False, split="all", cache_dir="off")) == 5
+    # img_align_celeba.zip, read in place, gives the same pixels
+    with zipfile.ZipFile(base / "img_align_celeba.zip", "w") as archive:
+        for file in sorted((base / "img_align_celeba").iterdir()):
+            archive.write(file, f"img_align_celeba/{file.name}")
+    (base / "img_align_celeba").rename(base / "moved")
+    zipped = load_celeba(root=str(tmp_path / "data"), download=False, cache_dir="off")
+    assert torch.equal(zipped.images, data.images)
 
 
 def test_a_checkpoint_from_before_the_cache_keys_resumes(make_cfg, tmp_path):

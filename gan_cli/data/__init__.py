@@ -3,6 +3,7 @@ evaluation room reads), `shape`, `num_classes`, real reference samples, and
 `sampler(batch_size, device, seed)`; the training loop sees only the sampler.
 Nothing here draws, scores, or sets process-wide state."""
 
+from gan_cli.data.celeba import load_celeba
 from gan_cli.data.images import (
     ImageSet,
     load_image_folder,
@@ -18,6 +19,7 @@ __all__ = [
     "ImageSet",
     "TensorSampler",
     "ToySet",
+    "load_celeba",
     "load_image_folder",
     "load_mnist_subset",
     "load_sklearn_digits",
