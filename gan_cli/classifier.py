@@ -21,6 +21,7 @@ from torch import nn
 from gan_cli.data.sampler import to_unit_range
 from gan_cli.errors import UserError
 from gan_cli.metrics.image import class_accuracy, feature_stats, frechet_distance
+from gan_cli.optimizers import without_dynamo_import
 from gan_cli.output.files import save_atomic
 
 FORMAT = "gan-cli-classifier/1"
@@ -184,7 +185,7 @@ def _fit(images, labels, num_classes, device, steps, seed, log) -> SmallCNN:
         net = SmallCNN(images.shape[1], num_classes).to(device)
         g = torch.Generator().manual_seed(seed)
         x_all, y_all = to_unit_range(images).to(device), labels.to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+        opt = without_dynamo_import(torch.optim.Adam)(net.parameters(), lr=2e-3)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
         max_shift = max(1, images.shape[-1] // 14)
         order, pos = torch.randperm(len(images), generator=g), 0

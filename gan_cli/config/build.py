@@ -4,9 +4,13 @@ Training, checkpoint readers, gan-eval, gan-classifier and gan-bench all go
 through these, so a builder's own UserError reaches the user as one line
 whichever command built it."""
 
+import functools
+
+import torch
 from hydra.utils import instantiate
 
 from gan_cli.errors import user_error_in
+from gan_cli.optimizers import without_dynamo_import
 
 
 def build(node, **kwargs):
@@ -39,5 +43,11 @@ def build_models(config, model_args: dict):
 
 
 def build_optimizer(optimizer_cfg, parameters):
-    """The optimizer an `optimizer.g` or `optimizer.d` node names, over `parameters`."""
-    return build(optimizer_cfg)(parameters)
+    """The optimizer an `optimizer.g` or `optimizer.d` node names, over
+    `parameters`; a torch.optim class is built as its `without_dynamo_import`
+    subclass (the same updates, bit for bit)."""
+    factory = build(optimizer_cfg)
+    cls = getattr(factory, "func", None)
+    if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer):
+        factory = functools.partial(without_dynamo_import(cls), *factory.args, **factory.keywords)
+    return factory(parameters)

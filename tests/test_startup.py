@@ -1,0 +1,83 @@
+"""Start-up: what a run imports, and the optimizers that keep torch._dynamo
+(about 2 s) out of a run that never compiles."""
+
+import subprocess
+import sys
+
+import torch
+from conftest import TINY
+
+from gan_cli.optimizers import without_dynamo_import
+
+# Each optimizer the configs name, with the options they pass.
+OPTIMIZERS = {
+    "rmsprop": "torch.optim.RMSprop(params, lr=1e-2, foreach=True)",
+    "adam_fused": "torch.optim.Adam(params, lr=1e-2, betas=(0.5, 0.999), fused=True)",
+    "adam": "torch.optim.Adam(params, lr=1e-2, betas=(0.5, 0.9))",
+    "sgd": "torch.optim.SGD(params, lr=1e-2, momentum=0.5, foreach=True)",
+}
+
+TRAIN_FIVE_STEPS = """
+import sys, torch
+from gan_cli.optimizers import without_dynamo_import
+if sys.argv[1] == "eager_only":
+    names = ("RMSprop", "Adam", "SGD")
+    torch.optim = type("optim", (), {n: without_dynamo_import(getattr(torch.optim, n)) for n in names})
+for make in sys.argv[2:]:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    params = net.parameters()
+    opt = eval(make)
+    for _ in range(5):
+        opt.zero_grad()
+        net(torch.randn(7, 5)).pow(2).mean().backward()
+        opt.step()
+        opt.load_state_dict(opt.state_dict())  # a checkpoint's round trip between steps
+    print(make, [v for v in torch.cat([p.flatten() for p in net.parameters()]).tolist()],
+          [p.float().sum().item() for s in opt.state_dict()["state"].values() for p in s.values()])
+print("torch._dynamo" in sys.modules)
+"""
+
+
+def _train(mode: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN_FIVE_STEPS, mode, *OPTIMIZERS.values()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-800:]
+    return done.stdout.strip().splitlines()
+
+
+def test_optimizers_without_the_dynamo_import_update_bit_for_bit_as_torchs():
+    *ours, dynamo = _train("eager_only")
+    *torchs, torch_dynamo = _train("torch")
+    assert len(ours) == len(OPTIMIZERS) and ours == torchs  # weights and state, every float's repr
+    assert (dynamo, torch_dynamo) == ("False", "True")
+
+
+def test_once_dynamo_is_imported_the_optimizer_is_torchs_own(monkeypatch):
+    RMSprop = without_dynamo_import(torch.optim.RMSprop)
+    assert issubclass(RMSprop, torch.optim.RMSprop) and without_dynamo_import(RMSprop) is RMSprop
+    calls = []
+    monkeypatch.setattr(torch.optim.RMSprop, "zero_grad", lambda self, set_to_none=True: calls.append(1))
+    opt = RMSprop([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    monkeypatch.setitem(sys.modules, "torch._dynamo", sys.modules.get("torch._dynamo", object()))
+    opt.zero_grad()
+    assert calls == [1]
+
+
+def test_a_run_imports_neither_torchvision_nor_dynamo(tmp_path):
+    # Together about 4 s of start-up on a 2-core machine: torchvision is for
+    # downloads, torch._dynamo for train.compile.
+    code = (
+        "import sys; from gan_cli.config.compose import compose_config; from gan_cli.run.runner import run; "
+        f"run(compose_config({[*TINY, 'train.steps=4', 'train.sample_every=2', f'run_dir={tmp_path}']!r})); "
+        "print(sorted({m.split('.')[0] if m.startswith('torchvision') else m for m in sys.modules "
+        "if m.startswith(('torchvision', 'torch._dynamo'))}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert sorted(p.name for p in (tmp_path / "samples").glob("*.png")) == ["step_2.png", "step_4.png"]
