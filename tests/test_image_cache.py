@@ -16,6 +16,7 @@ from PIL import Image
 
 from gan_cli.data import load_celeba, load_image_folder
 from gan_cli.data.cache import npy_header
+from gan_cli.data.images import image_files
 from gan_cli.errors import UserError
 from gan_cli.run.runner import run
 from gan_cli.training.cuda_graphs import capture_plan
@@ -66,6 +67,19 @@ def test_a_cached_folder_loads_the_same_pixels_once_decoded(tmp_path, decodes):
     # size and channels name another cache file
     grey = load_image_folder(str(folder), size=8, channels=1, cache_dir=str(cache))
     assert grey.shape == (1, 8, 8) and len(cache_files(cache)) == 4
+
+
+def test_the_listing_is_in_sorted_path_order(tmp_path):
+    """The order images have always had (sorted(folder.rglob("*"))), which
+    a resumed run's sampler positions refer to."""
+    names = ["b.png", "a-b.png", "a/9.png", "a/10.png", "a/b/c.PNG", "a.b/x.jpg", "A/z.gif", ".hidden/y.png"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "notes.txt").write_bytes(b"")
+    (tmp_path / "dir.png").mkdir()
+    expected = [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*")) if p.is_file()]
+    assert [name for name, _ in image_files(tmp_path)] == [e for e in expected if e != "notes.txt"]
 
 
 def test_the_cache_is_rebuilt_when_a_file_changes_is_added_or_removed(tmp_path, decodes):

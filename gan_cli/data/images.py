@@ -5,13 +5,14 @@ import gzip
 import importlib.util
 import io
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gan_cli.data.cache import BAD_FILE_POLICIES, Source, check_settings, file_stamp, load_images
+from gan_cli.data.cache import BAD_FILE_POLICIES, Source, check_settings, load_images
 from gan_cli.data.idx import read_idx
 from gan_cli.data.sampler import TensorSampler, to_unit_range
 from gan_cli.errors import UserError
@@ -257,7 +258,7 @@ def load_image_folder(
     (`on_bad_file=fail`)."""
     check_settings(memory_budget_gb, on_bad_file)
     folder = _image_folder(path).resolve()
-    files = sorted(_images_under(folder))
+    listing = image_files(folder)
     mode = "L" if channels == 1 else "RGB"
 
     def decode(file: Path) -> np.ndarray:
@@ -271,8 +272,8 @@ def load_image_folder(
         name=name,
         origin=str(folder),
         stem=folder.name or "root",
-        items=files,
-        stamps=[file_stamp(f, folder) for f in files],
+        items=[folder / name for name, _ in listing],
+        stamps=[f"{name}\t{st.st_size}\t{st.st_mtime_ns}" for name, st in listing],
         decode=decode,
         shown=str,
         shape=(channels, size, size),
@@ -280,6 +281,30 @@ def load_image_folder(
     )
     images, mapped = load_images(source, cache_dir, memory_budget_gb, on_bad_file)
     return ImageSet(name, images, None, 0, mapped)
+
+
+def image_files(folder: Path) -> list[tuple[str, os.stat_result]]:
+    """(name under `folder`, stat) of every image file below it, in the order
+    sorted(folder.rglob("*")) gives them (part by part), with one stat per
+    file: listing 200,000 files is part of every run's start-up. Symlinked
+    folders are not entered, as Path.rglob does not enter them."""
+    found, folders = [], [""]
+    while folders:
+        under = folders.pop()
+        with os.scandir(folder / under) as entries:
+            for entry in entries:
+                name = f"{under}/{entry.name}" if under else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(name)
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                    try:
+                        st = entry.stat()
+                    except OSError:  # a broken link
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        found.append((name, st))
+    found.sort(key=lambda item: item[0].split("/"))
+    return found
 
 
 def _images_under(folder: Path):
