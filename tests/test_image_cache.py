@@ -131,7 +131,7 @@ def test_a_folder_over_the_memory_budget_is_read_memory_mapped(tmp_path):
     batch = sampler.next()
     assert torch.equal(batch.x, data.images[batch.index].float() / 127.5 - 1)
     with pytest.raises(UserError, match="memory-mapped.*raise dataset.memory_budget_gb"):
-        data.scaled()  # all of it at once (objective=mse's fixed pairing)
+        data.scaled()  # all of it at once (objective=mse's analytic solver)
     under = load_image_folder(str(folder), size=8, cache_dir=str(cache), memory_budget_gb=1)
     assert not under.mapped and torch.equal(under.images, data.images)
     assert proc_map_of(under.images) != str(npy)
@@ -305,3 +305,15 @@ def test_a_checkpoint_from_before_the_cache_keys_resumes(make_cfg, tmp_path):
     torch.save(state, last)
     run(make_cfg(*common, "train.steps=4", "resume=true", "dataset.memory_budget_gb=0"))
     assert torch.load(last, weights_only=True)["step"] == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="gathers on the host for a CUDA device")
+def test_a_mapped_set_stays_on_the_host_and_batches_reach_the_device(tmp_path):
+    folder = tmp_path / "pictures"
+    write_pictures(folder, 6)
+    data = load_image_folder(str(folder), size=8, cache_dir=str(tmp_path / "cache"), memory_budget_gb=0)
+    sampler = data.sampler(4, torch.device("cuda"), seed=0)
+    assert sampler.images.device.type == "cpu" and sampler.images.data_ptr() == data.images.data_ptr()
+    batch = sampler.next()
+    assert batch.x.device.type == "cuda" and batch.index.device.type == "cuda"
+    assert torch.equal(batch.x.cpu(), data.images[batch.index.cpu()].float() / 127.5 - 1)
