@@ -115,6 +115,32 @@ def test_a_perfect_generator_is_left_as_it_is(method):
     assert hq == pytest.approx(raw_hq, abs=0.01) and covered == 8
 
 
+def test_a_runs_evaluation_scores_the_refined_samples_beside_gs_own(make_cfg, junky):
+    """eval.sampler=drs through the evaluation room (as a run calls it): the
+    junky G's 70% high-quality points become at least 95%, every mode kept."""
+    from gan_cli.config.build import build_data
+    from gan_cli.evaluation import Evaluation
+    from gan_cli.latent import evaluation_latent
+
+    G, D = junky
+    cfg = make_cfg(
+        "experiment=toy_gan", "dataset.eval_points=1000", "latent.dim=4", "eval.sampler=drs", tiny=False
+    )
+    evaluation = Evaluation(build_data(cfg.dataset), cfg, torch.device("cpu"), grid_columns=8)
+    raw = evaluation.metrics(G, evaluation_latent(cfg.latent, "cpu", cfg.seed), num_classes=0)
+    values, (tag, picture) = evaluation.refined(G, D, None, torch.randn(64, 4), None, num_classes=0)
+    assert raw["toy/high_quality"] == pytest.approx(0.7, abs=0.04) and raw["toy/modes"] == 8
+    assert values["toy/high_quality_refined"] >= 0.95 and values["toy/modes_refined"] == 8
+    refined_keys = {f"{k}_refined" for k in raw if not k.endswith("_floor")}
+    assert set(values) == refined_keys | {
+        "refine/acceptance",
+        "refine/d_evals_per_sample",
+        "refine/seconds_per_1000",
+    }
+    assert 0 < values["refine/acceptance"] < 1 and values["refine/d_evals_per_sample"] > 1
+    assert tag == "toy/scatter_refined" and picture.shape[0] == 3
+
+
 def test_refused_configurations_are_one_line():
     G = RingG()
     with pytest.raises(UserError, match="sampler must be one of drs, mh, got 'best'"):

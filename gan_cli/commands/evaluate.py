@@ -32,6 +32,13 @@ def parse_args(argv=None):
         help="also eval/fid_inception, eval/is and eval/kid_inception (torch-fidelity) from this Inception "
         "weights file (default: the run's eval.inception); works for unlabelled image data too",
     )
+    parser.add_argument(
+        "--sampler",
+        choices=("drs", "mh"),
+        help="also the metrics of samples refined by the run's discriminator, as eval.sampler "
+        "gives them in a run (default: the run's eval.sampler, with its eval.drs_percentile "
+        "and eval.mh_chain); see docs/refined_sampling.md",
+    )
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     from gan_cli.commands.sample import add_generator_choice
 
@@ -46,20 +53,23 @@ def evaluate_checkpoint(
     device: str = "cpu",
     ema: bool | None = None,
     inception=None,
+    sampler: str | None = None,
 ) -> dict[str, float]:
     """What the run's evaluation at this checkpoint's step gives: the same
     classifier, the same real images and the same seeded noise; with
     `inception` (a weights file; default the run's eval.inception) the
-    Inception metrics too."""
+    Inception metrics too; with `sampler` (default the run's eval.sampler)
+    the same metrics of samples refined by the run's D, and its cost."""
     from omegaconf import OmegaConf
 
     from gan_cli.config.build import build_data
-    from gan_cli.config.checks import check_inception_weights
+    from gan_cli.config.checks import check_inception_weights, refuse_sampler_without_discriminator
     from gan_cli.device import pick_device
     from gan_cli.evaluation.images import make_scorer
     from gan_cli.evaluation.inception import inception_scores
+    from gan_cli.evaluation.refine import COST, RefinedGenerator, as_refined, evaluation_refiner
     from gan_cli.latent import evaluation_latent
-    from gan_cli.run.checkpoint import generator_from_checkpoint
+    from gan_cli.run.checkpoint import discriminator_from_checkpoint, generator_from_checkpoint
 
     config = state["config"]
     options = {**config["eval"], "classifier": "auto"}  # the checkpoint's config, upgraded at load
@@ -71,6 +81,8 @@ def evaluate_checkpoint(
         options["cache_dir"] = cache_dir
     if inception is not None:
         options["inception"] = str(check_inception_weights(inception))
+    if sampler is not None:
+        options["sampler"] = sampler
     cfg = OmegaConf.create({**config, "eval": options})
     dev = pick_device(device, key="--device")
     data = build_data(cfg.dataset)
@@ -81,13 +93,30 @@ def evaluate_checkpoint(
             f"dataset {getattr(data, 'name', '?')} has no class labels: the eval/* "
             f"metrics need a labelled image data set (or --inception WEIGHTS for any image data)"
         )
+    D = None
+    if cfg.eval.sampler is not None:  # before any scoring: say what is wrong first
+        D = discriminator_from_checkpoint(state, dev)
+        refuse_sampler_without_discriminator(
+            f"--sampler {cfg.eval.sampler}", cfg.objective.name, D is not None
+        )
     G = generator_from_checkpoint(state, dev, ema)
-    latent = evaluation_latent(config["latent"], dev, config["seed"])
-    start = latent.generator.get_state()
-    values = scorer(G, latent, G.num_classes) if scorer is not None else {}
-    if weights is not None:
-        latent.generator.set_state(start)  # the same noise as the run's, whether or not it scored classes
-        values.update(inception_scores(G, latent, G.num_classes, data, weights, cfg.eval.num_samples, dev))
+
+    def scores(generator) -> dict[str, float]:
+        latent = evaluation_latent(config["latent"], dev, config["seed"])
+        start = latent.generator.get_state()
+        values = scorer(generator, latent, G.num_classes) if scorer is not None else {}
+        if weights is not None:
+            latent.generator.set_state(start)  # the same noise as the run's, whether or not it scored classes
+            values.update(
+                inception_scores(generator, latent, G.num_classes, data, weights, cfg.eval.num_samples, dev)
+            )
+        return values
+
+    values = scores(G)
+    if D is not None:  # as the run's Evaluation.refined draws them
+        refiner = evaluation_refiner(cfg, G, D, data, dev)
+        values.update(as_refined(scores(RefinedGenerator(refiner))))
+        values.update(refiner.cost.as_metrics(COST))
     return values
 
 
@@ -113,7 +142,7 @@ def main(argv=None) -> None:
 
     state = load_checkpoint(args.path)
     values = evaluate_checkpoint(
-        state, args.num_samples, args.cache_dir, args.device, args.ema, args.inception
+        state, args.num_samples, args.cache_dir, args.device, args.ema, args.inception, args.sampler
     )
     print(f"{find_checkpoint(args.path)} (step {state['step']})")
     print(format_metrics(values))

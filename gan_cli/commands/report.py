@@ -100,11 +100,20 @@ HEADLINE = [
 ]
 
 
+REFINED = "_refined"  # eval.sampler: a metric of samples refined by D (evaluation/refine.py)
+
+
 def default_metrics(jobs: list[Job]) -> list[str]:
     """Every metric but the per-class ones (eval/class_accuracy/3, ...) and
-    constants; the eval/* headline first, then the rest by name."""
+    constants; the eval/* headline first, then the rest by name, each
+    metric of refined samples right after G's own."""
     names = {k for j in jobs for k in j.metrics if not PER_CLASS.search(k)} - LOGGED_ONLY
-    return sorted(names, key=lambda k: (HEADLINE.index(k) if k in HEADLINE else len(HEADLINE), k))
+
+    def order(key: str):
+        base = key.removesuffix(REFINED)
+        return (HEADLINE.index(base) if base in HEADLINE else len(HEADLINE), base, key != base)
+
+    return sorted(names, key=order)
 
 
 def summarise(values: list[float]) -> tuple[float, float | None]:

@@ -120,30 +120,19 @@ def draw_batches(
 
 def _refiner(state: dict, G, device, seed: int, refine: dict):
     """The checkpoint's D, calibrated on the run's data set, ready to refine G's samples."""
-    import torch
-
     from gan_cli.config.build import build_data
-    from gan_cli.evaluation.refine import Refiner, real_draws
-    from gan_cli.latent import Latent
+    from gan_cli.config.checks import refuse_sampler_without_discriminator
+    from gan_cli.evaluation.refine import build_refiner
     from gan_cli.run.checkpoint import discriminator_from_checkpoint
 
     D = discriminator_from_checkpoint(state, device)
     options = dict(refine)
     method = options.pop("method")
-    if D is None:  # before the data set is built: say what is wrong first
-        raise UserError(
-            f"--sampler {method} reads the discriminator, and this run has none (objective "
-            f"{state['config']['objective']['name']})"
-        )
-    data = build_data(state["config"]["dataset"])
-    classes = G.num_classes
-    latent = Latent.from_config(state["config"]["latent"], device, seed + 1, portable=True)
-
-    def labels(n: int):
-        return torch.arange(n, device=device) % classes if classes else None
-
-    generator = torch.Generator(device=device).manual_seed(seed + 2)
-    return Refiner(method, G, D, latent, real_draws(data, device, seed + 3), labels, generator, **options)
+    config = state["config"]
+    # before the data set is built: say what is wrong first
+    refuse_sampler_without_discriminator(f"--sampler {method}", config["objective"]["name"], D is not None)
+    data = build_data(config["dataset"])
+    return build_refiner(method, G, D, data, config["latent"], device, seed, **options)
 
 
 def draw(

@@ -20,6 +20,9 @@ they are.
   min(1, exp(r(x') - r(x))); each output is the state of its own chain after
   `chain` proposals, the chain started from a real point as the paper does
   (restarted from a generated one when it never moved).
+
+gan-sample --sampler draws with them; a run's eval.sampler scores their
+samples at each evaluation beside G's own (RefinedGenerator, refined_key).
 """
 
 import time
@@ -27,13 +30,35 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gan_cli.config.checks import SAMPLERS
 from gan_cli.errors import UserError
+from gan_cli.latent import Latent
 from gan_cli.models.inference import evaluating
 
-SAMPLERS = ("drs", "mh")
 CALIBRATION_POINTS = 2_000  # real and as many generated, for the two calibration numbers
 BURN_IN = 10_000  # DRS: generated samples behind r_max and gamma
 EPSILON = 1e-6
+SUFFIX = "_refined"  # a metric of refined samples: toy/high_quality_refined, eval/class_share_refined/3
+COST = "refine"  # the sampler's cost at an evaluation: refine/acceptance, ...
+# eval.sampler's refiner draws from seeds seed + 5, + 6, + 7 (build_refiner adds
+# 1 to 3 to this), apart from the training's (seed, seed + 1), the pictures'
+# (+ 2) and the evaluation's noise (+ 3).
+REFINE_SEED = 4
+
+
+def refined_key(key: str) -> str:
+    """The name of a metric (or picture tag) measured on refined samples:
+    the suffix on the metric's name, before a per-class index."""
+    family, slash, index = key.rpartition("/")
+    if slash and index.isdigit():
+        return f"{family}{SUFFIX}/{index}"
+    return key + SUFFIX
+
+
+def as_refined(values: dict[str, float]) -> dict[str, float]:
+    """An evaluation's metrics of refined samples under their own names,
+    less the real-vs-real floors (G's own metrics carry them)."""
+    return {refined_key(k): v for k, v in values.items() if not k.endswith("_floor")}
 
 
 @dataclass
@@ -119,10 +144,12 @@ class Refiner:
         self.method, self.G, self.latent, self.real_draw, self.labels = method, G, latent, real_draw, labels
         self.generator, self.percentile, self.chain = generator, percentile, chain
         self.cost = Cost()
+        began = time.perf_counter()
         real, real_y = real_draw(CALIBRATION_POINTS)
         fake, fake_y = self._generate(len(real))  # as many: the fitted offset is then the log ratio's
         self.ratio = calibrate(D, real, real_y, fake, fake_y)
         self.cost.d_evaluations += 2 * len(real)
+        self.cost.seconds += time.perf_counter() - began
         self.r_max = self.gamma = None
 
     def _generate(self, n: int, y: torch.Tensor | None = None):
@@ -230,3 +257,62 @@ def real_draws(data, device: torch.device, seed: int):
         return x, None if labels[0] is None else torch.cat(labels)[:n]
 
     return draw
+
+
+def build_refiner(
+    method: str,
+    G,
+    D,
+    data,
+    latent_config,
+    device: torch.device,
+    seed: int,
+    percentile: float = 95.0,
+    chain: int = 100,
+) -> Refiner:
+    """A Refiner of a run's G with its D, calibrated on the run's data set
+    (gan-sample and a run's evaluations alike): G's noise from the run's
+    latent prior, classes in turn for a conditional G, and each of noise,
+    accept/reject draws and real points from its own generator (seeds
+    seed + 1, + 2, + 3): nothing else's random stream is touched."""
+    classes = getattr(G, "num_classes", 0)
+    latent = Latent.from_config(latent_config, device, seed + 1, portable=True)
+
+    def labels(n: int):
+        return torch.arange(n, device=device) % classes if classes else None
+
+    generator = torch.Generator(device=device).manual_seed(seed + 2)
+    draws = real_draws(data, device, seed + 3)
+    return Refiner(method, G, D, latent, draws, labels, generator, percentile, chain)
+
+
+class RefinedGenerator(torch.nn.Module):
+    """G refined by D, called as G is: G(z, y) gives len(z) samples (of the
+    classes y) drawn by the refiner, so every metric and picture of G
+    applies unchanged. z's values are not used: the refiner draws its own
+    noise for its proposals."""
+
+    def __init__(self, refiner: Refiner):
+        super().__init__()
+        self.refiner = refiner  # a plain object: G and D are not this module's parameters
+        self.num_classes = getattr(refiner.G, "num_classes", 0)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.refiner.draw(len(z), y)
+
+
+def evaluation_refiner(cfg, G, D, data, device: torch.device) -> Refiner:
+    """The refiner of a run's eval.sampler, made afresh at each evaluation
+    (and by gan-eval for a checkpoint): cfg is the run's config."""
+    options = cfg.eval
+    return build_refiner(
+        options.sampler,
+        G,
+        D,
+        data,
+        cfg.latent,
+        device,
+        cfg.seed + REFINE_SEED,
+        percentile=options.drs_percentile,
+        chain=options.mh_chain,
+    )

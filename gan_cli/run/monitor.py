@@ -172,6 +172,7 @@ def run_hparams(cfg) -> dict:
         "objective.r1",
         "objective.r1_every",
         "objective.pack",
+        "eval.sampler",
     ]
     if cfg.latent.distribution == "mixture":
         keys += ["latent.components", "latent.component_std"]
@@ -231,7 +232,8 @@ FLOORS = {
 def summary(run_dir: Path, final: dict[str, float]) -> str:
     """The end of a run: where it is, how good it got, how to look at it."""
     losses = [k for k in final if k.startswith("loss/") or k.endswith("_estimate") or k == "mse"]
-    quality = [k for k in SUMMARY if k in final]
+    # eval.sampler: each metric of samples refined by D beside G's own
+    quality = [q for k in SUMMARY for q in (k, k + "_refined") if q in final]
 
     def shown(key):
         floor = f" (floor {final[FLOORS[key]]:.4g})" if FLOORS.get(key) in final else ""
@@ -240,6 +242,12 @@ def summary(run_dir: Path, final: dict[str, float]) -> str:
     lines = [f"run finished: {run_dir}"]
     if quality:
         lines.append("  quality: " + ", ".join(shown(k) for k in quality))
+    if "refine/acceptance" in final:
+        lines.append(
+            f"  refining cost: acceptance {final['refine/acceptance']:.3g}, "
+            f"{final['refine/d_evals_per_sample']:.3g} D evaluations and "
+            f"{final['refine/seconds_per_1000']:.3g} s per 1,000 samples"
+        )
     if losses:
         lines.append("  last losses: " + ", ".join(shown(k) for k in losses))
     lines += [

@@ -239,7 +239,17 @@ class Session:
     def evaluate(self, step: int) -> None:
         if not self.world.writes:
             return
-        values = self.exp.evaluate()
+        exp = self.exp
+        values = exp.evaluate()
+        # eval.sampler: the same metrics of samples refined by D, and their picture.
+        p = exp.parts
+        refined = exp.evaluation.refined(
+            exp.sampling_generator, p.discriminator, p.objective, exp.fixed_z, exp.fixed_y, exp.num_classes
+        )
+        if refined is not None:
+            more, (tag, picture) = refined
+            values = {**values, **more}
+            self.monitor.image(tag, step, picture, "refined_" + step_name(step, ".png"))
         if values:
             self.monitor.scalars(step, values, throughput=False)
             self.final.update(values)
