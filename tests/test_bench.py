@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import run_cli
 
-from gan_cli.bench.speed import bench_config, fast_loop, reference_loop, write_mnist_idx
+from gan_cli.bench.speed import bench_config, fast_loop, kernels_per_step, reference_loop, write_mnist_idx
 from gan_cli.data import load_torchvision
 from gan_cli.training.experiment import Experiment
 
@@ -46,6 +46,23 @@ def test_fast_and_naive_loops_make_the_same_updates(tmp_path):
     assert fast.updates == {"g": 2, "d": 10}  # each round counts its own updates
 
 
+def test_kernels_per_step_counts_a_foreach_update_as_one_kernel():
+    tiny = [
+        "objective=wgan",
+        "model.g_hidden=[32]",
+        "model.d_hidden=[32]",
+        "train.batch_size=16",
+        "device=cpu",
+    ]
+    counts = {
+        foreach: kernels_per_step(Experiment(bench_config([*tiny, f"optimizer.d.foreach={foreach}"])))
+        for foreach in ("true", "false")
+    }
+    # RMSProp's update is 6 operators; D's 4 tensors take 6 foreach calls or
+    # 6 per tensor, in each of the step's 5 critic steps.
+    assert counts["false"] - counts["true"] == 5 * 6 * (4 - 1)
+
+
 @pytest.mark.slow  # the whole gan-bench command, every config timed: minutes on 2 cores
 def test_gan_bench_prints_every_column(tmp_path):
     out = tmp_path / "bench.json"
@@ -74,6 +91,7 @@ def test_gan_bench_prints_every_column(tmp_path):
         "D images/s",
         "GFLOP/s",
         "% peak",
+        "kernels/step",
         "peak MB",
         "naive G steps/s",
         "speed-up",
@@ -85,6 +103,7 @@ def test_gan_bench_prints_every_column(tmp_path):
     assert row["config"] == "mlp-wgan-b64" and row["g_steps_per_s"] > 0
     assert row["speedup_vs_reference"] > 0 and figures["matmul_peak_gflops"] > 0
     assert row["updates"] == row["reference_updates"] == {"g": 2, "d": 10}
+    assert row["kernels_per_g_step"] > 100
     startup = figures["startup"]
     assert startup["import_torch_torchvision_s"] > 0 and startup["gan_train_1_step_no_eval_s"] > 0
     assert startup["overhead_s"] == startup["gan_train_1_step_s"] - startup["import_torch_torchvision_s"]

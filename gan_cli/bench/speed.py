@@ -86,6 +86,37 @@ def flops_per_step(exp) -> float:
     return float(counter.get_total_flops())
 
 
+# Operators that make or relabel a tensor without touching its values.
+NO_KERNEL = {"detach.default", "lift_fresh.default", "empty.memory_format", "_to_copy.default"}
+
+
+def kernels_per_step(exp) -> int:
+    """Operators dispatched in one generator step that compute (views, which
+    only relabel memory, left out), its critic steps included: forward,
+    backward, optimizer updates, loss sums. Each is a kernel launch on a GPU
+    (a foreach update is one), and their count, not FLOPs, bounds a step
+    this small there. Counted below autograd, as the kernels run, after one
+    uncounted step so lazy state (optimizer buffers) exists."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from gan_cli.training.loop import run_steps
+    from gan_cli.training.meter import Meter
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            computes = func.namespace == "aten" and not func.is_view and func.__name__ not in NO_KERNEL
+            Count.calls += computes
+            return func(*args, **(kwargs or {}))
+
+    meter = Meter()
+    run_steps(exp.parts, 0, 1, meter, lambda step: True)
+    with Count():
+        run_steps(exp.parts, 1, 2, meter, lambda step: True)
+    return Count.calls
+
+
 class UpdateCounter:
     """Counts optimizer steps, to show both loops make the same updates."""
 

@@ -21,6 +21,7 @@ from gan_cli.bench.speed import (
     fast_loop,
     flops_per_step,
     graph_loop,
+    kernels_per_step,
     matmul_peak_gflops,
     reference_loop,
     startup_seconds,
@@ -138,6 +139,7 @@ def main(argv=None) -> None:
             cfg = bench_config([*CONFIGS[name], f"device={args.device}"])
             exp = Experiment(cfg)
             flops = flops_per_step(exp)
+            kernels = kernels_per_step(exp)
             loops = {"fast": fast_loop(exp)}
             if name in REFERENCE and not args.no_reference:
                 loops["reference"] = reference_loop(cfg, Path(tmp))
@@ -171,6 +173,7 @@ def main(argv=None) -> None:
                 "images_per_s_through_d": rate * cfg.train.batch_size * (2 * critic + 1),
                 "gflops_per_s": flops * rate / 1e9,
                 "percent_of_peak": 100 * flops * rate / 1e9 / peak,
+                "kernels_per_g_step": kernels,
                 "peak_memory_mb": _peak_memory_mb(device),
                 "updates": loops["fast"].updates,
             }
@@ -260,6 +263,7 @@ def _print_table(rows: list[dict]) -> None:
         "D images/s",
         "GFLOP/s",
         "% peak",
+        "kernels/step",
         "peak MB",
         "naive G steps/s",
         "speed-up",
@@ -277,6 +281,7 @@ def _print_table(rows: list[dict]) -> None:
                 f"{r['images_per_s_through_d']:.0f}",
                 f"{r['gflops_per_s']:.1f}",
                 f"{r['percent_of_peak']:.0f}%",
+                str(r["kernels_per_g_step"]),
                 f"{r['peak_memory_mb']:.0f}",
                 f"{r['reference_g_steps_per_s']:.2f}" if "reference_g_steps_per_s" in r else "-",
                 f"{r['speedup_vs_reference']:.2f}x" if "speedup_vs_reference" in r else "-",
