@@ -1,12 +1,15 @@
 """Sampling with the discriminator: calibration, DRS and MH on constructed toy generators."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
 
 from gan_cli.data import load_toy
 from gan_cli.errors import UserError
-from gan_cli.evaluation.refine import Refiner, calibrate
+from gan_cli.evaluation.ratio import Tuning, fine_tuned
+from gan_cli.evaluation.refine import Refiner, build_refiner, calibrate
 from gan_cli.latent import Latent
 from gan_cli.metrics.toy import high_quality, modes
 from gan_cli.models.conditioning import Discriminator
@@ -163,7 +166,8 @@ def test_gan_sample_refines_with_the_runs_discriminator(make_cfg, tmp_path, caps
     for method in ("drs", "mh"):
         out = tmp_path / f"{method}.npz"
         sample_main(
-            [str(tmp_path / "gan"), "--num", "300", "--sampler", method, "--mh-chain", "5", "--out", str(out)]
+            [str(tmp_path / "gan"), "--num", "300", "--sampler", method, "--mh-chain", "5"]
+            + ["--refine-steps", "50", "--out", str(out)]
         )
         samples = np.load(out)["samples"]
         assert samples.shape == (300, 2) and np.isfinite(samples).all()
@@ -177,3 +181,104 @@ def test_gan_sample_refines_with_the_runs_discriminator(make_cfg, tmp_path, caps
         err[-1]
         == "gan-sample: error: --sampler drs reads the discriminator, and this run has none (objective mse)"
     )
+
+
+class Shifted(nn.Module):
+    """A "G" of N(shift, 1) in one coordinate: z + shift."""
+
+    def __init__(self, shift: float):
+        super().__init__()
+        self.shift = nn.Parameter(torch.tensor(shift))
+
+    def forward(self, z, y=None):
+        return z + self.shift
+
+
+class NormalBatches:
+    """A data set's sampler of N(0, 1) points: .next() -> batch with .x, .y."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.generator = n, torch.Generator().manual_seed(seed)
+
+    def next(self):
+        return SimpleNamespace(x=torch.randn(self.n, 1, generator=self.generator), y=None)
+
+
+def _small_d(spectral_norm: bool = False) -> Discriminator:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Linear(1, 32), nn.LeakyReLU(0.2), nn.Linear(32, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1)
+    )
+    return Discriminator(net, 0, spectral_norm=spectral_norm)
+
+
+@pytest.mark.parametrize("layers", ["all", "last"])
+def test_fine_tuning_makes_d_the_known_log_density_ratio(layers):
+    """Real N(0, 1) against G's N(0.5, 1): log p_data / p_G = 0.125 - 0.5 x.
+    A D that knows nothing (random weights) becomes that line, within 0.1
+    over [-2, 2], once fine-tuned and calibrated on held-out points."""
+    G, D = Shifted(0.5), _small_d()
+    tuning = Tuning(steps=600, lr=1e-3, batch=512, layers=layers)
+    latent = Latent(1, "normal", torch.device("cpu"), seed=1)
+    tuned, evaluations, seconds = fine_tuned(D, G, latent, NormalBatches(512, seed=2), tuning)
+    assert evaluations == 600 * 2 * 512 and seconds > 0
+    held_out = torch.Generator().manual_seed(3)
+    real = torch.randn(20_000, 1, generator=held_out)
+    fake = torch.randn(20_000, 1, generator=held_out) + 0.5
+    ratio = calibrate(tuned, real, None, fake, None)
+    x = torch.linspace(-2, 2, 41)[:, None]
+    error = (ratio(x, None) - (0.125 - 0.5 * x[:, 0])).abs().max().item()
+    assert error < 0.1 and ratio.scale == pytest.approx(1, abs=0.1)  # the logit is the ratio already
+    untuned = calibrate(D, real, None, fake, None)
+    assert (untuned(x, None) - (0.125 - 0.5 * x[:, 0])).abs().max().item() > 2 * error
+
+
+def test_fine_tuning_leaves_the_runs_d_as_it_was():
+    """A copy is trained: D's weights, spectral-norm vectors and mode stay."""
+    G, D = Shifted(0.5), _small_d(spectral_norm=True)
+    D.train()
+    before = {k: v.clone() for k, v in D.state_dict().items()}
+    tuned, _, _ = fine_tuned(
+        D, G, Latent(1, "normal", torch.device("cpu"), seed=1), NormalBatches(64, seed=2), Tuning(steps=20)
+    )
+    assert tuned is not D and D.training and not tuned.training
+    assert all(torch.equal(before[k], v) for k, v in D.state_dict().items())
+    assert any(not torch.equal(before[k], v) for k, v in tuned.state_dict().items())
+    assert all(p.requires_grad for p in D.parameters())
+
+
+def test_the_same_seed_gives_the_same_refined_samples(junky):
+    G, D = junky
+    latent = {"dim": 4, "distribution": "normal"}
+
+    def samples(method, seed):
+        refiner = build_refiner(
+            method, G, D, RING, latent, torch.device("cpu"), seed, chain=5, refine_steps=30
+        )
+        return refiner.draw(300)
+
+    for method in ("drs", "mh"):
+        assert torch.equal(samples(method, 0), samples(method, 0))
+        assert not torch.equal(samples(method, 0), samples(method, 1))
+
+
+def test_bad_refine_steps_are_one_line(make_cfg, junky, capsys):
+    from gan_cli.commands.sample import main as sample_main
+    from gan_cli.config.checks import validate
+
+    with pytest.raises(UserError) as info:
+        validate(make_cfg("eval.refine_steps=-1"))
+    assert str(info.value) == "eval.refine_steps must be a whole number >= 0, got -1"
+    G, D = junky
+    with pytest.raises(
+        UserError, match=r"^refine steps must be a whole number >= 0 \(0: D as trained\), got 2.5$"
+    ):
+        build_refiner(
+            "drs", G, D, RING, {"dim": 4, "distribution": "normal"}, torch.device("cpu"), 0, refine_steps=2.5
+        )
+    with pytest.raises(SystemExit) as stopped:
+        sample_main(["no-such-run", "--sampler", "drs", "--refine-steps", "-3"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "gan-sample: error: --refine-steps must be >= 0 (0: D as trained), got -3"
+    ]

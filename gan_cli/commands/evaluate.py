@@ -40,8 +40,9 @@ def parse_args(argv=None):
         "and eval.mh_chain); see docs/refined_sampling.md",
     )
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
-    from gan_cli.commands.sample import add_generator_choice
+    from gan_cli.commands.sample import add_generator_choice, add_refine_steps
 
+    add_refine_steps(parser, "(default: the run's eval.refine_steps)")
     add_generator_choice(parser)
     return parser.parse_args(argv)
 
@@ -54,12 +55,14 @@ def evaluate_checkpoint(
     ema: bool | None = None,
     inception=None,
     sampler: str | None = None,
+    refine_steps: int | None = None,
 ) -> dict[str, float]:
     """What the run's evaluation at this checkpoint's step gives: the same
     classifier, the same real images and the same seeded noise; with
     `inception` (a weights file; default the run's eval.inception) the
     Inception metrics too; with `sampler` (default the run's eval.sampler)
-    the same metrics of samples refined by the run's D, and its cost."""
+    the same metrics of samples refined by the run's D, and its cost
+    (`refine_steps`: D's fine-tuning, default the run's eval.refine_steps)."""
     from omegaconf import OmegaConf
 
     from gan_cli.config.build import build_data
@@ -83,6 +86,11 @@ def evaluate_checkpoint(
         options["inception"] = str(check_inception_weights(inception))
     if sampler is not None:
         options["sampler"] = sampler
+    if refine_steps is not None:
+        from gan_cli.commands.sample import check_refine_steps
+
+        check_refine_steps(refine_steps)
+        options["refine_steps"] = refine_steps
     cfg = OmegaConf.create({**config, "eval": options})
     dev = pick_device(device, key="--device")
     data = build_data(cfg.dataset)
@@ -142,7 +150,14 @@ def main(argv=None) -> None:
 
     state = load_checkpoint(args.path)
     values = evaluate_checkpoint(
-        state, args.num_samples, args.cache_dir, args.device, args.ema, args.inception, args.sampler
+        state,
+        args.num_samples,
+        args.cache_dir,
+        args.device,
+        args.ema,
+        args.inception,
+        args.sampler,
+        args.refine_steps,
     )
     print(f"{find_checkpoint(args.path)} (step {state['step']})")
     print(format_metrics(values))

@@ -40,8 +40,25 @@ def parse_args(argv=None):
         help="drs: the percentile of F that sets gamma (default 95)",
     )
     parser.add_argument("--mh-chain", type=int, default=100, help="mh: proposals per sample (default 100)")
+    add_refine_steps(parser, "(default 2000, evaluation.ratio.STEPS)")
     add_generator_choice(parser)
     return parser.parse_args(argv)
+
+
+def add_refine_steps(parser, default: str) -> None:
+    """--refine-steps: D's fine-tuning as a ratio estimator (gan-sample and
+    gan-eval); None when not given, so the reader picks the default."""
+    parser.add_argument(
+        "--refine-steps",
+        type=int,
+        help="drs/mh: Adam steps that first train a copy of D with the logistic loss on real "
+        f"data against the frozen G, as a density-ratio estimator; 0: D as trained {default}",
+    )
+
+
+def check_refine_steps(steps: int | None) -> None:
+    if steps is not None and steps < 0:
+        raise UserError(f"--refine-steps must be >= 0 (0: D as trained), got {steps}")
 
 
 def add_generator_choice(parser) -> None:
@@ -126,7 +143,7 @@ def _refiner(state: dict, G, device, seed: int, refine: dict):
     from gan_cli.run.checkpoint import discriminator_from_checkpoint
 
     D = discriminator_from_checkpoint(state, device)
-    options = dict(refine)
+    options = {k: v for k, v in refine.items() if v is not None}  # None: build_refiner's default
     method = options.pop("method")
     config = state["config"]
     # before the data set is built: say what is wrong first
@@ -210,6 +227,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.num < 1:
         raise UserError(f"--num must be >= 1, got {args.num}")
+    check_refine_steps(args.refine_steps)
     from gan_cli.run.checkpoint import load_checkpoint
 
     state = load_checkpoint(args.path)
@@ -227,7 +245,12 @@ def main(argv=None) -> None:
         ema=args.ema,
         refine=None
         if args.sampler is None
-        else {"method": args.sampler, "percentile": args.drs_percentile, "chain": args.mh_chain},
+        else {
+            "method": args.sampler,
+            "percentile": args.drs_percentile,
+            "chain": args.mh_chain,
+            "refine_steps": args.refine_steps,
+        },
     )
     kept = []
     if args.png_dir:

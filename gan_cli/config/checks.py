@@ -69,6 +69,7 @@ ADDED_KEYS = {
     "eval.sampler": None,
     "eval.drs_percentile": 95.0,
     "eval.mh_chain": 100,
+    "eval.refine_steps": 0,  # refined metrics of runs saved before it read D as training left it
 }
 
 # Keys conf/config.yaml gives every run (beside those validate checks in turn).
@@ -226,6 +227,7 @@ def _eval_sampler(cfg: DictConfig) -> None:
         raise UserError(f"eval.sampler must be one of {', '.join(SAMPLERS)} or null (off), got {method!r}")
     _real_in(cfg, "eval.drs_percentile", lambda v: 0 < v < 100, "a percentile in (0, 100)")
     _whole(cfg, "eval.mh_chain", 1)
+    _whole(cfg, "eval.refine_steps", 0)
     if method is not None:
         objective = cfg.objective
         has_d = getattr(target_of(objective), "uses_discriminator", True)

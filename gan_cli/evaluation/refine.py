@@ -21,17 +21,23 @@ they are.
   `chain` proposals, the chain started from a real point as the paper does
   (restarted from a generated one when it never moved).
 
+Before calibrating, a copy of D is trained as a ratio estimator with the
+logistic loss against the frozen G (evaluation/ratio.py; eval.refine_steps,
+gan-sample --refine-steps; 0: D as training left it).
+
 gan-sample --sampler draws with them; a run's eval.sampler scores their
 samples at each evaluation beside G's own (RefinedGenerator, refined_key).
 """
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
 from gan_cli.config.checks import SAMPLERS
 from gan_cli.errors import UserError
+from gan_cli.evaluation.ratio import BATCH, STEPS, Tuning, fine_tuned
 from gan_cli.latent import Latent
 from gan_cli.models.inference import evaluating
 
@@ -40,8 +46,8 @@ BURN_IN = 10_000  # DRS: generated samples behind r_max and gamma
 EPSILON = 1e-6
 SUFFIX = "_refined"  # a metric of refined samples: toy/high_quality_refined, eval/class_share_refined/3
 COST = "refine"  # the sampler's cost at an evaluation: refine/acceptance, ...
-# eval.sampler's refiner draws from seeds seed + 5, + 6, + 7 (build_refiner adds
-# 1 to 3 to this), apart from the training's (seed, seed + 1), the pictures'
+# eval.sampler's refiner draws from seeds seed + 5 to + 9 (build_refiner adds
+# 1 to 5 to this), apart from the training's (seed, seed + 1), the pictures'
 # (+ 2) and the evaluation's noise (+ 3).
 REFINE_SEED = 4
 
@@ -121,7 +127,9 @@ class Refiner:
     """draw(n, y) -> n samples of G refined by `method`, with the cost kept in
     `cost`. `real_draw(n)` gives held-out real points (x, y) for calibration
     and for MH's chain starts; `labels(n)` the classes a conditional G is
-    asked for (None: unconditional). Randomness comes from `generator` only."""
+    asked for (None: unconditional); `tune(D)` -> (D', D evaluations,
+    seconds), the D calibrated and read (None: D itself). Randomness comes
+    from `generator` only (and tune's own)."""
 
     def __init__(
         self,
@@ -134,6 +142,7 @@ class Refiner:
         generator: torch.Generator,
         percentile: float = 95.0,
         chain: int = 100,
+        tune=None,
     ):
         if method not in SAMPLERS:
             raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {method!r}")
@@ -144,6 +153,10 @@ class Refiner:
         self.method, self.G, self.latent, self.real_draw, self.labels = method, G, latent, real_draw, labels
         self.generator, self.percentile, self.chain = generator, percentile, chain
         self.cost = Cost()
+        if tune is not None:  # D's copy trained as a ratio estimator first (ratio.fine_tuned)
+            D, evaluations, seconds = tune(D)
+            self.cost.d_evaluations += evaluations
+            self.cost.seconds += seconds
         began = time.perf_counter()
         real, real_y = real_draw(CALIBRATION_POINTS)
         fake, fake_y = self._generate(len(real))  # as many: the fitted offset is then the log ratio's
@@ -269,12 +282,18 @@ def build_refiner(
     seed: int,
     percentile: float = 95.0,
     chain: int = 100,
+    refine_steps: int = STEPS,
 ) -> Refiner:
     """A Refiner of a run's G with its D, calibrated on the run's data set
     (gan-sample and a run's evaluations alike): G's noise from the run's
     latent prior, classes in turn for a conditional G, and each of noise,
     accept/reject draws and real points from its own generator (seeds
-    seed + 1, + 2, + 3): nothing else's random stream is touched."""
+    seed + 1, + 2, + 3): nothing else's random stream is touched. With
+    refine_steps > 0 a copy of D is first trained as a ratio estimator for
+    that many steps (ratio.fine_tuned; its noise and real points from seeds
+    seed + 4, + 5)."""
+    if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+        raise UserError(f"refine steps must be a whole number >= 0 (0: D as trained), got {refine_steps!r}")
     classes = getattr(G, "num_classes", 0)
     latent = Latent.from_config(latent_config, device, seed + 1, portable=True)
 
@@ -283,7 +302,12 @@ def build_refiner(
 
     generator = torch.Generator(device=device).manual_seed(seed + 2)
     draws = real_draws(data, device, seed + 3)
-    return Refiner(method, G, D, latent, draws, labels, generator, percentile, chain)
+    tune = None
+    if refine_steps and D is not None:
+        noise = Latent.from_config(latent_config, device, seed + 4, portable=True)
+        batches = data.sampler(BATCH, device, seed + 5)
+        tune = partial(fine_tuned, G=G, latent=noise, real_batches=batches, tuning=Tuning(refine_steps))
+    return Refiner(method, G, D, latent, draws, labels, generator, percentile, chain, tune)
 
 
 class RefinedGenerator(torch.nn.Module):
@@ -315,4 +339,5 @@ def evaluation_refiner(cfg, G, D, data, device: torch.device) -> Refiner:
         cfg.seed + REFINE_SEED,
         percentile=options.drs_percentile,
         chain=options.mh_chain,
+        refine_steps=options.refine_steps,
     )
