@@ -13,6 +13,14 @@ def _dynamo_loaded() -> bool:
     return "torch._dynamo" in sys.modules
 
 
+def _below_step_hooks(step):
+    """An optimizer class's step without the wrapper that runs the step hooks
+    (torch adds it to the class when its first instance is made)."""
+    while getattr(step, "hooked", False):
+        step = step.__wrapped__
+    return step
+
+
 @functools.cache
 def without_dynamo_import(cls: type) -> type:
     """`cls` (a torch.optim optimizer) whose step, zero_grad, add_param_group,
@@ -35,8 +43,11 @@ def without_dynamo_import(cls: type) -> type:
         return functools.wraps(raw)(method)
 
     def step(self, closure=None):
+        # This step is itself wrapped in torch's step hooks (the optimizer's
+        # constructor does that), so it calls cls's step below its own hooks:
+        # otherwise a hook would run twice once any plain cls exists.
         if _dynamo_loaded():
-            return super(subclass, self).step(closure)
+            return _below_step_hooks(cls.step)(self, closure)
         # what torch's step wrapper does besides the tracer: no autograd graph
         with torch.set_grad_enabled(self.defaults.get("differentiable", False)):
             return raw_step(self, closure)

@@ -68,6 +68,19 @@ def test_once_dynamo_is_imported_the_optimizer_is_torchs_own(monkeypatch):
     assert calls == [1]
 
 
+def test_step_hooks_run_once_per_step_with_or_without_dynamo(monkeypatch):
+    torch.optim.RMSprop([torch.nn.Parameter(torch.zeros(2))])  # torch hooks RMSprop's own step
+    weight = torch.nn.Parameter(torch.ones(2))
+    opt = without_dynamo_import(torch.optim.RMSprop)([weight], lr=0.1)
+    seen = []
+    opt.register_step_post_hook(lambda *args: seen.append(1))
+    weight.grad = torch.ones(2)
+    opt.step()
+    monkeypatch.setitem(sys.modules, "torch._dynamo", sys.modules.get("torch._dynamo", object()))
+    opt.step()
+    assert len(seen) == 2 and weight.detach().lt(1).all()
+
+
 def test_a_run_imports_neither_torchvision_nor_dynamo(tmp_path):
     # Together about 4 s of start-up on a 2-core machine: torchvision is for
     # downloads, torch._dynamo for train.compile.
