@@ -57,6 +57,16 @@ def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
     assert std == 0.0
 
 
+def test_kid_of_two_whole_sets_is_one_estimate_whatever_the_order():
+    real, fake = _gaussian(60, 4, seed=14), _gaussian(60, 4, seed=15, centre=0.3)
+    order = np.random.default_rng(0).permutation(60)
+    whole = kid(real, fake)  # 100 subsets asked for, each would hold both whole sets
+    assert whole[1] == 0.0
+    assert whole[0] == pytest.approx(kid(real[order], fake[order[::-1]], subsets=1)[0], rel=1e-12)
+    some = kid(real, fake, subsets=10, subset_size=50)  # true subsets: the estimates vary
+    assert some[1] > 0
+
+
 def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
     real = _gaussian(2000, 8, seed=11)
     same, _ = kid(real, _gaussian(2000, 8, seed=12), subsets=20, subset_size=500)

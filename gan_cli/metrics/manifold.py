@@ -54,17 +54,21 @@ def kid(
     """(mean, standard deviation) over `subsets` random subsets of the unbiased
     squared MMD between `real` and `fake` with the kernel (x.y / d + 1)^3.
     A subset holds min(subset_size, len(real), len(fake)) points of each."""
-    real, fake = _features(real).astype(np.float64), _features(fake).astype(np.float64)
+    real, fake = (torch.from_numpy(_features(v).astype(np.float64)) for v in (real, fake))
     m = min(subset_size, len(real), len(fake))
     if m < 2:
         raise ValueError(f"need at least 2 points in each set, got {len(real)} real, {len(fake)} fake")
+    if m == len(real) == len(fake):
+        # Every subset is then both whole sets, and the estimate does not
+        # depend on the order of the points: one is all of them.
+        subsets = 1
     dim = real.shape[1]
     draw = np.random.default_rng(seed)
-    values = []
-    for _ in range(subsets):
-        x = real[draw.choice(len(real), m, replace=False)]
-        y = fake[draw.choice(len(fake), m, replace=False)]
-        kxx, kyy, kxy = ((a @ b.T / dim + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
-        within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-        values.append(within - 2 * kxy.mean())
-    return float(np.mean(values)), float(np.std(values))
+    values = torch.empty(subsets, dtype=torch.float64)
+    for i in range(subsets):
+        x = real[torch.from_numpy(draw.choice(len(real), m, replace=False))]
+        y = fake[torch.from_numpy(draw.choice(len(fake), m, replace=False))]
+        kxx, kyy, kxy = ((a @ b.T).div_(dim).add_(1).pow_(3) for a, b in ((x, x), (y, y), (x, y)))
+        within = (kxx.sum() - kxx.trace() + kyy.sum() - kyy.trace()) / (m * (m - 1))
+        values[i] = within - 2 * kxy.mean()
+    return float(values.mean()), float(values.std(correction=0))
