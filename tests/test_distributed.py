@@ -161,8 +161,12 @@ def test_a_global_batch_larger_than_the_data_set_is_one_line(make_cfg):
         ("wgan", ["dataset=digits", "model.batch_norm=false"]),
         # DiffAugment's draws are rows of the global batch's, as z's are (RMSProp: Adam's
         # normalised step would magnify the all-reduce's rounding where a gradient is near 0).
-        ("wgan", ["dataset=digits", "model.batch_norm=false", "train.augment=[color,translation,cutout]"]),
-        (
+        pytest.param(
+            "wgan",
+            ["dataset=digits", "model.batch_norm=false", "train.augment=[color,translation,cutout]"],
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
             "wgan_gp",
             [
                 "dataset=ring8",
@@ -171,6 +175,7 @@ def test_a_global_batch_larger_than_the_data_set_is_one_line(make_cfg):
                 "dataset.eval_points=200",
                 "train.eval_every=6",
             ],
+            marks=pytest.mark.slow,
         ),
     ],
 )
@@ -191,6 +196,7 @@ def test_two_processes_with_batch_b_train_as_one_with_batch_2b(tmp_path, make_cf
 RESUMABLE = [*PLAIN, "objective=gan", "dataset=digits", "model.batch_norm=true"]
 
 
+@pytest.mark.slow  # two launches of two processes
 def test_a_run_on_two_processes_resumes_on_two_bit_for_bit(tmp_path):
     run_dir = run_processes(tmp_path, [*RESUMABLE, "train.steps=12"])
     straight = _weights(run_dir)

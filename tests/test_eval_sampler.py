@@ -28,6 +28,7 @@ TOY_RUN = [
     "model.spectral_norm=true",  # a D whose training-mode calls would advance its state
     "train.ema=0.9",  # the evaluation reads G's average
     "train.ema_start=0",
+    "eval.refine_steps=50",  # D's fine-tuning, shortened: its own tests are in test_refine.py
 ]
 
 

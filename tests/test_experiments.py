@@ -138,7 +138,11 @@ def test_cgan_mnist_preset_runs_and_draws_a_row_per_class(make_cfg):
 
 
 def _run_cgan_mnist_for_two_steps(make_cfg):
-    cfg = make_cfg("experiment=cgan_mnist", "train.steps=2", "train.log_every=1", tiny=False)
+    # No evaluation: the preset's nets and pictures are the point, the
+    # classifier's metrics have tests of their own.
+    cfg = make_cfg(
+        "experiment=cgan_mnist", "train.steps=2", "train.log_every=1", "eval.classifier=off", tiny=False
+    )
     metrics = run(cfg)
     assert {"loss/d", "loss/g", "js_estimate"} <= set(metrics)
     with Image.open(Path(cfg.run_dir) / "samples" / "step_2.png") as png:
@@ -150,6 +154,7 @@ def _run_cgan_mnist_for_two_steps(make_cfg):
     }
 
 
+@pytest.mark.slow  # 900 steps of the default job and three evaluations: minutes on 2 cores
 def test_a_short_run_of_the_default_job_gets_better_as_it_trains(make_cfg, tmp_path):
     # The default job itself (tiny=False: cgan, G's average, mnist_subset),
     # shortened: eval/fd, from the shipped classifier, falls as it trains.

@@ -118,6 +118,7 @@ def _train_in_fresh_processes(tmp_path, count: int, workers: int = 2) -> list[di
         return [_without_run_dir(load_checkpoint(d)) for d in pool.map(one, range(count))]
 
 
+@pytest.mark.slow  # several whole processes, twice
 def test_the_same_command_in_fresh_processes_gives_the_same_checkpoint(tmp_path):
     first, *others = _train_in_fresh_processes(tmp_path, 4)
     assert first["step"] == 10

@@ -161,6 +161,7 @@ def test_a_failed_job_leaves_the_rest_of_the_sweep_running(tmp_path):
     assert metrics["toy/modes"] in range(9) and metrics["toy/w1"] > 0
 
 
+@pytest.mark.slow  # a sweep of two whole runs in parallel processes
 def test_joblib_launcher_runs_jobs_in_parallel_and_gan_report_averages_the_seeds(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "sweep"
@@ -195,6 +196,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_and_gan_report_averages_the_seeds
     assert "fixed: " in report.stdout and "2 job(s) in 1 group(s)" in report.stdout
 
 
+@pytest.mark.slow  # a sweep of several whole runs
 def test_optuna_sweeper_optimises_the_returned_metric(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "sweep"
