@@ -71,6 +71,7 @@ def evaluate_checkpoint(
     from gan_cli.evaluation.images import make_scorer
     from gan_cli.evaluation.inception import inception_scores
     from gan_cli.evaluation.refine import COST, RefinedGenerator, as_refined, evaluation_refiner
+    from gan_cli.evaluation.stacked import StackedEvaluation
     from gan_cli.latent import evaluation_latent
     from gan_cli.run.checkpoint import discriminator_from_checkpoint, generator_from_checkpoint
 
@@ -95,6 +96,8 @@ def evaluate_checkpoint(
     dev = pick_device(device, key="--device")
     data = build_data(cfg.dataset)
     scorer = make_scorer(data, cfg, dev, say=None) if data.kind == "images" else None
+    if data.kind == "stacked":  # modes over dataset.eval_samples, fd & co. over eval.num_samples
+        scorer = StackedEvaluation(data, cfg, dev, grid_columns=8).metrics
     weights = cfg.eval.inception if data.kind == "images" else None
     if scorer is None and weights is None:
         raise UserError(

@@ -72,6 +72,28 @@ ADDED_KEYS = {
     "eval.refine_steps": 0,  # refined metrics of runs saved before it read D as training left it
 }
 
+
+def added_dataset_keys(config: dict) -> dict:
+    """In place, and returned: a saved config's data set given the keys its
+    loader names in `added` (a data set's own ADDED_KEYS, e.g. stacked_mnist's
+    size: 28) where it lacks them. Resuming such a run is then no change, and
+    changing such a key on resume still is one (unlike RESUMABLE_CHANGES,
+    which the keys that decide pixels must not join)."""
+    dataset = config.get("dataset")
+    name = dataset.get("_target_") if isinstance(dataset, dict) else None
+    if not name:
+        return config
+    from hydra.utils import get_object
+
+    try:
+        loader = get_object(name)
+    except Exception:  # a loader that moved: nothing to fill, the run's load says so
+        return config
+    for key, value in getattr(loader, "added", {}).items():
+        dataset.setdefault(key, value)
+    return config
+
+
 # Keys conf/config.yaml gives every run (beside those validate checks in turn).
 SHARED_WHOLE = {
     "objective.pack": 1,

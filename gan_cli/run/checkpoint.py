@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from gan_cli.config.build import build_models
-from gan_cli.config.checks import ADDED_KEYS
+from gan_cli.config.checks import ADDED_KEYS, added_dataset_keys
 from gan_cli.errors import UserError
 from gan_cli.output.files import fsync_dir, save_atomic
 from gan_cli.output.step_files import step_files, step_name, step_of
@@ -104,7 +104,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 def upgrade(config: dict) -> dict:
     """In place, and returned: a saved config given every key added since it
-    was written (config.checks.ADDED_KEYS), with the value its run had. Done
+    was written (config.checks.ADDED_KEYS, and its data set loader's `added`:
+    config.checks.added_dataset_keys), with the value its run had. Done
     once, as the checkpoint loads, so no reader of a saved config needs a
     default of its own."""
     for dotted, value in ADDED_KEYS.items():
@@ -113,7 +114,7 @@ def upgrade(config: dict) -> dict:
         for part in parents:
             node = node.setdefault(part, {})
         node.setdefault(key, value)
-    return config
+    return added_dataset_keys(config)
 
 
 def newest_readable(folder: str | os.PathLike, skip: str | os.PathLike | None = None) -> Path | None:
