@@ -115,3 +115,25 @@ def test_the_sngan_preset_is_the_papers_setting(make_cfg):
     assert (cfg.train.batch_size, cfg.train.lr_decay, cfg.latent.dim) == (64, 1.0, 128)
     G, D = build_resnet([3, 32, 32], 0, cfg.latent.dim, cfg.model.g_channels, cfg.model.d_channels)
     assert G(torch.randn(2, 128)).shape == (2, 3, 32, 32)
+
+
+def test_a_tiny_resnet_trains_on_stacked_mnist_padded_to_32(make_cfg, tmp_path):
+    cfg = make_cfg(
+        "experiment=stacked_resnet",
+        "model.g_channels=8",
+        "model.d_channels=8",
+        "objective.critic_steps=2",
+        "train.batch_size=8",
+        "latent.dim=8",
+        "train.steps=2",
+        "train.log_every=1",
+        "train.checkpoint_every=2",
+        "dataset.eval_samples=600",
+        "eval.num_samples=300",
+        f"dataset.root={tmp_path}",
+        tiny=False,
+    )
+    assert cfg.dataset.size == 32 and cfg.model.spectral_norm and cfg.objective.name == "hinge"
+    final = run(cfg)
+    assert 1 <= final["eval/modes"] <= 1000 and final["eval/fd"] > final["eval/fd_floor"]
+    assert 0 <= final["eval/precision"] <= 1 and 0 <= final["eval/recall"] <= 1
