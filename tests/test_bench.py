@@ -214,3 +214,16 @@ def test_gan_bench_bad_input_is_one_line(tmp_path):
     assert done.returncode == 2 and done.stderr.splitlines() == [
         "gan-bench: error: stub.py failed (exit 3): (no output)"
     ]
+
+
+def test_every_config_builds_its_data_set_outside_a_hydra_run():
+    """gan-bench composes without Hydra's runtime: a config whose data set
+    names ${hydra:...} must override it (resnet-hinge-b64: stacked MNIST)."""
+    from gan_cli.bench.speed import CONFIGS
+    from gan_cli.config.build import build_data
+
+    for name, overrides in CONFIGS.items():
+        data = build_data(bench_config(overrides).dataset)
+        assert data.shape, name
+    resnet = bench_config(CONFIGS["resnet-hinge-b64"])
+    assert (resnet.model.g_channels, resnet.model.d_channels, resnet.dataset.size) == (256, 128, 32)

@@ -30,6 +30,7 @@ CONFIGS = {
     # with. Seconds per G step on a CPU: not among the defaults.
     "resnet-hinge-b64": [
         "experiment=stacked_resnet",
+        "dataset.root=data",  # gan-bench composes outside a Hydra run; the bundled digits read nothing there
         "model.g_channels=256",
         "model.d_channels=128",
         "train.batch_size=64",
