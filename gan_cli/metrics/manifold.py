@@ -54,7 +54,9 @@ def kid(
     """(mean, standard deviation) over `subsets` random subsets of the unbiased
     squared MMD between `real` and `fake` with the kernel (x.y / d + 1)^3.
     A subset holds min(subset_size, len(real), len(fake)) points of each."""
-    real, fake = (torch.from_numpy(_features(v).astype(np.float64)) for v in (real, fake))
+    # Products in float32 (a quarter of float64's time), sums in float64: the
+    # estimate is a small difference of sums over a million kernel values.
+    real, fake = (torch.from_numpy(_features(v)) for v in (real, fake))
     m = min(subset_size, len(real), len(fake))
     if m < 2:
         raise ValueError(f"need at least 2 points in each set, got {len(real)} real, {len(fake)} fake")
@@ -69,6 +71,8 @@ def kid(
         x = real[torch.from_numpy(draw.choice(len(real), m, replace=False))]
         y = fake[torch.from_numpy(draw.choice(len(fake), m, replace=False))]
         kxx, kyy, kxy = ((a @ b.T).div_(dim).add_(1).pow_(3) for a, b in ((x, x), (y, y), (x, y)))
-        within = (kxx.sum() - kxx.trace() + kyy.sum() - kyy.trace()) / (m * (m - 1))
-        values[i] = within - 2 * kxy.mean()
+        total = {name: k.sum(dtype=torch.float64) for name, k in (("xx", kxx), ("yy", kyy), ("xy", kxy))}
+        diagonal = kxx.diagonal().sum(dtype=torch.float64) + kyy.diagonal().sum(dtype=torch.float64)
+        within = (total["xx"] + total["yy"] - diagonal) / (m * (m - 1))
+        values[i] = within - 2 * total["xy"] / m**2
     return float(values.mean()), float(values.std(correction=0))
