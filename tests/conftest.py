@@ -47,7 +47,11 @@ def classifier_cache(tmp_path_factory):
     """One classifier cache for the whole session (in-process runs and the
     console scripts alike, through GAN_CLI_CACHE): the 8x8 digits classifier
     is trained once, by whichever test first needs it, never in ~/.cache."""
-    folder = tmp_path_factory.mktemp("classifier-cache")
+    # Under pytest-xdist each worker's base folder sits in one they share: the
+    # cache goes there, so a classifier one worker trained is not trained again.
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "classifier-cache"
+    folder.mkdir(exist_ok=True)
     before = os.environ.get("GAN_CLI_CACHE")
     os.environ["GAN_CLI_CACHE"] = str(folder)
     yield folder

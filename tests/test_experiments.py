@@ -60,6 +60,18 @@ PRESETS = {
         "objective.pack": 1,
         "train.ema": 0.0,
     },
+    "stacked_resnet": {
+        "dataset.name": "stacked_mnist",
+        "dataset.size": 32,
+        "objective.name": "hinge",
+        "objective.critic_steps": 5,
+        "model.name": "resnet",
+        "model.spectral_norm": True,
+        "optimizer.name": "adam",
+        "optimizer.betas": [0.0, 0.9],
+        "train.batch_size": 64,
+        "train.ema": 0.0,
+    },
     "stacked_pacgan": {
         "dataset.name": "stacked_mnist",
         "objective.name": "gan",
