@@ -239,13 +239,9 @@ class Session:
     def evaluate(self, step: int) -> None:
         if not self.world.writes:
             return
-        exp = self.exp
-        values = exp.evaluate()
+        values = self.exp.evaluate()
         # eval.sampler: the same metrics of samples refined by D, and their picture.
-        p = exp.parts
-        refined = exp.evaluation.refined(
-            exp.sampling_generator, p.discriminator, p.objective, exp.fixed_z, exp.fixed_y, exp.num_classes
-        )
+        refined = self.exp.refined()
         if refined is not None:
             more, (tag, picture) = refined
             values = {**values, **more}

@@ -130,6 +130,13 @@ class Experiment:
             self.sampling_generator, p.discriminator, p.objective, self.fixed_z, self.fixed_y
         )
 
+    def refined(self):
+        """eval.sampler: (G's metrics of samples refined by D, (tag, picture)),
+        or None when the run has no sampler."""
+        p, G = self.parts, self.sampling_generator
+        fixed = (self.fixed_z, self.fixed_y)
+        return self.evaluation.refined(G, p.discriminator, p.objective, *fixed, self.num_classes)
+
     def evaluate(self) -> dict[str, float]:
         # The same seeded noise at every evaluation (and after a resume), apart
         # from the training noise, so the metric's curve compares like with like.
