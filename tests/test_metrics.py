@@ -3,6 +3,8 @@ run, gan-eval and gan-classifier report."""
 
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +216,52 @@ def test_real_images_score_precision_and_recall_at_the_floor(digits_classifier):
     three = data.scaled()[(data.labels == 3).nonzero()[0, 0]]
     collapsed = scorer(OneDigit(three), Latent(16, "normal", torch.device("cpu"), seed=0), 0)["eval/kid"]
     assert abs(values["eval/kid"]) < 0.05 * collapsed and abs(values["eval/kid_floor"]) < 0.05 * collapsed
+
+
+def test_the_real_side_is_computed_once_per_classifier_and_sample_size(
+    digits_classifier, tmp_path, monkeypatch
+):
+    """The real features and floors are stored beside the classifier and read
+    back (same numbers, nothing scored); another sample size, a retrained
+    classifier or a broken file computes them again."""
+    from gan_cli.data import load_sklearn_digits
+
+    cache = tmp_path / "cache"
+    shutil.copytree(os.environ["GAN_CLI_CACHE"] + "/classifiers", cache / "classifiers")
+    data = load_sklearn_digits()
+    computed = []
+    real_side = ImageScorer._real_side
+
+    def counted(self):
+        computed.append(self.num_samples)
+        return real_side(self)
+
+    monkeypatch.setattr(ImageScorer, "_real_side", counted)
+
+    def prepared(num_samples):
+        scorer = ImageScorer(data, None, num_samples=num_samples, cache_dir=str(cache), device="cpu")
+        scorer.prepare()
+        return scorer
+
+    first = prepared(400)
+    stored = sorted(cache.glob("classifiers/real/digits-all-*.pt"))
+    assert computed == [400] and len(stored) == 1
+    second = prepared(400)
+    assert computed == [400]  # read back
+    assert second.floors == first.floors and torch.equal(second.real_features, first.real_features)
+    assert first.real_features.shape == (400, classifiers.FEATURES)
+    assert set(first.floors) == {
+        f"eval/{k}_floor" for k in ("precision", "recall", "density", "coverage", "kid")
+    }
+    prepared(300)
+    assert computed == [400, 300] and len(sorted(cache.glob("classifiers/real/*.pt"))) == 2
+    stored[0].write_bytes(stored[0].read_bytes()[:100])  # cut short
+    again = prepared(400)
+    assert computed == [400, 300, 400] and again.floors == first.floors
+    (classifier_file,) = cache.glob("classifiers/digits-all-*.pt")
+    os.utime(classifier_file, ns=(0, 0))  # as if trained again
+    prepared(400)
+    assert computed == [400, 300, 400, 400]
 
 
 # --- in a run ------------------------------------------------------------------

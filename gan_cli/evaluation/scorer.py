@@ -6,6 +6,7 @@ import torch
 
 from gan_cli import classifier as classifiers
 from gan_cli.data.sampler import to_unit_range
+from gan_cli.evaluation import real_features
 from gan_cli.metrics.image import (
     class_accuracy,
     class_histogram,
@@ -65,7 +66,7 @@ class ImageScorer:
         if self.classifier is not None:
             return
         d = self.data
-        self.classifier, _, _ = classifiers.obtain(
+        self.classifier, path, _ = classifiers.obtain(
             d.name,
             self.split,
             d.images,
@@ -80,16 +81,22 @@ class ImageScorer:
         if stats is None:
             stats = feature_stats(self.classifier.score(d.scaled())[0])
         self.real_stats = stats
-        # Precision, recall & co. compare k-NN balls, so the real sample is as
-        # large as the generated one; the floors compare two halves of the real
-        # images with each other (a generator as good as the data scores them).
+        key = {"kind": "images", "num_samples": self.num_samples, "seed": REAL_SEED, "count": len(d)}
+        real = real_features.cached(path, key, self._real_side)
+        self.real_features, self.floors = real["features"], real["floors"]
+
+    def _real_side(self) -> dict:
+        """Precision, recall & co. compare k-NN balls, so the real sample is as
+        large as the generated one; the floors compare two halves of the real
+        images with each other (a generator as good as the data scores them)."""
+        d = self.data
         order = torch.randperm(len(d), generator=torch.Generator().manual_seed(REAL_SEED))
         pick = order[: min(self.num_samples, len(d))].sort().values
-        self.real_features = self.classifier.score(to_unit_range(d.images[pick]))[0]
+        features = self.classifier.score(to_unit_range(d.images[pick]))[0]
         half = len(order) // 2
         halves = [order[:half][: self.num_samples], order[half:][: self.num_samples]]
         a, b = (self.classifier.score(to_unit_range(d.images[h.sort().values]))[0] for h in halves)
-        self.floors = {f"{k}_floor": v for k, v in manifold_metrics(a, b).items()}
+        return {"features": features, "floors": {f"{k}_floor": v for k, v in manifold_metrics(a, b).items()}}
 
     def __call__(self, G, latent, num_classes: int) -> dict[str, float]:
         self.prepare()

@@ -11,6 +11,7 @@ import torch
 
 from gan_cli import classifier as classifiers
 from gan_cli.data.sampler import to_unit_range
+from gan_cli.evaluation import real_features
 from gan_cli.evaluation.images import grid
 from gan_cli.metrics.image import (
     class_accuracy,
@@ -114,7 +115,7 @@ class StackedEvaluation:
         if self.classifier is not None:
             return
         d = self.data
-        self.classifier, _, _ = classifiers.obtain(
+        self.classifier, path, _ = classifiers.obtain(
             d.source,
             None,
             d.digits,
@@ -125,11 +126,18 @@ class StackedEvaluation:
             say=log.info,
         )
         n = min(self.num_samples, d.eval_samples)
+        key = {"kind": "stacked", "samples": n, "seeds": [REAL_SEED, FLOOR_SEED], "border": d.border}
+        real = real_features.cached(path, key, lambda: self._real_side(n))
+        reference = real["features"]
+        self.real = feature_stats(reference), reference
+        self.floors = real["floors"]
+
+    def _real_side(self, n: int) -> dict:
+        """n real stacks' features, and the floors: another n against them."""
         reference, second = (self._real_features(seed, n) for seed in (REAL_SEED, FLOOR_SEED))
-        stats = feature_stats(reference)
-        self.real = stats, reference
-        self.floors = {f"{k}_floor": v for k, v in manifold(reference, second).items()}
-        self.floors["eval/fd_floor"] = frechet_distance(*feature_stats(second), *stats)
+        floors = {f"{k}_floor": v for k, v in manifold(reference, second).items()}
+        floors["eval/fd_floor"] = frechet_distance(*feature_stats(second), *feature_stats(reference))
+        return {"features": reference, "floors": floors}
 
     def _real_features(self, seed: int, n: int) -> torch.Tensor:
         """Features of n real stacks drawn from `seed`."""
