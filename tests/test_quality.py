@@ -28,6 +28,26 @@ def test_a_curve_is_scored_at_zero_and_every_interval_up_to_the_budget():
     assert all("eval/fd" in p and p["eval/fd"] > 0 for p in points)
 
 
+def test_a_curve_with_eval_sampler_scores_refined_samples_beside_gs_own():
+    toy = ["objective=gan", "dataset=ring8", "eval.sampler=mh", "eval.mh_chain=5", "eval.refine_steps=20"]
+    points = quality_curve(toy, budget=0.4, every=0.2, metric="toy/high_quality_refined")
+    assert len(points) == 3
+    for point in points:
+        assert 0 <= point["toy/high_quality_refined"] <= 1 and 0 <= point["toy/high_quality"] <= 1
+        assert point["refine/acceptance"] == pytest.approx(1 / 5)
+
+
+def test_the_table_reads_precision_recall_and_refined_shares_as_more_is_better():
+    for metric in ("toy/high_quality_refined", "eval/recall", "eval/precision_refined", "eval/coverage"):
+        curves = {
+            "a": [{"seconds": s, "steps": 10 * s, metric: v} for s, v in ((0, 0.2), (10, 0.9), (20, 0.95))],
+            "b": [{"seconds": s, "steps": 10 * s, metric: v} for s, v in ((0, 0.1), (10, 0.3), (20, 0.5))],
+        }
+        rows = table(curves, metric).splitlines()
+        # Within 10% of the best final (0.95): a at 10 s, b never.
+        assert rows[2].endswith("| 0.95 | 10 |") and rows[3].endswith("| 0.5 | - |"), metric
+
+
 def test_the_table_reads_each_curve_at_a_quarter_half_and_end():
     curves = {
         "a": [

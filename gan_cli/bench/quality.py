@@ -23,6 +23,18 @@ CONFIGS = {
     "hinge": ["objective=hinge", "train.ema=0"],
 }
 DEFAULT_CONFIGS = ["default", "wgan", "gan", "wgan_gp"]
+# Metrics (by their ending) where more is better; lower is better for the rest.
+HIGHER_IS_BETTER = (
+    "modes",
+    "present",
+    "confidence",
+    "accuracy",
+    "high_quality",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+)
 
 
 def quality_curve(overrides: list[str], budget: float, every: float, metric: str) -> list[dict]:
@@ -42,7 +54,7 @@ def quality_curve(overrides: list[str], budget: float, every: float, metric: str
     exp = Experiment(cfg)
     if exp.objective.closed_form:
         raise UserError("a closed-form objective has no training time to measure")
-    first = exp.evaluate()  # loads (or trains) the classifier off the clock
+    first = scored(exp)  # loads (or trains) the classifier off the clock
     if metric not in first:
         raise UserError(
             f"--metric {metric} is not among this run's metrics: "
@@ -62,8 +74,18 @@ def quality_curve(overrides: list[str], budget: float, every: float, metric: str
         step = run_steps(exp.parts, step, sys.maxsize, Meter(), go_on)
         sync()
         trained += time.perf_counter() - began
-        points.append({"seconds": round(trained, 3), "steps": step, **exp.evaluate()})
+        points.append({"seconds": round(trained, 3), "steps": step, **scored(exp)})
     return points
+
+
+def scored(exp) -> dict[str, float]:
+    """The run's evaluation as a run reports it: with eval.sampler, also the
+    metrics of samples refined by D (`<metric>_refined`), off the clock too."""
+    values = exp.evaluate()
+    refined = exp.refined()
+    if refined is not None:
+        values = {**values, **refined[0]}
+    return values
 
 
 def seconds_to_reach(points: list[dict], metric: str, threshold: float, lower_is_better: bool):
@@ -76,7 +98,8 @@ def seconds_to_reach(points: list[dict], metric: str, threshold: float, lower_is
 
 
 def table(curves: dict[str, list[dict]], metric: str) -> str:
-    lower = not metric.endswith(("modes", "present", "confidence", "accuracy", "high_quality"))
+    base = metric.removesuffix("_refined")  # a refined metric reads as G's own does
+    lower = not base.endswith(HIGHER_IS_BETTER)
     best_final = (min if lower else max)(c[-1][metric] for c in curves.values())
     lines = [
         f"| config | steps | steps/s | {metric} at 1/4 | at 1/2 | at the end | "
