@@ -40,7 +40,9 @@ def parse_args(argv=None):
         "and eval.mh_chain); see docs/refined_sampling.md",
     )
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
-    from gan_cli.commands.sample import add_generator_choice, add_refine_steps
+    from gan_cli.commands.sample import add_generator_choice, add_refine_steps, add_truncation
+
+    add_truncation(parser)
 
     add_refine_steps(parser, "(default: the run's eval.refine_steps)")
     add_generator_choice(parser)
@@ -56,13 +58,15 @@ def evaluate_checkpoint(
     inception=None,
     sampler: str | None = None,
     refine_steps: int | None = None,
+    truncation: float | None = None,
 ) -> dict[str, float]:
     """What the run's evaluation at this checkpoint's step gives: the same
     classifier, the same real images and the same seeded noise; with
     `inception` (a weights file; default the run's eval.inception) the
     Inception metrics too; with `sampler` (default the run's eval.sampler)
     the same metrics of samples refined by the run's D, and its cost
-    (`refine_steps`: D's fine-tuning, default the run's eval.refine_steps)."""
+    (`refine_steps`: D's fine-tuning, default the run's eval.refine_steps);
+    with `truncation` ψ, of G fed ψ·z (models.inference.Truncated)."""
     from omegaconf import OmegaConf
 
     from gan_cli.config.build import build_data
@@ -73,6 +77,7 @@ def evaluate_checkpoint(
     from gan_cli.evaluation.refine import COST, RefinedGenerator, as_refined, evaluation_refiner
     from gan_cli.evaluation.stacked import StackedEvaluation
     from gan_cli.latent import evaluation_latent
+    from gan_cli.models.inference import truncated
     from gan_cli.run.checkpoint import discriminator_from_checkpoint, generator_from_checkpoint
 
     config = state["config"]
@@ -110,7 +115,7 @@ def evaluate_checkpoint(
         refuse_sampler_without_discriminator(
             f"--sampler {cfg.eval.sampler}", cfg.objective.name, D is not None
         )
-    G = generator_from_checkpoint(state, dev, ema)
+    G = truncated(generator_from_checkpoint(state, dev, ema), truncation, config["latent"]["distribution"])
 
     def scores(generator) -> dict[str, float]:
         latent = evaluation_latent(config["latent"], dev, config["seed"])
@@ -161,6 +166,7 @@ def main(argv=None) -> None:
         args.inception,
         args.sampler,
         args.refine_steps,
+        args.truncation,
     )
     print(f"{find_checkpoint(args.path)} (step {state['step']})")
     print(format_metrics(values))

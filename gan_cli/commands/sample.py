@@ -42,7 +42,18 @@ def parse_args(argv=None):
     parser.add_argument("--mh-chain", type=int, default=100, help="mh: proposals per sample (default 100)")
     add_refine_steps(parser, "(default 2000, evaluation.ratio.STEPS)")
     add_generator_choice(parser)
+    add_truncation(parser)
     return parser.parse_args(argv)
+
+
+def add_truncation(parser) -> None:
+    parser.add_argument(
+        "--truncation",
+        type=float,
+        metavar="PSI",
+        help="feed G PSI times its noise (a normal prior only): below 1 sharper and less varied "
+        "samples, above 1 the reverse (default 1: G's own)",
+    )
 
 
 def add_refine_steps(parser, default: str) -> None:
@@ -85,6 +96,7 @@ def draw_batches(
     batch: int | None = None,
     ema: bool | None = None,
     refine: dict | None = None,
+    truncation: float | None = None,
 ):
     """An iterator of (samples [n, *shape] float32 on the CPU in the data's [-1, 1]
     scale, labels [n] or None) for `num` samples, `batch` at a time (all at
@@ -97,11 +109,13 @@ def draw_batches(
 
     from gan_cli.device import pick_device
     from gan_cli.latent import Latent
-    from gan_cli.models.inference import generate
+    from gan_cli.models.inference import generate, truncated
     from gan_cli.run.checkpoint import generator_from_checkpoint
 
     dev = pick_device(device, key="--device")
-    G = generator_from_checkpoint(state, dev, ema)
+    G = truncated(
+        generator_from_checkpoint(state, dev, ema), truncation, state["config"]["latent"]["distribution"]
+    )
     z = Latent.from_config(state["config"]["latent"], dev, seed, portable=True).sample(num)
     classes = G.num_classes
     labels = None
@@ -243,6 +257,7 @@ def main(argv=None) -> None:
         args.device,
         batch=PNG_BATCH if args.png_dir else None,
         ema=args.ema,
+        truncation=args.truncation,
         refine=None
         if args.sampler is None
         else {
