@@ -227,7 +227,9 @@ def test_the_real_side_is_computed_once_per_classifier_and_sample_size(
     from gan_cli.data import load_sklearn_digits
 
     cache = tmp_path / "cache"
-    shutil.copytree(os.environ["GAN_CLI_CACHE"] + "/classifiers", cache / "classifiers")
+    (cache / "classifiers").mkdir(parents=True)
+    for trained in Path(os.environ["GAN_CLI_CACHE"], "classifiers").glob("digits-all-*.pt"):
+        shutil.copy2(trained, cache / "classifiers")  # the classifier alone, no real side yet
     data = load_sklearn_digits()
     computed = []
     real_side = ImageScorer._real_side

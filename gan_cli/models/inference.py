@@ -8,6 +8,8 @@ import contextlib
 
 import torch
 
+from gan_cli.errors import UserError
+
 
 @contextlib.contextmanager
 def eval_mode(net: torch.nn.Module):
@@ -53,8 +55,6 @@ def truncated(G: torch.nn.Module, psi: float | None, distribution: str, option: 
     """G itself for psi None or 1, else Truncated(G, psi); refused in one
     line unless psi > 0 and the prior is the standard normal (scaling a
     uniform or a mixture's centres is not truncating it)."""
-    from gan_cli.errors import UserError
-
     if psi is None or psi == 1:
         return G
     if not psi > 0 or psi != psi or psi == float("inf"):
