@@ -47,6 +47,12 @@ def test_gan_sample_draws_g_of_scaled_noise(trained):
     assert half.std(dim=0).mean() < plain.std(dim=0).mean()
 
 
+def test_gan_eval_says_which_noise_it_scored(trained, capsys):
+    run_dir, _ = trained
+    eval_main([str(run_dir), "--truncation", "0.5", "--num-samples", "200"])
+    assert capsys.readouterr().out.splitlines()[0].endswith("(step 40, G fed 0.5 times its noise)")
+
+
 def test_gan_eval_trades_recall_for_precision_as_psi_shrinks(trained):
     run_dir, state = trained
     values = {psi: evaluate_checkpoint(state, num_samples=400, truncation=psi) for psi in (0.05, 1.0)}

@@ -168,7 +168,8 @@ def main(argv=None) -> None:
         args.refine_steps,
         args.truncation,
     )
-    print(f"{find_checkpoint(args.path)} (step {state['step']})")
+    shown = "" if args.truncation in (None, 1) else f", G fed {args.truncation:g} times its noise"
+    print(f"{find_checkpoint(args.path)} (step {state['step']}{shown})")
     print(format_metrics(values))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

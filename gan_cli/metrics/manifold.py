@@ -36,10 +36,10 @@ def precision_recall(real, fake, k: int = NEAREST_K) -> dict[str, float]:
     `real` [M, D], with k-nearest-neighbour balls; both sets need more than k
     points. The formulas and distances of the authors' package, prdc
     (compute_prdc: Euclidean distances computed in float64 and kept as
-    float32, a point's radius the distance to its k-th nearest other point),
-    which tests/test_manifold_metrics.py checks this against; here in torch, a block of
-    rows at a time, without prdc's scikit-learn import (about 2 s of a run)
-    or its three whole distance matrices."""
+    float32, a point's radius the distance to its k-th nearest other
+    point), which tests/test_manifold_metrics.py checks this against; here
+    in torch, a block of rows at a time, without prdc's scikit-learn import
+    (about 2 s of a run) or its three whole distance matrices."""
     real, fake = (torch.from_numpy(_features(v)) for v in (real, fake))
     if min(len(real), len(fake)) <= k:
         raise ValueError(f"need more than k={k} points in each set, got {len(real)} real, {len(fake)} fake")
