@@ -17,13 +17,22 @@ from gan_cli.run.runner import run
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny unconditional run on the 8x8 digits; its checkpoint state."""
+    """A small conditional run on the 8x8 digits (about 20 s), trained far
+    enough that truncation's trade shows; its checkpoint state."""
     from conftest import TINY
 
     from gan_cli.config.compose import compose_config
 
     run_dir = tmp_path_factory.mktemp("truncation") / "run"
-    cfg = compose_config([*TINY, "objective=gan", "train.steps=40", f"run_dir={run_dir}"])
+    small = [
+        "objective=cgan",
+        "train.steps=400",
+        "train.ema=0.99",
+        "train.ema_start=100",
+        "optimizer.lr=1e-3",
+    ]
+    wider = ["model.g_hidden=[128,128]", "model.d_hidden=[128]"]
+    cfg = compose_config([*TINY, *small, *wider, f"run_dir={run_dir}"])
     run(cfg)
     return run_dir, load_checkpoint(run_dir)
 
@@ -32,17 +41,18 @@ def test_truncated_g_is_g_of_psi_times_z(trained):
     _, state = trained
     G = generator_from_checkpoint(state)
     z = torch.randn(16, G.latent_dim, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(generate(Truncated(G, 0.5), z, None), generate(G, 0.5 * z, None))
+    y = torch.arange(16) % 10
+    assert torch.equal(generate(Truncated(G, 0.5), z, y), generate(G, 0.5 * z, y))
 
 
 def test_gan_sample_draws_g_of_scaled_noise(trained):
     _, state = trained
-    [(plain, _)] = draw_batches(state, 32, seed=4)
+    [(plain, labels)] = draw_batches(state, 32, seed=4)
     [(half, _)] = draw_batches(state, 32, seed=4, truncation=0.5)
     [(one, _)] = draw_batches(state, 32, seed=4, truncation=1.0)
     assert torch.equal(one, plain) and not torch.equal(half, plain)
     z = Latent.from_config(state["config"]["latent"], "cpu", 4, portable=True).sample(32)
-    assert torch.equal(half, generate(generator_from_checkpoint(state), 0.5 * z, None))
+    assert torch.equal(half, generate(generator_from_checkpoint(state), 0.5 * z, labels))
     # Pulled towards the prior's centre: the samples vary less.
     assert half.std(dim=0).mean() < plain.std(dim=0).mean()
 
@@ -50,17 +60,18 @@ def test_gan_sample_draws_g_of_scaled_noise(trained):
 def test_gan_eval_says_which_noise_it_scored(trained, capsys):
     run_dir, _ = trained
     eval_main([str(run_dir), "--truncation", "0.5", "--num-samples", "200"])
-    assert capsys.readouterr().out.splitlines()[0].endswith("(step 40, G fed 0.5 times its noise)")
+    assert capsys.readouterr().out.splitlines()[0].endswith("(step 400, G fed 0.5 times its noise)")
 
 
-def test_gan_eval_trades_recall_for_precision_as_psi_shrinks(trained):
-    run_dir, state = trained
-    values = {psi: evaluate_checkpoint(state, num_samples=400, truncation=psi) for psi in (0.05, 1.0)}
+def test_gan_eval_trades_recall_for_precision_along_psi(trained):
+    _, state = trained
+    values = {psi: evaluate_checkpoint(state, num_samples=400, truncation=psi) for psi in (0.3, 1.0, 2.0)}
     assert values[1.0] == evaluate_checkpoint(state, num_samples=400)  # 1 is G's own
-    # Nearly one image (psi -> 0 feeds G its noise's mean): no variety left.
-    assert values[0.05]["eval/recall"] < values[1.0]["eval/recall"] or values[1.0]["eval/recall"] == 0
-    assert values[0.05]["eval/coverage"] < values[1.0]["eval/coverage"]
-    assert values[0.05]["eval/classes_present"] <= values[1.0]["eval/classes_present"]
+    precision = [values[psi]["eval/precision"] for psi in (0.3, 1.0, 2.0)]
+    recall = [values[psi]["eval/recall"] for psi in (0.3, 1.0, 2.0)]
+    # Below 1 sharper and less varied, above 1 the reverse, each by a clear margin.
+    assert precision[0] > precision[1] + 0.05 > precision[2] + 0.05
+    assert recall[0] + 0.2 < recall[1] < recall[2] - 0.1
 
 
 @pytest.mark.parametrize(
