@@ -303,9 +303,15 @@ def test_mixture_centres_are_the_same_for_every_seed():
         ),
         (
             ["objective=mse", "objective.pack=2"],
-            "objective=mse has no discriminator, so objective.pack and objective.r1 do not apply "
-            "(got pack=2, r1=0.0)",
+            "objective=mse has no discriminator, so objective.pack, objective.r1 and "
+            "objective.mode_seeking do not apply (got pack=2, r1=0.0, mode_seeking=0.0)",
         ),
+        (
+            ["objective=mse", "objective.mode_seeking=1"],
+            "objective=mse has no discriminator, so objective.pack, objective.r1 and "
+            "objective.mode_seeking do not apply (got pack=1, r1=0.0, mode_seeking=1.0)",
+        ),
+        (["objective.mode_seeking=-1"], "objective.mode_seeking must be a number >= 0, got -1"),
     ],
 )
 def test_impossible_values_are_refused_in_one_line(make_cfg, overrides, message):

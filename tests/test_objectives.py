@@ -296,3 +296,43 @@ def test_bad_objective_settings_get_one_clear_line(make_cfg, overrides, message)
     with pytest.raises(UserError) as caught:
         run(cfg)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_mode_seeking_ratio_is_image_spread_over_noise_spread():
+    from gan_cli.objectives.losses import mode_seeking_ratio
+
+    fake_a, fake_b = torch.zeros(2, 2), torch.tensor([[2.0, 4.0], [0.0, 6.0]])  # mean |diff| 3
+    z_a, z_b = torch.zeros(2, 3), torch.full((2, 3), 0.5)  # mean |diff| 0.5
+    assert mode_seeking_ratio(fake_a, fake_b, z_a, z_b).item() == pytest.approx(6.0)
+
+
+class Recorder(nn.Module):
+    """G: z's first coordinate as a one-pixel image, keeping the classes asked for."""
+
+    num_classes = 10
+
+    def forward(self, z, y=None):
+        self.y = y
+        return z[:, :1]
+
+
+def test_mode_seeking_pairs_share_classes_and_add_its_term_to_gs_loss():
+    from gan_cli.objectives import MinimaxGAN
+
+    objective = MinimaxGAN("cgan", conditional=True, mode_seeking=2.0)
+    G = Recorder()
+    latent = Latent(4, "normal", torch.device("cpu"), seed=0)
+    batch = Batch(torch.zeros(6, 1), torch.tensor([1, 2, 3, 4, 5, 6]), torch.arange(6))
+    plain = MinimaxGAN("cgan", conditional=True)
+
+    def D(x, y):  # a constant critic: G's own loss is the same for any sample
+        return torch.zeros(len(x))
+
+    loss, stats = objective.generator_loss(G, D, batch, latent)
+    assert G.y.tolist() == [1, 2, 3, 1, 2, 3]  # the second half asks for the first half's classes
+    z = Latent(4, "normal", torch.device("cpu"), seed=0).sample(6)  # the same draw
+    ratio = (z[:3, 0] - z[3:, 0]).abs().mean() / (z[:3] - z[3:]).abs().mean()
+    assert stats["mode_seeking_ratio"].item() == pytest.approx(ratio.item(), rel=1e-6)
+    base, _ = plain.generator_loss(G, D, batch, Latent(4, "normal", torch.device("cpu"), seed=0))
+    assert loss.item() == pytest.approx(base.item() + 2.0 / (ratio.item() + 1e-5), rel=1e-6)
+    assert G.y.tolist() == [1, 2, 3, 4, 5, 6]  # off: the batch's own classes, as ever

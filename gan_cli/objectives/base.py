@@ -19,13 +19,16 @@ functions of D's outputs (losses.py, fdiv.py):
     penalty(D, real, fake, y, latent)  a regulariser added to D's loss (optional)
 Its values were checked by gan_cli.config.checks before it is built.
 
-Two settings every objective with a discriminator shares, handled here so no
-subclass needs to know them:
+Settings every objective with a discriminator shares, handled here so no
+subclass needs to know them, two of D's:
     pack      PacGAN (Lin et al. 2018): D judges `pack` samples joined together
               (the models join them; see models/conditioning.py)
     r1        R1 (Mescheder et al. 2018): r1/2 * E[||grad_x D(x)||^2] on real x,
               added to D's loss on every `r1_every`-th D step with weight
               r1 * r1_every (lazy regularisation, as in StyleGAN2)
+and one of G's:
+    mode_seeking  MSGAN (Mao et al. 2019): G's loss gains this weight times
+              1 / (|G(z1) - G(z2)| / |z1 - z2|) over pairs sharing a class
 """
 
 import torch
@@ -55,6 +58,7 @@ class Objective:
         pack: int = 1,
         r1: float = 0.0,
         r1_every: int = 1,
+        mode_seeking: float = 0.0,
     ):
         self.name = name
         self.critic_steps = critic_steps
@@ -62,6 +66,7 @@ class Objective:
         self.pack = int(pack)
         self.r1 = float(r1)
         self.r1_every = int(r1_every)
+        self.mode_seeking = float(mode_seeking)
         self.d_steps = 0  # D's updates so far: which ones get R1 (checkpointed)
 
     # --- the hooks a subclass fills in ----------------------------------------
@@ -113,8 +118,24 @@ class Objective:
 
     def generator_loss(self, G, D, batch: Batch, latent: Latent):
         y = self.labels(batch)
+        if self.mode_seeking > 0:
+            return self._mode_seeking_loss(G, D, y, latent, len(batch.x))
         fake = G(latent.sample(len(batch.x)), y)
         return self.g_loss(D(fake, y)), {}
+
+    def _mode_seeking_loss(self, G, D, y, latent: Latent, n: int):
+        """G's loss plus MSGAN's term (Mao et al. 2019): the batch's two halves
+        share their classes, and G is pushed to map their different z to
+        images as far apart as the z are: mode_seeking / (ratio + 1e-5), the
+        ratio being mean |G(z1) - G(z2)| / mean |z1 - z2|, logged."""
+        half = n // 2
+        if y is not None:  # the second half asks for the first half's classes
+            y = torch.cat([y[:half], y[:half], y[2 * half :]])
+        z = latent.sample(n)
+        fake = G(z, y)
+        ratio = losses.mode_seeking_ratio(fake[:half], fake[half : 2 * half], z[:half], z[half : 2 * half])
+        loss = self.g_loss(D(fake, y)) + self.mode_seeking / (ratio + 1e-5)
+        return loss, {"mode_seeking_ratio": ratio.detach()}
 
     # --- what a run needs besides the losses -----------------------------------
     def setup(self, data, latent: Latent) -> None:

@@ -139,3 +139,9 @@ def chi2_estimate(least_squares_loss: torch.Tensor, a: float, b: float) -> torch
     (b p + a q) / (p + q), where the loss is (b - a)^2 (2 - chi^2) / 8; so
     2 - 8 loss / (b - a)^2 is a lower bound, equal to it at the optimal d."""
     return 2 - 8 * least_squares_loss / (b - a) ** 2
+
+
+def mode_seeking_ratio(fake_a, fake_b, z_a, z_b) -> torch.Tensor:
+    """MSGAN's ratio (Mao et al. 2019): mean |fake_a - fake_b| over mean
+    |z_a - z_b|, the images' spread per unit of the noise's."""
+    return (fake_a - fake_b).abs().mean() / (z_a - z_b).abs().mean()

@@ -170,6 +170,7 @@ def run_hparams(cfg) -> dict:
         "train.lr_decay",
         "model.spectral_norm",
         "objective.r1",
+        "objective.mode_seeking",
         "objective.r1_every",
         "objective.pack",
         "eval.sampler",
