@@ -309,7 +309,7 @@ def test_mixture_centres_are_the_same_for_every_seed():
         (
             ["objective=mse", "objective.mode_seeking=1"],
             "objective=mse has no discriminator, so objective.pack, objective.r1 and "
-            "objective.mode_seeking do not apply (got pack=1, r1=0.0, mode_seeking=1.0)",
+            "objective.mode_seeking do not apply (got pack=1, r1=0.0, mode_seeking=1)",
         ),
         (["objective.mode_seeking=-1"], "objective.mode_seeking must be a number >= 0, got -1"),
     ],
@@ -472,14 +472,16 @@ def test_resuming_a_run_saved_before_these_options_is_no_change():
     old = {"train": {"steps": 5}, "objective": {"name": "gan"}, "model": {"name": "mlp"}}
     new = {
         "train": {"steps": 5, "ema": 0.0, "ema_start": 0, "lr_decay": 0.0},
-        "objective": {"name": "gan", "pack": 1, "r1": 0.0, "r1_every": 1},
+        "objective": {"name": "gan", "pack": 1, "r1": 0.0, "r1_every": 1, "mode_seeking": 0.0},
         "model": {"name": "mlp", "spectral_norm": False},
         "latent": {"components": 1000, "component_std": 0.1},
     }
     assert changed_keys(upgrade(old), new, []) == []
     new["objective"]["pack"] = 2
+    new["objective"]["mode_seeking"] = 0.1
     new["latent"]["components"] = 100
-    assert changed_keys(upgrade(old), new, []) == ["latent.components", "objective.pack"]
+    changed = ["latent.components", "objective.mode_seeking", "objective.pack"]
+    assert changed_keys(upgrade(old), new, []) == changed
 
 
 def test_the_mixture_keys_an_old_config_lacks_compare_as_the_defaults(make_cfg):
