@@ -54,7 +54,7 @@ def quality_curve(overrides: list[str], budget: float, every: float, metric: str
     exp = Experiment(cfg)
     if exp.objective.closed_form:
         raise UserError("a closed-form objective has no training time to measure")
-    first = scored(exp)  # loads (or trains) the classifier off the clock
+    first = exp.evaluate_all()[0]  # as a run reports it; loads (or trains) the classifier off the clock
     if metric not in first:
         raise UserError(
             f"--metric {metric} is not among this run's metrics: "
@@ -74,18 +74,8 @@ def quality_curve(overrides: list[str], budget: float, every: float, metric: str
         step = run_steps(exp.parts, step, sys.maxsize, Meter(), go_on)
         sync()
         trained += time.perf_counter() - began
-        points.append({"seconds": round(trained, 3), "steps": step, **scored(exp)})
+        points.append({"seconds": round(trained, 3), "steps": step, **exp.evaluate_all()[0]})
     return points
-
-
-def scored(exp) -> dict[str, float]:
-    """The run's evaluation as a run reports it: with eval.sampler, also the
-    metrics of samples refined by D (`<metric>_refined`), off the clock too."""
-    values = exp.evaluate()
-    refined = exp.refined()
-    if refined is not None:
-        values = {**values, **refined[0]}
-    return values
 
 
 def seconds_to_reach(points: list[dict], metric: str, threshold: float, lower_is_better: bool):

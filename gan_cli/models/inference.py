@@ -5,6 +5,7 @@ happens. A picture or a metric therefore leaves every buffer of G and D as
 it found it, so how often a run draws them changes nothing it trains."""
 
 import contextlib
+import math
 
 import torch
 
@@ -57,7 +58,7 @@ def truncated(G: torch.nn.Module, psi: float | None, distribution: str, option: 
     uniform or a mixture's centres is not truncating it)."""
     if psi is None or psi == 1:
         return G
-    if not psi > 0 or psi != psi or psi == float("inf"):
+    if not (math.isfinite(psi) and psi > 0):
         raise UserError(f"{option} must be a number > 0 (1 = G's own samples), got {psi}")
     if distribution != "normal":
         raise UserError(

@@ -239,12 +239,9 @@ class Session:
     def evaluate(self, step: int) -> None:
         if not self.world.writes:
             return
-        values = self.exp.evaluate()
-        # eval.sampler: the same metrics of samples refined by D, and their picture.
-        refined = self.exp.refined()
-        if refined is not None:
-            more, (tag, picture) = refined
-            values = {**values, **more}
+        values, refined_picture = self.exp.evaluate_all()
+        if refined_picture is not None:  # eval.sampler: samples refined by D
+            tag, picture = refined_picture
             self.monitor.image(tag, step, picture, "refined_" + step_name(step, ".png"))
         if values:
             self.monitor.scalars(step, values, throughput=False)

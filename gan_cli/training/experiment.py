@@ -137,6 +137,17 @@ class Experiment:
         fixed = (self.fixed_z, self.fixed_y)
         return self.evaluation.refined(G, p.discriminator, p.objective, *fixed, self.num_classes)
 
+    def evaluate_all(self) -> tuple[dict[str, float], tuple | None]:
+        """What a run reports at an evaluation: evaluate()'s metrics, with
+        eval.sampler also those of samples refined by D (`<metric>_refined`);
+        and the refined samples' (tag, picture), or None without a sampler."""
+        values = self.evaluate()
+        refined = self.refined()
+        if refined is None:
+            return values, None
+        more, picture = refined
+        return {**values, **more}, picture
+
     def evaluate(self) -> dict[str, float]:
         # The same seeded noise at every evaluation (and after a resume), apart
         # from the training noise, so the metric's curve compares like with like.
