@@ -28,6 +28,11 @@ def test_tensorboard_holds_scalars_and_sample_grids(make_cfg, objective, estimat
     assert [e.step for e in acc.Scalars("loss/g")] == [5, 10, 15, 20]
     # 8 x 8 grid of 8x8 digits with 2-pixel padding: 8*10 + 2 = 82 pixels a side.
     assert_pictures(run_dir, acc, "samples", [10, 20], (82, 82))
+    # one encoding: TensorBoard holds the PNG file's bytes, as RGB
+    shown = acc.Images("samples")[-1]
+    assert shown.encoded_image_string == (run_dir / "samples" / "step_20.png").read_bytes()
+    with Image.open(run_dir / "samples" / "step_20.png") as png:
+        assert png.mode == "RGB"
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "last.pt",
         "step_10.pt",

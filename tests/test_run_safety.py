@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gan_cli.errors import UserError, reported
-from gan_cli.output.files import write_text_atomic
+from gan_cli.output.files import atomic_write, write_text_atomic
 from gan_cli.run.checkpoint import Checkpointer, load_checkpoint, load_resumable, newest_readable
 from gan_cli.run.runner import run
 
@@ -77,6 +77,21 @@ def test_atomic_text_keeps_the_old_file_when_the_disk_is_full(tmp_path, full_dis
     with pytest.raises(UserError, match=r"cannot write .*metrics.json: No space left on device$"):
         write_text_atomic(path, "x" * 100_000)
     assert path.read_text() == '{"old": 1}\n' and os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_only_durable_writes_wait_for_the_disk(tmp_path, monkeypatch):
+    """Checkpoints and metrics are fsynced (the file, then its folder);
+    pictures (durable=False) are renamed into place without waiting."""
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    atomic_write(tmp_path / "kept.bin", lambda file: file.write(b"kept"))
+    assert len(synced) == 2
+    atomic_write(tmp_path / "picture.png", lambda file: file.write(b"png"), durable=False)
+    assert len(synced) == 2
+    assert (tmp_path / "picture.png").read_bytes() == b"png"
+    assert (tmp_path / "kept.bin").read_bytes() == b"kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.bin", "picture.png"]  # no temporary file left
 
 
 def test_writing_names_the_file_and_reported_keeps_it_to_one_line(tmp_path, capsys):

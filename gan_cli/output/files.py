@@ -33,11 +33,13 @@ class _RecordingWriter:
         self.file.flush()
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
     """write(file) into a temporary file beside `path`, fsync, rename over
     `path`: readers see the old file or the new one, never half of one. On
     any failure the temporary file is removed and `path` left as it was; an
-    OSError becomes UserError("cannot write PATH: reason")."""
+    OSError becomes UserError("cannot write PATH: reason"). durable=False
+    skips the two fsyncs (the rename is still atomic for readers): for files
+    that can be drawn again, such as sample pictures."""
     path = Path(path)
     tmp = None
     try:
@@ -53,13 +55,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
                         raise sink.error from None
                     raise
                 file.flush()
-                os.fsync(file.fileno())  # the bytes are on disk before the name points at them
+                if durable:
+                    os.fsync(file.fileno())  # the bytes are on disk before the name points at them
             os.replace(tmp, path)
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

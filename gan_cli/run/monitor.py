@@ -1,6 +1,7 @@
 """What a run shows while it trains: TensorBoard scalars and images, sample
 grids on disk, and a progress bar (or a log line when output is not a terminal)."""
 
+import io
 import math
 import sys
 import time
@@ -56,11 +57,15 @@ class Monitor:
         return rate
 
     def image(self, tag: str, step: int, image: torch.Tensor, file_name: str) -> Path:
-        """image: [C, H, W] floats in [0, 1]; also written as samples/<file_name>."""
+        """image: [C, H, W] floats in [0, 1]; also written as samples/<file_name>.
+        Encoded once: TensorBoard gets the PNG file's own bytes."""
+        png = io.BytesIO()
+        save_png(image, png)
         with writing(self.events):
-            self.writer.add_image(tag, image, step)
+            self.writer._get_file_writer().add_summary(_image_summary(tag, png.getvalue(), image.shape), step)
         path = self.samples_dir / file_name
-        atomic_write(path, lambda file: save_png(image, file))
+        # no fsync: a picture lost to a power cut can be drawn again (gan-sample)
+        atomic_write(path, lambda file: file.write(png.getvalue()), durable=False)
         return path
 
     def progress(self, step: int, values: dict[str, float], rate: float) -> None:
@@ -134,6 +139,16 @@ class Monitor:
             self.bar = None
         with writing(self.events):
             self.writer.close()
+
+
+def _image_summary(tag: str, png: bytes, shape: torch.Size):
+    """TensorBoard's image summary of an encoded PNG of a [C, H, W] picture
+    (save_png writes one channel as three), as add_image would write it."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    channels, height, width = shape
+    picture = Summary.Image(height=height, width=width, colorspace=max(channels, 3), encoded_image_string=png)
+    return Summary(value=[Summary.Value(tag=tag, image=picture)])
 
 
 def _duration(seconds: float) -> str:
