@@ -92,7 +92,7 @@ def junky():
     return G, _trained_d(G)
 
 
-@pytest.mark.parametrize("method", ["drs", "mh"])
+@pytest.mark.parametrize("method", ["drs", "mh", "threshold"])
 def test_the_sampler_removes_a_generators_junk(method, junky):
     G, D = junky
     latent = Latent(4, "normal", torch.device("cpu"), seed=6)
@@ -101,12 +101,12 @@ def test_the_sampler_removes_a_generators_junk(method, junky):
     refined = refiner.draw(2000)
     hq, covered = _scores(refined)
     assert raw_hq == pytest.approx(0.7, abs=0.04)
-    assert hq >= (0.95 if method == "drs" else 0.9) and covered == 8  # sharper, every mode still there
+    assert hq >= (0.9 if method == "mh" else 0.95) and covered == 8  # sharper, every mode still there
     cost = refiner.cost.as_metrics(method)
     assert 0 < cost[f"{method}/acceptance"] < 1 and cost[f"{method}/d_evals_per_sample"] > 1
 
 
-@pytest.mark.parametrize("method", ["drs", "mh"])
+@pytest.mark.parametrize("method", ["drs", "mh", "threshold"])
 def test_a_perfect_generator_is_left_as_it_is(method):
     G = RingG(junk=0.0)
     D = _trained_d(G, steps=100)  # nothing to learn: real and generated are one distribution
@@ -146,12 +146,44 @@ def test_a_runs_evaluation_scores_the_refined_samples_beside_gs_own(make_cfg, ju
 
 def test_refused_configurations_are_one_line():
     G = RingG()
-    with pytest.raises(UserError, match="sampler must be one of drs, mh, got 'best'"):
+    with pytest.raises(UserError, match="sampler must be one of drs, mh, threshold, got 'best'"):
         _refiner("best", G, _trained_d(G, steps=1))
     with pytest.raises(UserError, match="sampler=drs reads the discriminator, and this run has none"):
         _refiner("drs", G, None)
     with pytest.raises(UserError, match="percentile must be in"):
         _refiner("drs", G, _trained_d(G, steps=1), percentile=100)
+    with pytest.raises(UserError, match=r"threshold percentile must be in \(0, 100\), got 0"):
+        _refiner("threshold", G, _trained_d(G, steps=1), threshold_percentile=0)
+
+
+def test_the_threshold_keeps_what_d_rates_as_real_as_real_data(junky):
+    """The cut is the percentile of the calibrated score over the held-out
+    real points; every kept sample scores at least that, and the share of
+    G's samples below it is what is dropped."""
+    G, D = junky
+    refiner = _refiner("threshold", G, D, threshold_percentile=5.0)
+    real = RING.draw(2000, torch.Generator().manual_seed(3))[0]  # the calibration's real points
+    assert refiner.cut == pytest.approx(torch.quantile(refiner.ratio(real, None).double(), 0.05).item())
+    kept = refiner.draw(1000)
+    assert (refiner.ratio(kept, None) >= refiner.cut).all()
+    proposals = G(Latent(4, "normal", torch.device("cpu"), seed=9).sample(4000)).detach()
+    dropped = (refiner.ratio(proposals, None) < refiner.cut).float().mean().item()
+    assert 0.25 < dropped < 0.4  # about the 30% junk, and few of the ring's own points
+    assert refiner.cost.as_metrics("t")["t/acceptance"] == pytest.approx(1 - dropped, abs=0.04)
+
+
+def test_a_generator_far_from_the_data_gets_its_best_samples_and_a_count(junky):
+    """Every sample of G below the cut: after MAX_PROPOSALS per sample the
+    threshold stops and fills in with the highest-scored proposals."""
+    from gan_cli.evaluation.refine import MAX_PROPOSALS
+
+    G, D = RingG(), junky[1]
+    G.anchor.data.fill_(1.0)  # every point 1 from its ring component, off the data
+    refiner = _refiner("threshold", G, D, threshold_percentile=50.0)
+    samples = refiner.draw(50)
+    assert samples.shape == (50, 2)
+    below = refiner.cost.extra["below_threshold"]
+    assert 0 < below <= 50 and refiner.cost.proposed >= MAX_PROPOSALS * 50
 
 
 def test_gan_sample_refines_with_the_runs_discriminator(make_cfg, tmp_path, capsys):
@@ -163,7 +195,7 @@ def test_gan_sample_refines_with_the_runs_discriminator(make_cfg, tmp_path, caps
     settings = ["train.steps=60", "train.sample_every=1000", "train.eval_every=1000", "train.batch_size=128"]
     run(make_cfg("experiment=toy_gan", *settings, f"run_dir={tmp_path / 'gan'}", tiny=False))
     capsys.readouterr()
-    for method in ("drs", "mh"):
+    for method in ("drs", "mh", "threshold"):
         out = tmp_path / f"{method}.npz"
         sample_main(
             [str(tmp_path / "gan"), "--num", "300", "--sampler", method, "--mh-chain", "5"]

@@ -34,10 +34,10 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--sampler",
-        choices=("drs", "mh"),
+        choices=("drs", "mh", "threshold"),  # config.checks.SAMPLERS, without importing torch for --help
         help="also the metrics of samples refined by the run's discriminator, as eval.sampler "
-        "gives them in a run (default: the run's eval.sampler, with its eval.drs_percentile "
-        "and eval.mh_chain); see docs/refined_sampling.md",
+        "gives them in a run (default: the run's eval.sampler, with its eval.drs_percentile, "
+        "eval.mh_chain and eval.threshold_percentile); see docs/refined_sampling.md",
     )
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     from gan_cli.commands.sample import add_generator_choice, add_refine_steps, add_truncation

@@ -28,10 +28,11 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument(
         "--sampler",
-        choices=("drs", "mh"),
+        choices=("drs", "mh", "threshold"),  # config.checks.SAMPLERS, without importing torch for --help
         help="refine G's samples with the run's discriminator: drs (rejection sampling, Azadi et "
-        "al. 2019) or mh (Metropolis-Hastings, Turner et al. 2019); D is first calibrated on "
-        "real data, so the data set must be at hand",
+        "al. 2019), mh (Metropolis-Hastings, Turner et al. 2019) or threshold (drop the samples D "
+        "rates below almost all real data); D is first calibrated on real data, so the data set "
+        "must be at hand",
     )
     parser.add_argument(
         "--drs-percentile",
@@ -40,6 +41,13 @@ def parse_args(argv=None):
         help="drs: the percentile of F that sets gamma (default 95)",
     )
     parser.add_argument("--mh-chain", type=int, default=100, help="mh: proposals per sample (default 100)")
+    parser.add_argument(
+        "--threshold-percentile",
+        type=float,
+        default=1.0,
+        help="threshold: keep the samples D scores at least this percentile of its scores of "
+        "held-out real data (default 1)",
+    )
     add_refine_steps(parser, "(default 2000, evaluation.ratio.STEPS)")
     add_generator_choice(parser)
     add_truncation(parser)
@@ -145,6 +153,12 @@ def draw_batches(
                 f"{cost[f'{refiner.method}/seconds_per_1000']:.2f} s per 1,000 samples",
                 file=sys.stderr,
             )
+            if below := refiner.cost.extra.get("below_threshold"):
+                print(
+                    f"gan-sample: threshold: {below} samples are below the threshold (the best of "
+                    f"{refiner.cost.proposed} proposals): G's samples are far from the data",
+                    file=sys.stderr,
+                )
 
     return batches()
 
@@ -265,6 +279,7 @@ def main(argv=None) -> None:
             "percentile": args.drs_percentile,
             "chain": args.mh_chain,
             "refine_steps": args.refine_steps,
+            "threshold_percentile": args.threshold_percentile,
         },
     )
     kept = []

@@ -39,7 +39,7 @@ RESUMABLE_CHANGES = (
 )
 EVAL_CLASSIFIER = ("auto", "off")
 # The samplers that refine G's samples with D (evaluation/refine.py): eval.sampler, gan-sample --sampler.
-SAMPLERS = ("drs", "mh")
+SAMPLERS = ("drs", "mh", "threshold")
 LATENT_DISTRIBUTIONS = ("normal", "uniform", "mixture")
 PRECISIONS = ("auto", "fp32", "bf16")
 D_NORMS = ("batch", "layer", "none")
@@ -70,6 +70,7 @@ ADDED_KEYS = {
     "eval.sampler": None,
     "eval.drs_percentile": 95.0,
     "eval.mh_chain": 100,
+    "eval.threshold_percentile": 1.0,
     "eval.refine_steps": 0,  # refined metrics of runs saved before it read D as training left it
 }
 
@@ -249,6 +250,7 @@ def _eval_sampler(cfg: DictConfig) -> None:
     if method is not None and method not in SAMPLERS:
         raise UserError(f"eval.sampler must be one of {', '.join(SAMPLERS)} or null (off), got {method!r}")
     _real_in(cfg, "eval.drs_percentile", lambda v: 0 < v < 100, "a percentile in (0, 100)")
+    _real_in(cfg, "eval.threshold_percentile", lambda v: 0 < v < 100, "a percentile in (0, 100)")
     _whole(cfg, "eval.mh_chain", 1)
     _whole(cfg, "eval.refine_steps", 0)
     if method is not None:

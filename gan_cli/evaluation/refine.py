@@ -1,7 +1,7 @@
 """Sampling with the discriminator: G's samples kept or replaced by what a
 trained D knows about where they are poor.
 
-Both samplers read D as an estimate of the log density ratio
+The samplers read D as an estimate of the log density ratio
 log p_data(x) / p_G(x), which is what makes them correct (Azadi et al. 2019;
 Turner et al. 2019). Only the minimax GAN's optimal D gives that ratio as its
 raw score, so, as both papers do, D is first calibrated: a logistic regression
@@ -20,6 +20,13 @@ they are.
   min(1, exp(r(x') - r(x))); each output is the state of its own chain after
   `chain` proposals, the chain started from a real point as the paper does
   (restarted from a generated one when it never moved).
+- threshold: keep x when r(x) is at least the `threshold_percentile` (1) of
+  r over the held-out real points: only the samples D rates less real than
+  almost all real data are dropped, and no others are reweighted. D's
+  estimate is one to several nats low off the data (G's bridges between
+  clusters) and off by a few tenths between clusters; DRS and MH follow
+  both and move mass between clusters (W1 worse), a cut-off acts on the
+  first only (docs/refined_sampling.md, "The threshold").
 
 Before calibrating, a copy of D is trained as a ratio estimator with the
 logistic loss against the frozen G (evaluation/ratio.py; eval.refine_steps,
@@ -44,6 +51,7 @@ from gan_cli.models.inference import evaluating
 CALIBRATION_POINTS = 2_000  # real and as many generated, for the two calibration numbers
 BURN_IN = 10_000  # DRS: generated samples behind r_max and gamma
 EPSILON = 1e-6
+MAX_PROPOSALS = 100  # threshold: proposals per kept sample before the highest-scored ones fill in
 SUFFIX = "_refined"  # a metric of refined samples: toy/high_quality_refined, eval/class_share_refined/3
 COST = "refine"  # the sampler's cost at an evaluation: refine/acceptance, ...
 # eval.sampler's refiner draws from seeds seed + 5 to + 9 (build_refiner adds
@@ -143,6 +151,7 @@ class Refiner:
         percentile: float = 95.0,
         chain: int = 100,
         tune=None,
+        threshold_percentile: float = 1.0,
     ):
         if method not in SAMPLERS:
             raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {method!r}")
@@ -150,6 +159,8 @@ class Refiner:
             raise UserError(f"sampler={method} reads the discriminator, and this run has none")
         if not 0 < percentile < 100 or chain < 1:
             raise UserError("the DRS percentile must be in (0, 100) and the MH chain at least 1 step")
+        if not 0 < threshold_percentile < 100:
+            raise UserError(f"the threshold percentile must be in (0, 100), got {threshold_percentile}")
         self.method, self.G, self.latent, self.real_draw, self.labels = method, G, latent, real_draw, labels
         self.generator, self.percentile, self.chain = generator, percentile, chain
         self.cost = Cost()
@@ -162,6 +173,12 @@ class Refiner:
         fake, fake_y = self._generate(len(real))  # as many: the fitted offset is then the log ratio's
         self.ratio = calibrate(D, real, real_y, fake, fake_y)
         self.cost.d_evaluations += 2 * len(real)
+        # threshold: the score below which a sample looks less real than all
+        # but threshold_percentile % of real data (the same held-out points)
+        self.cut = None
+        if method == "threshold":
+            self.cut = torch.quantile(self.ratio(real, real_y).double(), threshold_percentile / 100).item()
+            self.cost.d_evaluations += len(real)
         self.cost.seconds += time.perf_counter() - began
         self.r_max = self.gamma = None
 
@@ -173,7 +190,7 @@ class Refiner:
     def draw(self, n: int, y: torch.Tensor | None = None) -> torch.Tensor:
         began = time.perf_counter()
         y = self.labels(n) if y is None else y
-        out = self._rejection(n, y) if self.method == "drs" else self._chains(n, y)
+        out = self._chains(n, y) if self.method == "mh" else self._rejection(n, y)
         self.cost.seconds += time.perf_counter() - began
         self.cost.kept += n
         return out
@@ -190,7 +207,7 @@ class Refiner:
         self.gamma = torch.quantile(self._F(r).double(), self.percentile / 100).item()
 
     def _rejection(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
-        if self.r_max is None:
+        if self.method == "drs" and self.r_max is None:
             self._burn_in()
         if y is None:
             return self._accepted(n, None)
@@ -203,21 +220,35 @@ class Refiner:
         return out
 
     def _accepted(self, n: int, label: int | None) -> torch.Tensor:
-        """n proposals of G (of class `label`) that passed the rejection test."""
-        kept, have = [], 0
+        """n proposals of G (of class `label`) that passed the rejection test.
+        The threshold's test could reject nearly every sample of a G far from
+        the data: after MAX_PROPOSALS per sample the rest are the rejected
+        proposals scored highest, counted in cost.extra["below_threshold"]."""
+        kept, have, proposed = [], 0, 0
+        runners_up = None  # threshold: (x, r) of the best n rejected so far
         while have < n:
+            if self.method == "threshold" and proposed >= MAX_PROPOSALS * n:
+                kept.append(runners_up[0][: n - have])
+                self.cost.extra["below_threshold"] = self.cost.extra.get("below_threshold", 0) + n - have
+                break
             proposals = max(64, 2 * (n - have))
             asked = None if label is None else torch.full((proposals,), label, device=self.latent.device)
             x, _ = self._generate(proposals, asked)
             r = self.ratio(x, asked)
             self.cost.d_evaluations += proposals
-            self.cost.proposed += proposals
-            self.r_max = max(self.r_max, r.max().item())
-            chance = torch.sigmoid(self._F(r) - self.gamma)
-            accept = torch.rand(proposals, generator=self.generator, device=r.device) < chance
-            chosen = x[accept][: n - have]
-            kept.append(chosen)
-            have += len(chosen)
+            proposed += proposals
+            if self.method == "threshold":
+                accept = r >= self.cut
+                runners_up = _best(runners_up, x[~accept], r[~accept], n)
+            else:
+                self.r_max = max(self.r_max, r.max().item())
+                chance = torch.sigmoid(self._F(r) - self.gamma)
+                accept = torch.rand(proposals, generator=self.generator, device=r.device) < chance
+            places = accept.nonzero().view(-1)[: n - have]
+            # proposals used: up to the last one kept (the acceptance rate counts no more)
+            self.cost.proposed += proposals if len(places) < n - have else int(places[-1]) + 1
+            kept.append(x[places])
+            have += len(places)
         return torch.cat(kept)
 
     def _chains(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
@@ -253,6 +284,14 @@ class Refiner:
         return out
 
 
+def _best(best, x: torch.Tensor, r: torch.Tensor, n: int):
+    """(x, r) of the n highest r among `best` and these, highest first."""
+    if best is not None:
+        x, r = torch.cat([best[0], x]), torch.cat([best[1], r])
+    top = r.argsort(descending=True)[:n]
+    return x[top], r[top]
+
+
 def real_draws(data, device: torch.device, seed: int):
     """draw(n) -> (n real points, their labels or None) from the data set's own
     seeded sampler, in G's scale; a data set smaller than n is drawn in turn."""
@@ -283,6 +322,7 @@ def build_refiner(
     percentile: float = 95.0,
     chain: int = 100,
     refine_steps: int = STEPS,
+    threshold_percentile: float = 1.0,
 ) -> Refiner:
     """A Refiner of a run's G with its D, calibrated on the run's data set
     (gan-sample and a run's evaluations alike): G's noise from the run's
@@ -307,7 +347,9 @@ def build_refiner(
         noise = Latent.from_config(latent_config, device, seed + 4, portable=True)
         batches = data.sampler(BATCH, device, seed + 5)
         tune = partial(fine_tuned, G=G, latent=noise, real_batches=batches, tuning=Tuning(refine_steps))
-    return Refiner(method, G, D, latent, draws, labels, generator, percentile, chain, tune)
+    return Refiner(
+        method, G, D, latent, draws, labels, generator, percentile, chain, tune, threshold_percentile
+    )
 
 
 class RefinedGenerator(torch.nn.Module):
@@ -340,4 +382,5 @@ def evaluation_refiner(cfg, G, D, data, device: torch.device) -> Refiner:
         percentile=options.drs_percentile,
         chain=options.mh_chain,
         refine_steps=options.refine_steps,
+        threshold_percentile=options.threshold_percentile,
     )
