@@ -157,3 +157,17 @@ def test_gan_report_puts_each_refined_metric_after_gs_own():
         "toy/modes_refined",
         "toy/w1",
     ]
+
+
+def test_gan_sample_and_gan_eval_offer_every_sampler_a_run_accepts():
+    """The two commands name their --sampler choices without importing the
+    config checks (torch) for --help; they must stay the run's SAMPLERS."""
+    from gan_cli.commands.evaluate import parse_args as eval_args
+    from gan_cli.commands.sample import parse_args as sample_args
+    from gan_cli.config.checks import SAMPLERS
+
+    for parse in (sample_args, eval_args):
+        for method in SAMPLERS:
+            assert parse(["run", "--sampler", method]).sampler == method
+        with pytest.raises(SystemExit):
+            parse(["run", "--sampler", "best"])
