@@ -77,11 +77,13 @@ def as_refined(values: dict[str, float]) -> dict[str, float]:
 
 @dataclass
 class Calibrated:
-    """r(x) = scale * D(x) + offset, the estimated log p_data / p_G."""
+    """r(x) = scale * D(x) + offset, the estimated log p_data / p_G; `real`
+    holds r of the real points it was fitted on."""
 
     D: torch.nn.Module
     scale: float
     offset: float
+    real: torch.Tensor | None = None
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -109,7 +111,8 @@ def calibrate(D, real, real_y, fake, fake_y) -> Calibrated:
         if step.abs().max() < 1e-10:
             break
     scale = float(w[0] / spread)
-    return Calibrated(D, scale, float(w[1] - scale * scores.mean()))
+    offset = float(w[1] - scale * scores.mean())
+    return Calibrated(D, scale, offset, (scale * scores[: len(real)] + offset).float())
 
 
 @dataclass
@@ -177,8 +180,7 @@ class Refiner:
         # but threshold_percentile % of real data (the same held-out points)
         self.cut = None
         if method == "threshold":
-            self.cut = torch.quantile(self.ratio(real, real_y).double(), threshold_percentile / 100).item()
-            self.cost.d_evaluations += len(real)
+            self.cut = torch.quantile(self.ratio.real.double(), threshold_percentile / 100).item()
         self.cost.seconds += time.perf_counter() - began
         self.r_max = self.gamma = None
 
@@ -348,7 +350,17 @@ def build_refiner(
         batches = data.sampler(BATCH, device, seed + 5)
         tune = partial(fine_tuned, G=G, latent=noise, real_batches=batches, tuning=Tuning(refine_steps))
     return Refiner(
-        method, G, D, latent, draws, labels, generator, percentile, chain, tune, threshold_percentile
+        method,
+        G,
+        D,
+        latent,
+        draws,
+        labels,
+        generator,
+        percentile,
+        chain,
+        tune,
+        threshold_percentile=threshold_percentile,
     )
 
 
