@@ -4,4 +4,4 @@ under its long-standing module name; the command lives in gan_cli.commands.train
 from gan_cli.commands.train import cli
 
 if __name__ == "__main__":
-    cli()
+    cli.script()

@@ -3,7 +3,10 @@
 
 import subprocess
 import sys
+from importlib import import_module
+from pathlib import Path
 
+import tomllib
 import torch
 from conftest import TINY
 
@@ -94,3 +97,76 @@ def test_a_run_imports_neither_torchvision_nor_dynamo(tmp_path):
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert sorted(p.name for p in (tmp_path / "samples").glob("*.png")) == ["step_2.png", "step_4.png"]
+
+
+# A console script built as pyproject builds them, ending as `code` says; a
+# module-level object reports the interpreter's teardown when it is freed.
+ENDING = """
+import atexit, logging, sys, threading, time
+from gan_cli.errors import UserError, command
+
+class Teardown:
+    def __del__(self):
+        sys.__stderr__.write("torn down\\n")
+
+torn = Teardown()
+logging.basicConfig(filename=sys.argv[2], level=logging.INFO)
+atexit.register(lambda: open(sys.argv[3], "w").write("exit handler ran"))
+
+@command("gan-demo")
+def main():
+    code = sys.argv[1]
+    print("\\n".join(f"line {i}" for i in range(20000)))  # stdout is a pipe: buffered
+    logging.info("logged last")
+    if code == "thread":
+        threading.Thread(target=lambda: (time.sleep(0.5), print("thread done"))).start()
+    elif code == "bad":
+        raise UserError("no such thing")
+    elif code == "text":
+        sys.exit("stopped: reason")
+    elif code != "none":
+        sys.exit(int(code))
+
+main.script()
+"""
+
+
+def _end(code: str, tmp_path):
+    log, flag = tmp_path / "demo.log", tmp_path / "flag"
+    done = subprocess.run(
+        [sys.executable, "-c", ENDING, code, str(log), str(flag)], capture_output=True, text=True, timeout=60
+    )
+    return done, log.read_text(), flag.read_text()
+
+
+def test_a_console_script_ends_at_once_with_its_output_flushed_and_its_exit_status(tmp_path):
+    for code, status, stderr in [
+        ("none", 0, ""),
+        ("0", 0, ""),
+        ("3", 3, ""),
+        ("bad", 2, "gan-demo: error: no such thing\n"),
+        ("text", 1, "stopped: reason\n"),
+    ]:
+        done, log, flag = _end(code, tmp_path)
+        assert (done.returncode, done.stderr) == (status, stderr), code  # no "torn down": no teardown
+        lines = done.stdout.splitlines()
+        assert len(lines) == 20000 and lines[-1] == "line 19999", code
+        assert "logged last" in log and flag == "exit handler ran", code
+
+
+def test_a_console_script_waits_for_a_running_thread_and_ends_as_usual(tmp_path):
+    done, log, flag = _end("thread", tmp_path)
+    assert done.returncode == 0
+    assert done.stdout.splitlines()[-1] == "thread done"
+    assert "torn down" in done.stderr  # the interpreter's own ending
+    assert "logged last" in log and flag == "exit handler ran"
+
+
+def test_the_installed_console_scripts_end_at_once():
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    for name, target in scripts.items():
+        module, attrs = target.split(":")
+        function, attr = attrs.split(".")
+        assert attr == "script", name
+        main = getattr(import_module(module), function)
+        assert main.script.__wrapped__ is main, name

@@ -212,11 +212,11 @@ def main(argv=None) -> None:
         print(
             f"start-up (best of {args.startup}): import torch+torchvision "
             f"{s['import_torch_torchvision_s']:.2f} s; gan-train train.steps=1 "
-            f"{s['gan_train_1_step_s']:.2f} s (+{s['overhead_s']:.2f} s), of which the final "
+            f"{s['gan_train_1_step_s']:.2f} s ({s['overhead_s']:+.2f} s), of which the final "
             f"evaluation {s['gan_train_1_step_s'] - s['gan_train_1_step_no_eval_s']:.2f} s "
-            f"(+{s['overhead_no_eval_s']:.2f} s without it); import torch alone "
+            f"({s['overhead_no_eval_s']:+.2f} s without it); import torch alone "
             f"{s['import_torch_s']:.2f} s, gan-train without the evaluation "
-            f"+{s['beyond_torch_no_eval_s']:.2f} s beyond it"
+            f"{s['beyond_torch_no_eval_s']:+.2f} s beyond it"
         )
     if args.json:
         _write_json(args.json, result)
