@@ -59,13 +59,14 @@ class Monitor:
     def image(self, tag: str, step: int, image: torch.Tensor, file_name: str) -> Path:
         """image: [C, H, W] floats in [0, 1]; also written as samples/<file_name>.
         Encoded once: TensorBoard gets the PNG file's own bytes."""
-        png = io.BytesIO()
-        save_png(image, png)
+        encoded = io.BytesIO()
+        save_png(image, encoded)
+        png = encoded.getvalue()
         with writing(self.events):
-            self.writer._get_file_writer().add_summary(_image_summary(tag, png.getvalue(), image.shape), step)
+            self.writer._get_file_writer().add_summary(_image_summary(tag, png, image.shape), step)
         path = self.samples_dir / file_name
         # no fsync: a picture lost to a power cut can be drawn again (gan-sample)
-        atomic_write(path, lambda file: file.write(png.getvalue()), durable=False)
+        atomic_write(path, lambda file: file.write(png), durable=False)
         return path
 
     def progress(self, step: int, values: dict[str, float], rate: float) -> None:
