@@ -31,7 +31,7 @@ def test_groups_ship_inside_the_package():
         "spiral",
         "stacked_mnist",
     ]
-    assert options("optimizer") == ["adam", "adam_gp", "rmsprop", "sgd"]
+    assert options("optimizer") == ["adam", "adam_gp", "adam_no_momentum", "rmsprop", "sgd"]
 
 
 def test_the_default_job_and_objective_wgan_as_algorithm_1(make_cfg):
@@ -42,7 +42,10 @@ def test_the_default_job_and_objective_wgan_as_algorithm_1(make_cfg):
         cfg.dataset.name,
         cfg.model.name,
         cfg.optimizer.name,
-    ) == ("cgan", True, "mnist_subset", "mlp", "adam")
+    ) == ("cgan", True, "mnist_subset", "mlp", "adam_no_momentum")
+    # Adam without momentum on the mean (docs/default_job.md), fused, for both nets.
+    for net in (cfg.optimizer.g, cfg.optimizer.d):
+        assert (net.lr, list(net.betas), net.fused) == (2e-4, [0.0, 0.99], True)
     assert (cfg.train.steps, cfg.train.batch_size, cfg.train.ema, cfg.train.ema_start) == (
         8000,
         64,
@@ -72,7 +75,8 @@ def test_objective_instantiates(make_cfg, objective):
 
 
 @pytest.mark.parametrize(
-    "objective,optimizer", [("wgan", "rmsprop"), ("gan", "adam"), ("cgan", "adam"), ("mse", "adam")]
+    "objective,optimizer",
+    [("wgan", "rmsprop"), ("gan", "adam"), ("cgan", "adam_no_momentum"), ("mse", "adam")],
 )
 def test_each_objective_brings_its_paper_optimizer_and_the_command_line_wins(make_cfg, objective, optimizer):
     assert make_cfg(f"objective={objective}").optimizer.name == optimizer
