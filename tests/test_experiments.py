@@ -186,7 +186,7 @@ def test_a_short_run_of_the_default_job_gets_better_as_it_trains(make_cfg, tmp_p
     assert len(fd) == 3 and fd[2] < fd[1] < fd[0] and fd[2] < 0.8 * fd[0]
 
 
-@pytest.mark.slow  # the whole default job, evaluated once at the end: about 5 minutes on 2 cores
+@pytest.mark.slow  # the whole default job, evaluated once at the end: 8 minutes on the tests' one thread
 def test_the_default_job_is_sharp_and_covers_most_of_the_digits_variety(make_cfg):
     # docs/default_job.md: precision 0.95, recall 0.82-0.85 (floors 0.96 and
     # 0.96), eval/fd 1.2-1.4 on seeds 0-2; DCGAN's Adam betas gave recall 0.70.
