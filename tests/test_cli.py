@@ -125,7 +125,7 @@ def test_bad_input_gets_one_clear_line(tmp_path, unlabeled_folder, overrides, me
         (
             "objective=nonsense",
             "objective=nonsense is not an option of objective; choose from: cgan, fgan, gan, "
-            "hinge, lsgan, mse, wgan, wgan_gp",
+            "hinge, lsgan, mse, rpgan, wgan, wgan_gp",
         ),
         ("train.stepz=5", "train.stepz is not a config key"),
         ("train.steps=[1", "cannot compose the config"),

@@ -14,7 +14,17 @@ from gan_cli.objectives import Objective
 def test_groups_ship_inside_the_package():
     # What the README's tables list, read from the installed package: every
     # option there is a YAML file here and the other way round.
-    assert options("objective") == ["cgan", "fgan", "gan", "hinge", "lsgan", "mse", "wgan", "wgan_gp"]
+    assert options("objective") == [
+        "cgan",
+        "fgan",
+        "gan",
+        "hinge",
+        "lsgan",
+        "mse",
+        "rpgan",
+        "wgan",
+        "wgan_gp",
+    ]
     assert options("model") == ["dcgan", "linear", "mlp", "resnet", "toy_mlp"]
     assert options("dataset") == [
         "celeba",

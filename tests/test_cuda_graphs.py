@@ -187,6 +187,8 @@ STAND_IN_RUNS = {
         "objective.r1=0.5",
         "objective.r1_every=2",
     ],
+    # G's step scores real data too; R1 and R2 share the lazy rhythm.
+    "relativistic": ["objective=rpgan", "objective.r1=0.5", "objective.r2=0.5", "objective.r1_every=2"],
 }
 
 
@@ -226,8 +228,8 @@ def test_a_cpu_run_asking_for_graphs_trains_bit_for_bit_as_without(make_cfg, cap
     assert len(made) == 1 and made[0].steps.failed is None
     critic = 5 if case == "wgan" else 1
     assert made[0].steps.updates == {"g": 9, "d": 9 * critic}
-    # One graph per kind of step: lazy R1 due or not, x the average warming up or not.
-    assert len(made[0].steps.graphs) == (1 if case == "wgan" else 4)
+    # One graph per kind of step: lazy R1 (and R2) due or not, x the average warming up or not.
+    assert len(made[0].steps.graphs) == {"wgan": 1, "phased": 4, "relativistic": 2}[case]
 
     for values in (metrics, plain_metrics, graphed_metrics):
         values.pop("steps_per_sec")
@@ -346,6 +348,7 @@ CASES = {
     "gan": ["objective=gan"],
     "wgan_gp": ["objective=wgan_gp"],
     "hinge": ["objective=hinge"],
+    "rpgan": ["objective=rpgan", "objective.r2=0.5", "objective.r1_every=2"],
     "lsgan": ["objective=lsgan"],
     "fgan": ["objective=fgan"],
     "mse": ["objective=mse"],

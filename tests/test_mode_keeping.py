@@ -151,6 +151,28 @@ def test_r1_on_a_linear_d_is_half_gamma_times_the_squared_weight_norm(pack):
     assert extra == pytest.approx(2.0 * pack * (0.3**2 + 1.2**2), rel=1e-5)
 
 
+@pytest.mark.parametrize("pack", [1, 2])
+def test_r2_is_the_same_penalty_on_gs_samples_and_adds_to_r1(pack):
+    D, w = _linear_d(pack)
+    x = torch.randn(8, 2)
+    extra, stats = _d_loss(MinimaxGAN(r2=4.0, pack=pack), D, x)
+    assert extra == pytest.approx(4.0 / 2 * float(w @ w), rel=1e-5)
+    assert stats["r2_penalty"].item() == pytest.approx(float(w @ w), rel=1e-5) and "r1_penalty" not in stats
+    both, stats = _d_loss(MinimaxGAN(r1=1.0, r2=4.0, pack=pack), D, x)
+    assert both == pytest.approx((1.0 + 4.0) / 2 * float(w @ w), rel=1e-5)
+    # Lazy: both on the same every k-th step, each weighted by k.
+    objective = MinimaxGAN(r1=1.0, r2=4.0, r1_every=2, pack=pack)
+    extras = [_d_loss(objective, D, x)[0] for _ in range(4)]
+    assert extras == pytest.approx([5.0 * float(w @ w), 0, 5.0 * float(w @ w), 0], abs=1e-5)
+    # The lazy rhythm is host state CUDA graphs capture by: R2 alone sets it too.
+    assert objective.phase() == 0
+    _d_loss(objective, D, x)
+    assert objective.phase() == 1
+    alone = MinimaxGAN(r2=1.0, r1_every=2)
+    _d_loss(alone, D, x)
+    assert alone.phase() == 1
+
+
 def test_lazy_r1_applies_every_kth_d_step_with_weight_gamma_times_k():
     D, w = _linear_d()
     objective = MinimaxGAN(r1=4.0, r1_every=3)
@@ -273,6 +295,7 @@ def test_mixture_centres_are_the_same_for_every_seed():
         ),
         (["objective=gan", "objective.pack=0"], "objective.pack must be a whole number >= 1, got 0"),
         (["objective=hinge", "objective.r1=-1"], "objective.r1 must be a number >= 0, got -1"),
+        (["objective=rpgan", "objective.r2=-0.5"], "objective.r2 must be a number >= 0, got -0.5"),
         (["objective=gan", "objective.r1_every=0"], "objective.r1_every must be a whole number >= 1, got 0"),
         (["train.ema=1"], "train.ema must be a decay in [0, 1) (0 = off), got 1"),
         (["train.ema=-0.5"], "train.ema must be a decay in [0, 1) (0 = off), got -0.5"),
@@ -303,13 +326,13 @@ def test_mixture_centres_are_the_same_for_every_seed():
         ),
         (
             ["objective=mse", "objective.pack=2"],
-            "objective=mse has no discriminator, so objective.pack, objective.r1 and "
-            "objective.mode_seeking do not apply (got pack=2, r1=0.0, mode_seeking=0.0)",
+            "objective=mse has no discriminator, so objective.pack, objective.r1, objective.r2 and "
+            "objective.mode_seeking do not apply (got pack=2, r1=0.0, r2=0.0, mode_seeking=0.0)",
         ),
         (
             ["objective=mse", "objective.mode_seeking=1"],
-            "objective=mse has no discriminator, so objective.pack, objective.r1 and "
-            "objective.mode_seeking do not apply (got pack=1, r1=0.0, mode_seeking=1)",
+            "objective=mse has no discriminator, so objective.pack, objective.r1, objective.r2 and "
+            "objective.mode_seeking do not apply (got pack=1, r1=0.0, r2=0.0, mode_seeking=1)",
         ),
         (["objective.mode_seeking=-1"], "objective.mode_seeking must be a number >= 0, got -1"),
     ],
@@ -459,7 +482,7 @@ def test_every_option_shows_in_hparams(make_cfg):
     )
     assert params["train.ema"] == 0.99 and params["objective.pack"] == 2
     assert params["train.lr_decay"] == 0.5 and params["latent.distribution"] == "normal"
-    assert {"model.spectral_norm", "objective.r1", "objective.r1_every"} <= set(params)
+    assert {"model.spectral_norm", "objective.r1", "objective.r2", "objective.r1_every"} <= set(params)
     assert "latent.components" not in params  # shown only where the mixture uses it
     params = run_hparams(make_cfg("latent.distribution=mixture", "latent.components=50"))
     assert params["latent.components"] == 50 and params["latent.component_std"] == 0.1
@@ -472,7 +495,7 @@ def test_resuming_a_run_saved_before_these_options_is_no_change():
     old = {"train": {"steps": 5}, "objective": {"name": "gan"}, "model": {"name": "mlp"}}
     new = {
         "train": {"steps": 5, "ema": 0.0, "ema_start": 0, "lr_decay": 0.0},
-        "objective": {"name": "gan", "pack": 1, "r1": 0.0, "r1_every": 1, "mode_seeking": 0.0},
+        "objective": {"name": "gan", "pack": 1, "r1": 0.0, "r1_every": 1, "mode_seeking": 0.0, "r2": 0.0},
         "model": {"name": "mlp", "spectral_norm": False},
         "latent": {"components": 1000, "component_std": 0.1},
     }
@@ -480,7 +503,8 @@ def test_resuming_a_run_saved_before_these_options_is_no_change():
     new["objective"]["pack"] = 2
     new["objective"]["mode_seeking"] = 0.1
     new["latent"]["components"] = 100
-    changed = ["latent.components", "objective.mode_seeking", "objective.pack"]
+    new["objective"]["r2"] = 1.0
+    changed = ["latent.components", "objective.mode_seeking", "objective.pack", "objective.r2"]
     assert changed_keys(upgrade(old), new, []) == changed
 
 

@@ -1,4 +1,4 @@
-"""The losses of wgan_gp, hinge, lsgan and fgan on fixed tensors, against
+"""The losses of wgan_gp, hinge, rpgan, lsgan and fgan on fixed tensors, against
 values computed by hand."""
 
 import math
@@ -74,6 +74,60 @@ def test_hinge_estimate_is_the_total_variation_at_the_optimal_d_and_below_it_els
     for d in ([0.0, 0.0], [2.0, -2.0], [0.3, -0.1], [-1.0, 1.0]):
         worse = losses.total_variation_estimate(losses.hinge_discriminator_loss(*on_batches(d))).item()
         assert worse < tv - 1e-3
+
+
+# --- relativistic pairing -----------------------------------------------------
+
+
+def test_relativistic_losses_by_hand():
+    real, fake = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 3.0])  # pairs (1, 0) and (2, 3)
+    softplus = lambda t: math.log1p(math.exp(t))  # noqa: E731
+    assert losses.relativistic_discriminator_loss(real, fake).item() == pytest.approx(
+        (softplus(-1.0) + softplus(1.0)) / 2
+    )
+    assert losses.relativistic_generator_loss(real, fake).item() == pytest.approx(
+        (softplus(1.0) + softplus(-1.0)) / 2
+    )
+    constant = torch.full((4,), 0.7)  # a d that tells nothing apart: loss log 2, estimate 0
+    loss = losses.relativistic_discriminator_loss(constant, constant)
+    assert loss.item() == pytest.approx(math.log(2))
+    assert losses.relativistic_estimate(loss).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def _every_pair(d):
+    """Per-point scores -> (real, fake) over all 4 x 4 pairs of the two batches:
+    each real point meets each fake one, so the batch mean is the expectation
+    over independent x ~ P and x~ ~ Q."""
+    real, fake = on_batches(d)
+    return real.repeat_interleave(len(fake)), fake.repeat(len(real))
+
+
+def test_relativistic_estimate_is_the_divergence_at_the_optimal_d_and_below_it_elsewhere():
+    # Only t = d(x0) - d(x1) matters. Pairs (x0 real, x1 fake) come with
+    # probability a = P0 Q1 = 3/8, (x1, x0) with b = P1 Q0 = 1/8, the rest tie
+    # at log sigmoid(0). The best t is log(a / b), where sup_C E[log sigmoid(
+    # C(x) - C(x~))] + log 2 = (a + b) (log 2 - H(a / (a + b))), H in nats.
+    a, b = P[0] * Q[1], P[1] * Q[0]
+    share = a / (a + b)
+    divergence = (a + b) * (math.log(2) + share * math.log(share) + (1 - share) * math.log(1 - share))
+    assert divergence == pytest.approx(0.0654, abs=1e-4)
+    best = _every_pair([math.log(a / b), 0.0])
+    estimate = losses.relativistic_estimate(losses.relativistic_discriminator_loss(*best)).item()
+    assert estimate == pytest.approx(divergence, rel=1e-9)
+    for d in ([0.0, 0.0], [3.0, 0.0], [0.5, 0.0], [-1.0, 1.0]):
+        worse = losses.relativistic_estimate(losses.relativistic_discriminator_loss(*_every_pair(d)))
+        assert worse.item() < divergence - 1e-3
+
+
+def test_relativistic_estimate_nears_log_two_where_the_supports_are_apart():
+    # A d that scores every real point `gap` above every fake one: loss
+    # softplus(-gap), which falls to 0 as the gap grows; the bound rises to log 2.
+    estimates = []
+    for gap in (2.0, 10.0, 30.0):
+        loss = losses.relativistic_discriminator_loss(torch.full((8,), gap).double(), torch.zeros(8).double())
+        estimates.append(losses.relativistic_estimate(loss).item())
+        assert estimates[-1] == pytest.approx(math.log(2) - math.log1p(math.exp(-gap)), rel=1e-6)
+    assert estimates[0] < estimates[1] < estimates[2] == pytest.approx(math.log(2), abs=1e-12)
 
 
 # --- least squares --------------------------------------------------------------

@@ -96,6 +96,11 @@ FAST = ["train.steps=4", "train.log_every=2", "train.sample_every=4", "train.che
             lambda m: -m["wasserstein_estimate"] + 10 * m["gradient_penalty"],
         ),
         (["objective=hinge"], "tv_estimate", lambda m: 2 * (1 - m["tv_estimate"])),
+        (
+            ["objective=rpgan", "objective.r1=1", "objective.r2=2"],
+            "rp_estimate",
+            lambda m: math.log(2) - m["rp_estimate"] + m["r1_penalty"] / 2 + m["r2_penalty"],
+        ),
         (["objective=lsgan"], "chi2_estimate", lambda m: (2 - m["chi2_estimate"]) / 2),
         (
             ["objective=lsgan", "objective.a=0", "objective.c=1"],
@@ -152,6 +157,7 @@ def test_wgan_gp_runs_five_critic_steps_per_generator_step(make_cfg, monkeypatch
     [
         ("wgan_gp", "adam_gp", 1e-4, [0.5, 0.9], {"critic_steps": 5, "gp_weight": 10.0}),
         ("hinge", "adam", 2e-4, [0.5, 0.999], {"critic_steps": 1}),
+        ("rpgan", "adam_no_momentum", 2e-4, [0.0, 0.99], {"critic_steps": 1, "r1": 0.0, "r2": 0.0}),
         ("lsgan", "adam", 2e-4, [0.5, 0.999], {"a": -1.0, "b": 1.0, "c": 0.0}),
         ("fgan", "adam", 2e-4, [0.5, 0.999], {"divergence": "kl", "generator_loss": "alternative"}),
     ],
@@ -166,7 +172,7 @@ def test_each_new_objective_brings_its_paper_defaults(make_cfg, objective, optim
     assert make_cfg(f"objective={objective}", "optimizer=rmsprop").optimizer.name == "rmsprop"
 
 
-@pytest.mark.parametrize("objective", ["mse", "gan", "wgan", "wgan_gp", "hinge", "lsgan", "fgan"])
+@pytest.mark.parametrize("objective", ["mse", "gan", "wgan", "wgan_gp", "hinge", "rpgan", "lsgan", "fgan"])
 def test_conditional_switch_gives_every_objective_a_grid_row_per_class(make_cfg, objective):
     cfg = make_cfg(
         f"objective={objective}",
@@ -336,3 +342,30 @@ def test_mode_seeking_pairs_share_classes_and_add_its_term_to_gs_loss():
     base, _ = plain.generator_loss(G, D, batch, Latent(4, "normal", torch.device("cpu"), seed=0))
     assert loss.item() == pytest.approx(base.item() + 2.0 / (ratio.item() + 1e-5), rel=1e-6)
     assert G.y.tolist() == [1, 2, 3, 4, 5, 6]  # off: the batch's own classes, as ever
+
+
+def test_rpgan_pairs_each_fake_with_a_real_example_in_gs_loss_too():
+    from gan_cli.objectives import RelativisticGAN
+
+    G = Recorder()
+    batch = Batch(torch.tensor([[0.5], [1.0], [-2.0], [3.0]]), torch.tensor([1, 2, 3, 4]), torch.arange(4))
+
+    def D(x, y):  # d(x) = x
+        return x.view(-1)
+
+    D.score_pair = lambda real, fake, y: (D(real, y), D(fake, y))
+    fake = Latent(4, "normal", torch.device("cpu"), seed=0).sample(4)[:, :1]
+    loss, _ = RelativisticGAN(conditional=True).generator_loss(
+        G, D, batch, Latent(4, "normal", torch.device("cpu"), seed=0)
+    )
+    assert loss.item() == pytest.approx(torch.nn.functional.softplus(batch.x - fake).mean().item(), rel=1e-6)
+    # With MSGAN's term the second half asks for the first half's classes, and
+    # the real examples it is paired with are the first half's too.
+    seen = []
+    D.score_pair = lambda real, fake, y: (
+        seen.append((real.view(-1).tolist(), y.tolist())) or (real.view(-1), fake.view(-1))
+    )
+    RelativisticGAN(conditional=True, mode_seeking=1.0).generator_loss(
+        G, D, batch, Latent(4, "normal", torch.device("cpu"), seed=0)
+    )
+    assert seen == [([0.5, 1.0, 0.5, 1.0], [1, 2, 1, 2])]

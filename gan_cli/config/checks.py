@@ -59,6 +59,7 @@ ADDED_KEYS = {
     "objective.r1": 0.0,
     "objective.r1_every": 1,
     "objective.mode_seeking": 0.0,
+    "objective.r2": 0.0,
     "train.lr_decay": 0.0,
     # read by the mixture prior only, which no run had before
     "latent.components": 1000,
@@ -105,7 +106,7 @@ SHARED_WHOLE = {
     "distributed.timeout_s": 1,
 }
 SHARED_POSITIVE = ("latent.component_std",)
-SHARED_AT_LEAST_ZERO = ("objective.r1", "objective.mode_seeking")
+SHARED_AT_LEAST_ZERO = ("objective.r1", "objective.r2", "objective.mode_seeking")
 SHARED_BOOLEANS = ("eval.use_ema", "distributed.sync_batch_norm")
 
 # An objective's, a data set's or a model's own keys, present in some
@@ -367,11 +368,12 @@ def _combinations(cfg: DictConfig) -> None:
             "distributed.sync_batch_norm=true needs CUDA (SyncBatchNorm does not "
             "run on CPU); leave it false on a CPU run"
         )
-    pack, r1, mode_seeking = o.pack, o.r1, o.mode_seeking
-    if (pack != 1 or r1 or mode_seeking) and not getattr(target_of(o), "uses_discriminator", True):
+    pack, r1, r2, mode_seeking = o.pack, o.r1, o.r2, o.mode_seeking
+    if (pack != 1 or r1 or r2 or mode_seeking) and not getattr(target_of(o), "uses_discriminator", True):
         raise UserError(
-            f"objective={o.name} has no discriminator, so objective.pack, objective.r1 and "
-            f"objective.mode_seeking do not apply (got pack={pack}, r1={r1}, mode_seeking={mode_seeking})"
+            f"objective={o.name} has no discriminator, so objective.pack, objective.r1, objective.r2 and "
+            f"objective.mode_seeking do not apply "
+            f"(got pack={pack}, r1={r1}, r2={r2}, mode_seeking={mode_seeking})"
         )
     if cfg.train.batch_size % pack:
         raise UserError(

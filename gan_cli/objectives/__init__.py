@@ -8,6 +8,17 @@ from gan_cli.objectives.hinge import HingeGAN
 from gan_cli.objectives.least_squares import LeastSquaresGAN
 from gan_cli.objectives.minimax import MinimaxGAN
 from gan_cli.objectives.mse import MSE
+from gan_cli.objectives.relativistic import RelativisticGAN
 from gan_cli.objectives.wasserstein import WGAN
 
-__all__ = ["FGAN", "HingeGAN", "LeastSquaresGAN", "MSE", "MinimaxGAN", "Objective", "WGAN", "WGANGP"]
+__all__ = [
+    "FGAN",
+    "HingeGAN",
+    "LeastSquaresGAN",
+    "MSE",
+    "MinimaxGAN",
+    "Objective",
+    "RelativisticGAN",
+    "WGAN",
+    "WGANGP",
+]

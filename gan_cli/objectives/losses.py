@@ -86,16 +86,41 @@ def gradient_penalty(critic, points: torch.Tensor, pack: int = 1) -> torch.Tenso
     return ((grad.reshape(len(grad) // pack, -1).norm(2, dim=1) - 1) ** 2).mean()
 
 
-# --- R1 (Mescheder et al. 2018) --------------------------------------------------
+# --- R1 and R2 (Mescheder et al. 2018) -------------------------------------------
 
 
 def r1_penalty(real_out: torch.Tensor, real: torch.Tensor, pack: int = 1) -> torch.Tensor:
     """E[||grad_x D(x)||^2] over the scored inputs, for real x [B, ...] that
     required grad when D scored them (real_out [B / pack]); with packing each
     input is a group of `pack` samples. The caller weighs it by gamma / 2.
+    Given fake x and D's scores of them it is R2, the same penalty on G's samples.
     create_graph=True: the penalty is differentiated with respect to D's weights."""
     (grad,) = torch.autograd.grad(real_out.sum(), real, create_graph=True)
     return grad.pow(2).reshape(len(grad) // pack, -1).sum(1).mean()
+
+
+# --- relativistic pairing GAN (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024) --
+
+
+def relativistic_discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """E[softplus(d(fake_i) - d(real_i))] over the batch's pairs: D wants each
+    real example to score above the fake one it is paired with. log 2 where d
+    is constant."""
+    return F.softplus(fake_scores - real_scores).mean()
+
+
+def relativistic_generator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """E[softplus(d(real_i) - d(fake_i))]: G wants each fake to score above its real partner."""
+    return F.softplus(real_scores - fake_scores).mean()
+
+
+def relativistic_estimate(discriminator_loss: torch.Tensor) -> torch.Tensor:
+    """log 2 - loss: a lower bound on the relativistic divergence
+    sup_C E[log sigmoid(C(x) - C(G(z)))] + log 2 (Jolicoeur-Martineau 2019),
+    equal to it at the optimal d. It is 0 when P_G = P_data (a constant d is
+    then optimal, by symmetry and concavity) and log 2 where the supports are
+    apart (d(real) - d(fake) can grow without bound)."""
+    return LOG2 - discriminator_loss
 
 
 # --- hinge loss (Lim & Ye 2017; Miyato et al. 2018) ---------------------------

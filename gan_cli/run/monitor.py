@@ -186,6 +186,7 @@ def run_hparams(cfg) -> dict:
         "train.lr_decay",
         "model.spectral_norm",
         "objective.r1",
+        "objective.r2",
         "objective.mode_seeking",
         "objective.r1_every",
         "objective.pack",
