@@ -117,12 +117,13 @@ class Objective:
         loss = self.d_loss(real_out, fake_out)
         stats = {} if self.estimate_name is None else {self.estimate_name: self.estimate(loss).detach()}
         extras = [self.penalty(D, batch.x, fake, y, latent)]
-        if r1_now:
-            r1 = losses.r1_penalty(real_out, real, self.pack)
-            extras.append((self.r1 * self.r1_every / 2 * r1, {"r1_penalty": r1}))
-        if r2_now:
-            r2 = losses.r1_penalty(fake_out, fake, self.pack)
-            extras.append((self.r2 * self.r1_every / 2 * r2, {"r2_penalty": r2}))
+        for name, gamma, due, scores, inputs in (
+            ("r1", self.r1, r1_now, real_out, real),
+            ("r2", self.r2, r2_now, fake_out, fake),
+        ):
+            if due:
+                value = losses.zero_centred_penalty(scores, inputs, self.pack)
+                extras.append((gamma * self.r1_every / 2 * value, {f"{name}_penalty": value}))
         for extra in filter(None, extras):
             term, logged = extra
             loss = loss + term

@@ -89,13 +89,13 @@ def gradient_penalty(critic, points: torch.Tensor, pack: int = 1) -> torch.Tenso
 # --- R1 and R2 (Mescheder et al. 2018) -------------------------------------------
 
 
-def r1_penalty(real_out: torch.Tensor, real: torch.Tensor, pack: int = 1) -> torch.Tensor:
-    """E[||grad_x D(x)||^2] over the scored inputs, for real x [B, ...] that
-    required grad when D scored them (real_out [B / pack]); with packing each
-    input is a group of `pack` samples. The caller weighs it by gamma / 2.
-    Given fake x and D's scores of them it is R2, the same penalty on G's samples.
-    create_graph=True: the penalty is differentiated with respect to D's weights."""
-    (grad,) = torch.autograd.grad(real_out.sum(), real, create_graph=True)
+def zero_centred_penalty(scores: torch.Tensor, inputs: torch.Tensor, pack: int = 1) -> torch.Tensor:
+    """E[||grad_x D(x)||^2] over the scored inputs x [B, ...], which required
+    grad when D scored them (scores [B / pack]); with packing each input is a
+    group of `pack` samples. On real x it is R1, on G's samples R2; the caller
+    weighs it by gamma / 2. create_graph=True: the penalty is differentiated
+    with respect to D's weights."""
+    (grad,) = torch.autograd.grad(scores.sum(), inputs, create_graph=True)
     return grad.pow(2).reshape(len(grad) // pack, -1).sum(1).mean()
 
 
