@@ -103,7 +103,10 @@ def test_a_run_without_a_discriminator_is_refused_before_its_folder(tmp_path):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("eval.sampler=best", "eval.sampler must be one of drs, mh, threshold or null (off), got 'best'"),
+        (
+            "eval.sampler=best",
+            "eval.sampler must be one of drs, mh, threshold, jacobian or null (off), got 'best'",
+        ),
         ("eval.drs_percentile=100", "eval.drs_percentile must be a percentile in (0, 100), got 100"),
         ("eval.mh_chain=0", "eval.mh_chain must be a whole number >= 1, got 0"),
         ("eval.threshold_percentile=0", "eval.threshold_percentile must be a percentile in (0, 100), got 0"),

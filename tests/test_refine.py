@@ -146,7 +146,7 @@ def test_a_runs_evaluation_scores_the_refined_samples_beside_gs_own(make_cfg, ju
 
 def test_refused_configurations_are_one_line():
     G = RingG()
-    with pytest.raises(UserError, match="sampler must be one of drs, mh, threshold, got 'best'"):
+    with pytest.raises(UserError, match="sampler must be one of drs, mh, threshold, jacobian, got 'best'"):
         _refiner("best", G, _trained_d(G, steps=1))
     with pytest.raises(UserError, match="sampler=drs reads the discriminator, and this run has none"):
         _refiner("drs", G, None)

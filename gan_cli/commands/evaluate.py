@@ -34,10 +34,17 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--sampler",
-        choices=("drs", "mh", "threshold"),  # config.checks.SAMPLERS, without importing torch for --help
-        help="also the metrics of samples refined by the run's discriminator, as eval.sampler "
-        "gives them in a run (default: the run's eval.sampler, with its eval.drs_percentile, "
-        "eval.mh_chain and eval.threshold_percentile); see docs/refined_sampling.md",
+        choices=("drs", "mh", "threshold", "jacobian"),  # config.checks.SAMPLERS, without importing torch
+        help="also the metrics of samples refined by the run's discriminator (or, for jacobian, "
+        "by G's own Jacobian), as eval.sampler gives them in a run (default: the run's eval.sampler, "
+        "with its eval.drs_percentile, eval.mh_chain, eval.threshold_percentile and "
+        "eval.jacobian_drop); see docs/refined_sampling.md",
+    )
+    parser.add_argument(
+        "--jacobian-drop",
+        type=float,
+        help="jacobian: the percentage of G's samples with the largest Jacobian norm to drop "
+        "(default: the run's eval.jacobian_drop)",
     )
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     from gan_cli.commands.sample import add_generator_choice, add_refine_steps, add_truncation
@@ -59,13 +66,15 @@ def evaluate_checkpoint(
     sampler: str | None = None,
     refine_steps: int | None = None,
     truncation: float | None = None,
+    jacobian_drop: float | None = None,
 ) -> dict[str, float]:
     """What the run's evaluation at this checkpoint's step gives: the same
     classifier, the same real images and the same seeded noise; with
     `inception` (a weights file; default the run's eval.inception) the
     Inception metrics too; with `sampler` (default the run's eval.sampler)
     the same metrics of samples refined by the run's D, and its cost
-    (`refine_steps`: D's fine-tuning, default the run's eval.refine_steps);
+    (`refine_steps`: D's fine-tuning, default the run's eval.refine_steps;
+    `jacobian_drop`: the share jacobian drops, default eval.jacobian_drop);
     with `truncation` ψ, of G fed ψ·z (models.inference.Truncated)."""
     from omegaconf import OmegaConf
 
@@ -92,6 +101,11 @@ def evaluate_checkpoint(
         options["inception"] = str(check_inception_weights(inception))
     if sampler is not None:
         options["sampler"] = sampler
+    if jacobian_drop is not None:
+        from gan_cli.commands.sample import check_jacobian_drop
+
+        check_jacobian_drop(jacobian_drop)
+        options["jacobian_drop"] = jacobian_drop
     if refine_steps is not None:
         from gan_cli.commands.sample import check_refine_steps
 
@@ -113,7 +127,7 @@ def evaluate_checkpoint(
     if cfg.eval.sampler is not None:  # before any scoring: say what is wrong first
         D = discriminator_from_checkpoint(state, dev)
         refuse_sampler_without_discriminator(
-            f"--sampler {cfg.eval.sampler}", cfg.objective.name, D is not None
+            cfg.eval.sampler, f"--sampler {cfg.eval.sampler}", cfg.objective.name, D is not None
         )
     G = truncated(generator_from_checkpoint(state, dev, ema), truncation, config["latent"]["distribution"])
 
@@ -129,7 +143,7 @@ def evaluate_checkpoint(
         return values
 
     values = scores(G)
-    if D is not None:  # as the run's Evaluation.refined draws them
+    if cfg.eval.sampler is not None:  # as the run's Evaluation.refined draws them
         refiner = evaluation_refiner(cfg, G, D, data, dev)
         values.update(as_refined(scores(RefinedGenerator(refiner))))
         values.update(refiner.cost.as_metrics(COST))
@@ -167,6 +181,7 @@ def main(argv=None) -> None:
         args.sampler,
         args.refine_steps,
         args.truncation,
+        args.jacobian_drop,
     )
     shown = "" if args.truncation in (None, 1) else f", G fed {args.truncation:g} times its noise"
     print(f"{find_checkpoint(args.path)} (step {state['step']}{shown})")

@@ -28,11 +28,12 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument(
         "--sampler",
-        choices=("drs", "mh", "threshold"),  # config.checks.SAMPLERS, without importing torch for --help
+        choices=("drs", "mh", "threshold", "jacobian"),  # config.checks.SAMPLERS, without importing torch
         help="refine G's samples with the run's discriminator: drs (rejection sampling, Azadi et "
         "al. 2019), mh (Metropolis-Hastings, Turner et al. 2019) or threshold (drop the samples D "
         "rates below almost all real data); D is first calibrated on real data, so the data set "
-        "must be at hand",
+        "must be at hand. Or with G alone: jacobian (drop the samples where G stretches its noise "
+        "most, Tanielian et al. 2020)",
     )
     parser.add_argument(
         "--drs-percentile",
@@ -47,6 +48,12 @@ def parse_args(argv=None):
         default=1.0,
         help="threshold: keep the samples D scores at least this percentile of its scores of "
         "held-out real data (default 1)",
+    )
+    parser.add_argument(
+        "--jacobian-drop",
+        type=float,
+        default=5.0,
+        help="jacobian: the percentage of G's samples with the largest Jacobian norm to drop (default 5)",
     )
     add_refine_steps(parser, "(default 2000, evaluation.ratio.STEPS)")
     add_generator_choice(parser)
@@ -73,6 +80,11 @@ def add_refine_steps(parser, default: str) -> None:
         help="drs/mh: Adam steps that first train a copy of D with the logistic loss on real "
         f"data against the frozen G, as a density-ratio estimator; 0: D as trained {default}",
     )
+
+
+def check_jacobian_drop(drop: float) -> None:
+    if not 0 <= drop < 100:
+        raise UserError(f"--jacobian-drop must be a percentage in [0, 100), got {drop:g}")
 
 
 def check_refine_steps(steps: int | None) -> None:
@@ -111,7 +123,7 @@ def draw_batches(
     once by default). The noise is drawn for all `num` first, so the samples
     are those of one draw whatever the batch. ema: G's moving average (None:
     where the run kept one), or the trained G (False). refine: {"method": "drs"
-    or "mh", and its options}, to refine the samples with the run's D; its cost
+    or another of config.checks.SAMPLERS, and its options}, to refine the samples with the run's D; its cost
     is printed on stderr at the end."""
     import torch
 
@@ -145,7 +157,14 @@ def draw_batches(
             y = None if labels is None else labels[part]
             x = generate(G, z[part], y) if refiner is None else refiner.draw(len(z[part]), y)
             yield x.cpu(), None if y is None else y.cpu()
-        if refiner is not None:
+        if refiner is not None and refiner.method == "jacobian":
+            cost = refiner.cost.as_metrics(refiner.method)
+            print(
+                f"gan-sample: jacobian: acceptance {cost['jacobian/acceptance']:.3f}, "
+                f"{cost['jacobian/seconds_per_1000']:.2f} s per 1,000 samples",
+                file=sys.stderr,
+            )
+        elif refiner is not None:
             cost = refiner.cost.as_metrics(refiner.method)
             print(
                 f"gan-sample: {refiner.method}: acceptance {cost[f'{refiner.method}/acceptance']:.3f}, "
@@ -164,7 +183,8 @@ def draw_batches(
 
 
 def _refiner(state: dict, G, device, seed: int, refine: dict):
-    """The checkpoint's D, calibrated on the run's data set, ready to refine G's samples."""
+    """The checkpoint's D, calibrated on the run's data set, ready to refine
+    G's samples; for jacobian, which reads G alone, neither D nor the data."""
     from gan_cli.config.build import build_data
     from gan_cli.config.checks import refuse_sampler_without_discriminator
     from gan_cli.evaluation.refine import build_refiner
@@ -175,8 +195,10 @@ def _refiner(state: dict, G, device, seed: int, refine: dict):
     method = options.pop("method")
     config = state["config"]
     # before the data set is built: say what is wrong first
-    refuse_sampler_without_discriminator(f"--sampler {method}", config["objective"]["name"], D is not None)
-    data = build_data(config["dataset"])
+    refuse_sampler_without_discriminator(
+        method, f"--sampler {method}", config["objective"]["name"], D is not None
+    )
+    data = None if method == "jacobian" else build_data(config["dataset"])
     return build_refiner(method, G, D, data, config["latent"], device, seed, **options)
 
 
@@ -256,6 +278,7 @@ def main(argv=None) -> None:
     if args.num < 1:
         raise UserError(f"--num must be >= 1, got {args.num}")
     check_refine_steps(args.refine_steps)
+    check_jacobian_drop(args.jacobian_drop)
     from gan_cli.run.checkpoint import load_checkpoint
 
     state = load_checkpoint(args.path)
@@ -280,6 +303,7 @@ def main(argv=None) -> None:
             "chain": args.mh_chain,
             "refine_steps": args.refine_steps,
             "threshold_percentile": args.threshold_percentile,
+            "jacobian_drop": args.jacobian_drop,
         },
     )
     kept = []

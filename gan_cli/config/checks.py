@@ -38,8 +38,10 @@ RESUMABLE_CHANGES = (
     "dataset.on_bad_file",
 )
 EVAL_CLASSIFIER = ("auto", "off")
-# The samplers that refine G's samples with D (evaluation/refine.py): eval.sampler, gan-sample --sampler.
-SAMPLERS = ("drs", "mh", "threshold")
+# The samplers that refine G's samples (evaluation/refine.py): eval.sampler, gan-sample --sampler.
+# All but jacobian (evaluation/jacobian.py, which reads G alone) read D.
+SAMPLERS = ("drs", "mh", "threshold", "jacobian")
+READS_DISCRIMINATOR = ("drs", "mh", "threshold")
 LATENT_DISTRIBUTIONS = ("normal", "uniform", "mixture")
 PRECISIONS = ("auto", "fp32", "bf16")
 D_NORMS = ("batch", "layer", "none")
@@ -72,6 +74,7 @@ ADDED_KEYS = {
     "eval.drs_percentile": 95.0,
     "eval.mh_chain": 100,
     "eval.threshold_percentile": 1.0,
+    "eval.jacobian_drop": 5.0,
     "eval.refine_steps": 0,  # refined metrics of runs saved before it read D as training left it
 }
 
@@ -252,20 +255,23 @@ def _eval_sampler(cfg: DictConfig) -> None:
         raise UserError(f"eval.sampler must be one of {', '.join(SAMPLERS)} or null (off), got {method!r}")
     _real_in(cfg, "eval.drs_percentile", lambda v: 0 < v < 100, "a percentile in (0, 100)")
     _real_in(cfg, "eval.threshold_percentile", lambda v: 0 < v < 100, "a percentile in (0, 100)")
+    _real_in(cfg, "eval.jacobian_drop", lambda v: 0 <= v < 100, "a percentage in [0, 100)")
     _whole(cfg, "eval.mh_chain", 1)
     _whole(cfg, "eval.refine_steps", 0)
     if method is not None:
         objective = cfg.objective
         has_d = getattr(target_of(objective), "uses_discriminator", True)
-        refuse_sampler_without_discriminator(f"eval.sampler={method}", objective.name, has_d)
+        refuse_sampler_without_discriminator(method, f"eval.sampler={method}", objective.name, has_d)
 
 
-def refuse_sampler_without_discriminator(setting: str, objective: str, has_discriminator: bool) -> None:
-    """Both samplers read D as a log density ratio, so a run without one
-    (objective=mse) has nothing for them to read: the one line for a run's
-    eval.sampler and for gan-sample --sampler alike. `setting` is what the
-    user gave, e.g. "eval.sampler=drs" or "--sampler drs"."""
-    if not has_discriminator:
+def refuse_sampler_without_discriminator(
+    method: str, setting: str, objective: str, has_discriminator: bool
+) -> None:
+    """drs, mh and threshold read D as a log density ratio, so a run without
+    one (objective=mse) has nothing for them to read: the one line for a
+    run's eval.sampler and for gan-sample --sampler alike. `setting` is what
+    the user gave, e.g. "eval.sampler=drs" or "--sampler drs"."""
+    if method in READS_DISCRIMINATOR and not has_discriminator:
         raise UserError(f"{setting} reads the discriminator, and this run has none (objective {objective})")
 
 

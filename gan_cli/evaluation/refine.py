@@ -34,6 +34,8 @@ gan-sample --refine-steps; 0: D as training left it).
 
 gan-sample --sampler draws with them; a run's eval.sampler scores their
 samples at each evaluation beside G's own (RefinedGenerator, refined_key).
+The same holds for jacobian (evaluation/jacobian.py), which reads G alone:
+build_refiner makes either.
 """
 
 import time
@@ -42,8 +44,9 @@ from functools import partial
 
 import torch
 
-from gan_cli.config.checks import SAMPLERS
+from gan_cli.config.checks import READS_DISCRIMINATOR, SAMPLERS
 from gan_cli.errors import UserError
+from gan_cli.evaluation.jacobian import JacobianTruncation
 from gan_cli.evaluation.ratio import BATCH, STEPS, Tuning, fine_tuned
 from gan_cli.latent import Latent
 from gan_cli.models.inference import evaluating
@@ -156,7 +159,7 @@ class Refiner:
         tune=None,
         threshold_percentile: float = 1.0,
     ):
-        if method not in SAMPLERS:
+        if method not in READS_DISCRIMINATOR:  # jacobian: build_refiner makes a JacobianTruncation
             raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {method!r}")
         if D is None:
             raise UserError(f"sampler={method} reads the discriminator, and this run has none")
@@ -325,7 +328,8 @@ def build_refiner(
     chain: int = 100,
     refine_steps: int = STEPS,
     threshold_percentile: float = 1.0,
-) -> Refiner:
+    jacobian_drop: float = 5.0,
+) -> "Refiner | JacobianTruncation":
     """A Refiner of a run's G with its D, calibrated on the run's data set
     (gan-sample and a run's evaluations alike): G's noise from the run's
     latent prior, classes in turn for a conditional G, and each of noise,
@@ -333,7 +337,8 @@ def build_refiner(
     seed + 1, + 2, + 3): nothing else's random stream is touched. With
     refine_steps > 0 a copy of D is first trained as a ratio estimator for
     that many steps (ratio.fine_tuned; its noise and real points from seeds
-    seed + 4, + 5)."""
+    seed + 4, + 5). method "jacobian" reads neither D nor the data (None
+    will do): a JacobianTruncation of G, its noise from seed + 1."""
     if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
         raise UserError(f"refine steps must be a whole number >= 0 (0: D as trained), got {refine_steps!r}")
     classes = getattr(G, "num_classes", 0)
@@ -341,6 +346,9 @@ def build_refiner(
 
     def labels(n: int):
         return torch.arange(n, device=device) % classes if classes else None
+
+    if method == "jacobian":
+        return JacobianTruncation(G, latent, labels, jacobian_drop, Cost())
 
     generator = torch.Generator(device=device).manual_seed(seed + 2)
     draws = real_draws(data, device, seed + 3)
@@ -379,7 +387,7 @@ class RefinedGenerator(torch.nn.Module):
         return self.refiner.draw(len(z), y)
 
 
-def evaluation_refiner(cfg, G, D, data, device: torch.device) -> Refiner:
+def evaluation_refiner(cfg, G, D, data, device: torch.device) -> "Refiner | JacobianTruncation":
     """The refiner of a run's eval.sampler, made afresh at each evaluation
     (and by gan-eval for a checkpoint): cfg is the run's config."""
     options = cfg.eval
@@ -395,4 +403,5 @@ def evaluation_refiner(cfg, G, D, data, device: torch.device) -> Refiner:
         chain=options.mh_chain,
         refine_steps=options.refine_steps,
         threshold_percentile=options.threshold_percentile,
+        jacobian_drop=options.jacobian_drop,
     )
