@@ -82,6 +82,34 @@ def test_the_norm_is_the_exact_frobenius_norm_of_gs_jacobian():
     assert norms.shape == (7,)
 
 
+def test_for_images_the_norm_is_hutchinsons_estimate_of_it():
+    """Above EXACT_OUTPUTS numbers per sample the squared norm is the mean of
+    ‖vᵀJ‖² over random v: unbiased, and closer with more directions."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 3 * 8 * 8))
+
+    class ImageG(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, z, y=None):
+            return self.net(z).view(-1, 3, 8, 8)
+
+    z = torch.randn(20, 4)
+    exact = torch.stack(
+        [torch.autograd.functional.jacobian(lambda v: net(v[None])[0], z[i]).norm() for i in range(len(z))]
+    )
+    samples, few = jacobian_norms(ImageG(), z, generator=torch.Generator().manual_seed(0))
+    _, many = jacobian_norms(ImageG(), z, probes=4000, generator=torch.Generator().manual_seed(1))
+    assert samples.shape == (20, 3, 8, 8)
+    assert ((many - exact).abs() / exact).max() < 0.05
+    assert ((few - exact).abs() / exact).mean() < 0.3
+    assert ((few - exact).abs() / exact).mean() > ((many - exact).abs() / exact).mean()
+    _, again = jacobian_norms(ImageG(), z, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(few, again)  # the directions come from the generator alone
+
+
 def test_the_bridge_between_two_clusters_is_dropped():
     G = BridgeG()
     own = G(Latent(2, "normal", torch.device("cpu"), seed=1).sample(4000)).numpy()

@@ -10,47 +10,57 @@ that percentile of the norms of REFERENCE samples of G itself) removes the
 bridges and reweights nothing else. It reads G only: no discriminator, no
 real data, so it works for every objective, mse included.
 
-The norm is the exact Frobenius norm, one forward-mode pass (jvp) per
-latent dimension. A G whose stretch is the same everywhere (a linear one)
-has one norm for every sample, and none is dropped.
+The norm is the Frobenius norm, by reverse mode: exact (one backward pass
+per output number) for samples of at most EXACT_OUTPUTS numbers, such as
+the 2D toys; for images, Hutchinson's estimate from PROBES random output
+directions v, the mean of ‖vᵀJ‖², whose expectation is ‖J‖_F². A G whose
+stretch is the same everywhere (a linear one) has one norm for every
+sample, and none is dropped.
 """
 
 import math
 import time
-import warnings
 
 import torch
-from torch.func import jvp
 
 from gan_cli.errors import UserError
 from gan_cli.models.inference import eval_mode, generate
 
 REFERENCE = 2_000  # samples of G behind the cut (per class for a conditional G)
-CHUNK = 500  # samples per forward-mode pass: memory stays flat
+CHUNK = 500  # samples per pass: memory stays flat
+EXACT_OUTPUTS = 16  # up to this many numbers per sample, the norm is exact
+PROBES = 16  # above it, random directions for Hutchinson's estimate
 MAX_PROPOSALS = 100  # per kept sample; only a G with one huge stretch among ties could get there
 
 
-def jacobian_norms(G: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None = None):
-    """(G(z, y) float32, ‖∂G(z, y)/∂z‖_F per sample), G in eval mode."""
+def jacobian_norms(
+    G: torch.nn.Module,
+    z: torch.Tensor,
+    y: torch.Tensor | None = None,
+    probes: int = PROBES,
+    generator: torch.Generator | None = None,
+):
+    """(G(z, y) float32, ‖∂G(z, y)/∂z‖_F per sample), G in eval mode; the
+    estimate's directions (images) from `generator`."""
     samples, norms = [], []
-    with eval_mode(G), torch.no_grad(), warnings.catch_warnings():  # forward mode needs no graph
-        # torch's own forward-mode set-up calls torch.jit.script, which warns of its deprecation
-        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+    with eval_mode(G), torch.enable_grad():
         for start in range(0, len(z), CHUNK):
-            part = z[start : start + CHUNK]
-            labels = None if y is None else y[start : start + CHUNK]
-
-            def forward(latent, labels=labels):
-                return G(latent, labels).float()
-
+            part = z[start : start + CHUNK].detach().requires_grad_(True)
+            x = G(part, None if y is None else y[start : start + CHUNK]).float()
+            flat = x.flatten(1)
+            exact = flat.shape[1] <= EXACT_OUTPUTS
+            passes = flat.shape[1] if exact else probes
             squared = torch.zeros(len(part), device=z.device)
-            for i in range(part.shape[1]):
-                direction = torch.zeros_like(part)
-                direction[:, i] = 1
-                x, column = jvp(forward, (part,), (direction,))
-                squared += column.flatten(1).pow(2).sum(1)
+            for i in range(passes):
+                if exact:
+                    v = torch.zeros_like(flat)
+                    v[:, i] = 1
+                else:
+                    v = torch.randn(flat.shape, generator=generator, device=flat.device)
+                (row,) = torch.autograd.grad(flat, part, v, retain_graph=i < passes - 1)
+                squared += row.pow(2).sum(1)
             samples.append(x.detach())
-            norms.append(squared.sqrt())
+            norms.append((squared if exact else squared / passes).sqrt())
     return torch.cat(samples), torch.cat(norms)
 
 
@@ -62,10 +72,10 @@ class JacobianTruncation:
 
     method = "jacobian"
 
-    def __init__(self, G, latent, labels, drop: float, cost):
+    def __init__(self, G, latent, labels, drop: float, cost, generator: torch.Generator | None = None):
         if not 0 <= drop < 100:
             raise UserError(f"the Jacobian drop must be a percentage in [0, 100), got {drop}")
-        self.G, self.latent, self.drop, self.cost = G, latent, drop, cost
+        self.G, self.latent, self.drop, self.cost, self.generator = G, latent, drop, cost, generator
         self.cut = {}
         self.cost.extra["g_evaluations"] = 0
         if drop == 0:  # nothing dropped: G's own samples, and no reference to draw
@@ -73,7 +83,7 @@ class JacobianTruncation:
         began = time.perf_counter()
         count = REFERENCE * max(getattr(G, "num_classes", 0), 1)
         classes = labels(count)
-        _, norms = jacobian_norms(G, latent.sample(count), classes)
+        _, norms = jacobian_norms(G, latent.sample(count), classes, generator=generator)
         q = 1 - drop / 100
         groups = [None] if classes is None else classes.unique().tolist()
         self.cut = {
@@ -110,7 +120,7 @@ class JacobianTruncation:
                 raise UserError(f"Jacobian truncation kept {have} of {proposed} proposals; lower the drop")
             proposals = max(64, int((n - have) / (1 - self.drop / 100)) + 16)
             asked = None if label is None else torch.full((proposals,), label, device=self.latent.device)
-            x, norms = jacobian_norms(self.G, self.latent.sample(proposals), asked)
+            x, norms = jacobian_norms(self.G, self.latent.sample(proposals), asked, generator=self.generator)
             self.cost.extra["g_evaluations"] += proposals
             places = (norms <= cut).nonzero().view(-1)[: n - have]
             proposed += proposals

@@ -338,7 +338,8 @@ def build_refiner(
     refine_steps > 0 a copy of D is first trained as a ratio estimator for
     that many steps (ratio.fine_tuned; its noise and real points from seeds
     seed + 4, + 5). method "jacobian" reads neither D nor the data (None
-    will do): a JacobianTruncation of G, its noise from seed + 1."""
+    will do): a JacobianTruncation of G, its noise from seed + 1 and its
+    estimate's directions (images) from seed + 2."""
     if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
         raise UserError(f"refine steps must be a whole number >= 0 (0: D as trained), got {refine_steps!r}")
     classes = getattr(G, "num_classes", 0)
@@ -347,10 +348,10 @@ def build_refiner(
     def labels(n: int):
         return torch.arange(n, device=device) % classes if classes else None
 
-    if method == "jacobian":
-        return JacobianTruncation(G, latent, labels, jacobian_drop, Cost())
-
     generator = torch.Generator(device=device).manual_seed(seed + 2)
+    if method == "jacobian":
+        return JacobianTruncation(G, latent, labels, jacobian_drop, Cost(), generator)
+
     draws = real_draws(data, device, seed + 3)
     tune = None
     if refine_steps and D is not None:
