@@ -560,26 +560,23 @@ def test_best_preset_keeps_every_ring_mode():
     assert result["toy/high_quality"] >= 0.95 and result["toy/reverse_kl"] <= 0.05
 
 
-@pytest.mark.slow
-def test_best_preset_reaches_every_grid_mode():
-    """experiment=toy_best dataset=grid25 in full (about 2 minutes of one CPU
-    core): all 25 modes, evenly, nearly all points within 3 std of a centre;
-    docs/toys.md gives what seeds 0-4 measured."""
+def _full_grid_run(experiment: str) -> dict:
+    """A preset's whole run on grid25 (pictures every 4,000 steps), in a folder removed afterwards."""
     import tempfile
 
     from gan_cli.config.compose import compose_config
 
     with tempfile.TemporaryDirectory() as folder:
-        result = run(
-            compose_config(
-                [
-                    "experiment=toy_best",
-                    "dataset=grid25",
-                    "train.sample_every=4000",
-                    f"run_dir={Path(folder) / 'run'}",
-                ]
-            )
-        )
+        overrides = [f"experiment={experiment}", "dataset=grid25", "train.sample_every=4000"]
+        return run(compose_config([*overrides, f"run_dir={Path(folder) / 'run'}"]))
+
+
+@pytest.mark.slow
+def test_best_preset_reaches_every_grid_mode():
+    """experiment=toy_best dataset=grid25 in full (about 2 minutes of one CPU
+    core): all 25 modes, evenly, nearly all points within 3 std of a centre;
+    docs/toys.md gives what seeds 0-4 measured."""
+    result = _full_grid_run("toy_best")
     assert result["toy/modes"] >= 24 and result["toy/reverse_kl"] <= 0.05
     assert result["toy/high_quality"] >= 0.9
 
@@ -590,21 +587,20 @@ def test_refined_preset_is_sharper_than_its_generator():
     evaluation, about 4 minutes of one slower CPU core): the threshold drops
     G's points between clusters, so the refined samples are clearly sharper
     than G's own, every mode kept; docs/refined_sampling.md gives seeds 0-4."""
-    import tempfile
-
-    from gan_cli.config.compose import compose_config
-
-    with tempfile.TemporaryDirectory() as folder:
-        result = run(
-            compose_config(
-                [
-                    "experiment=toy_refined",
-                    "dataset=grid25",
-                    "train.sample_every=4000",
-                    f"run_dir={Path(folder) / 'run'}",
-                ]
-            )
-        )
+    result = _full_grid_run("toy_refined")
     assert result["toy/modes_refined"] == 25
     assert result["toy/high_quality_refined"] >= max(0.97, result["toy/high_quality"] + 0.02)
     assert 0.85 < result["refine/acceptance"] < 1
+
+
+@pytest.mark.slow
+def test_jacobian_preset_reaches_the_grids_ceiling():
+    """experiment=toy_jacobian dataset=grid25 in full (about 4 minutes of one
+    CPU core here): toy_best with R1 at 0.3, less the 10% of G's samples
+    where it stretches its noise most, leaves nearly every point within 3
+    std of a centre, every mode kept; docs/refined_sampling.md gives seeds 0-4."""
+    result = _full_grid_run("toy_jacobian")
+    assert result["toy/modes_refined"] == 25
+    assert result["toy/high_quality_refined"] >= max(0.98, result["toy/high_quality"] + 0.02)
+    assert result["refine/acceptance"] == pytest.approx(0.90, abs=0.02)
+    assert result["refine/d_evals_per_sample"] == 0
