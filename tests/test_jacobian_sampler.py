@@ -208,3 +208,20 @@ def test_a_run_without_a_discriminator_reports_jacobian_samples(make_cfg, tmp_pa
     assert bad.stderr.strip().splitlines() == [
         "gan-sample: error: --jacobian-drop must be a percentage in [0, 100), got 100"
     ]
+
+
+def test_gan_eval_repeats_a_toy_runs_last_evaluation(make_cfg, tmp_path):
+    """gan-eval scores a 2D toy's checkpoint as the run did: toy/* of G's own
+    samples and of the run's eval.sampler, to the last digit."""
+    from gan_cli.commands.evaluate import evaluate_checkpoint
+    from gan_cli.run.checkpoint import load_checkpoint
+
+    settings = ["train.steps=40", "train.batch_size=128", "train.eval_every=40", "dataset.eval_points=800"]
+    cfg = make_cfg("experiment=toy_gan", *settings, "eval.sampler=jacobian", "train.ema=0.9", tiny=False)
+    metrics = run(cfg)
+    again = evaluate_checkpoint(load_checkpoint(cfg.run_dir))
+    toy = {k for k in metrics if k.startswith("toy/")}
+    assert {"toy/high_quality", "toy/w1", "toy/coverage", "toy/high_quality_refined", "toy/w1_refined"} <= toy
+    assert {k: again[k] for k in toy} == {k: metrics[k] for k in toy}
+    # the run's cost also counts the refined picture's samples: the same drop, not the same count
+    assert again["refine/acceptance"] == pytest.approx(metrics["refine/acceptance"], abs=0.02)

@@ -69,7 +69,8 @@ def evaluate_checkpoint(
     jacobian_drop: float | None = None,
 ) -> dict[str, float]:
     """What the run's evaluation at this checkpoint's step gives: the same
-    classifier, the same real images and the same seeded noise; with
+    classifier, the same real images (the toys: the same real points) and
+    the same seeded noise; with
     `inception` (a weights file; default the run's eval.inception) the
     Inception metrics too; with `sampler` (default the run's eval.sampler)
     the same metrics of samples refined by the run's D, and its cost
@@ -85,6 +86,7 @@ def evaluate_checkpoint(
     from gan_cli.evaluation.inception import inception_scores
     from gan_cli.evaluation.refine import COST, RefinedGenerator, as_refined, evaluation_refiner
     from gan_cli.evaluation.stacked import StackedEvaluation
+    from gan_cli.evaluation.toys import ToyEvaluation
     from gan_cli.latent import evaluation_latent
     from gan_cli.models.inference import truncated
     from gan_cli.run.checkpoint import discriminator_from_checkpoint, generator_from_checkpoint
@@ -117,6 +119,8 @@ def evaluate_checkpoint(
     scorer = make_scorer(data, cfg, dev, say=None) if data.kind == "images" else None
     if data.kind == "stacked":  # modes over dataset.eval_samples, fd & co. over eval.num_samples
         scorer = StackedEvaluation(data, cfg, dev, grid_columns=8).metrics
+    if data.kind == "toy":  # toy/* over dataset.eval_points
+        scorer = ToyEvaluation(data, cfg, dev, grid_columns=8).metrics
     weights = cfg.eval.inception if data.kind == "images" else None
     if scorer is None and weights is None:
         raise UserError(
