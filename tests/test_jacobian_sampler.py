@@ -12,7 +12,7 @@ from torch import nn
 
 from gan_cli.config.checks import validate
 from gan_cli.errors import UserError
-from gan_cli.evaluation.jacobian import REFERENCE, jacobian_norms
+from gan_cli.evaluation.jacobian import jacobian_norms
 from gan_cli.evaluation.refine import build_refiner
 from gan_cli.latent import Latent
 from gan_cli.metrics.toy import high_quality
@@ -124,7 +124,6 @@ def test_the_bridge_between_two_clusters_is_dropped():
     cost = truncation.cost.as_metrics("j")
     assert cost["j/acceptance"] == pytest.approx(0.70, abs=0.03)
     assert cost["j/d_evals_per_sample"] == 0 and cost["j/seconds_per_1000"] > 0
-    assert truncation.cost.extra["g_evaluations"] >= REFERENCE + 4000
 
 
 def test_a_generator_with_one_stretch_everywhere_is_left_as_it_is():

@@ -24,13 +24,14 @@ import time
 import torch
 
 from gan_cli.errors import UserError
+from gan_cli.evaluation.refine import Cost, by_class
 from gan_cli.models.inference import eval_mode, generate
 
 REFERENCE = 2_000  # samples of G behind the cut (per class for a conditional G)
 CHUNK = 500  # samples per pass: memory stays flat
 EXACT_OUTPUTS = 16  # up to this many numbers per sample, the norm is exact
 PROBES = 16  # above it, random directions for Hutchinson's estimate
-MAX_PROPOSALS = 100  # per kept sample; only a G with one huge stretch among ties could get there
+MAX_PROPOSALS = 100  # per kept sample: a G whose norms are not finite keeps none
 
 
 def jacobian_norms(
@@ -72,12 +73,12 @@ class JacobianTruncation:
 
     method = "jacobian"
 
-    def __init__(self, G, latent, labels, drop: float, cost, generator: torch.Generator | None = None):
+    def __init__(self, G, latent, labels, drop: float, generator: torch.Generator | None = None):
         if not 0 <= drop < 100:
             raise UserError(f"the Jacobian drop must be a percentage in [0, 100), got {drop}")
-        self.G, self.latent, self.drop, self.cost, self.generator = G, latent, drop, cost, generator
+        self.G, self.latent, self.drop, self.generator = G, latent, drop, generator
+        self.cost = Cost()
         self.cut = {}
-        self.cost.extra["g_evaluations"] = 0
         if drop == 0:  # nothing dropped: G's own samples, and no reference to draw
             return
         began = time.perf_counter()
@@ -90,20 +91,11 @@ class JacobianTruncation:
             c: torch.quantile((norms if c is None else norms[classes == c]).double(), q).item()
             for c in groups
         }
-        self.cost.extra["g_evaluations"] += len(norms)
         self.cost.seconds += time.perf_counter() - began
 
     def draw(self, n: int, y: torch.Tensor | None = None) -> torch.Tensor:
         began = time.perf_counter()
-        if y is None:
-            out = self._kept(n, None)
-        else:
-            out = None
-            for label in y.unique().tolist():
-                places = (y == label).nonzero().view(-1)
-                kept = self._kept(len(places), label)
-                out = kept.new_empty(len(y), *kept.shape[1:]) if out is None else out
-                out[places] = kept
+        out = by_class(n, y, self._kept)
         self.cost.seconds += time.perf_counter() - began
         self.cost.kept += n
         return out
@@ -117,11 +109,12 @@ class JacobianTruncation:
         kept, have, proposed = [], 0, 0
         while have < n:
             if proposed >= MAX_PROPOSALS * n:
-                raise UserError(f"Jacobian truncation kept {have} of {proposed} proposals; lower the drop")
+                raise UserError(
+                    f"jacobian: only {have} of G's {proposed} samples were within the cut: are they finite?"
+                )
             proposals = max(64, int((n - have) / (1 - self.drop / 100)) + 16)
             asked = None if label is None else torch.full((proposals,), label, device=self.latent.device)
             x, norms = jacobian_norms(self.G, self.latent.sample(proposals), asked, generator=self.generator)
-            self.cost.extra["g_evaluations"] += proposals
             places = (norms <= cut).nonzero().view(-1)[: n - have]
             proposed += proposals
             self.cost.proposed += proposals if len(places) < n - have else int(places[-1]) + 1

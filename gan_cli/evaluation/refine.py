@@ -41,15 +41,18 @@ build_refiner makes either.
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 
 from gan_cli.config.checks import READS_DISCRIMINATOR, SAMPLERS
 from gan_cli.errors import UserError
-from gan_cli.evaluation.jacobian import JacobianTruncation
 from gan_cli.evaluation.ratio import BATCH, STEPS, Tuning, fine_tuned
 from gan_cli.latent import Latent
 from gan_cli.models.inference import evaluating
+
+if TYPE_CHECKING:  # jacobian.py imports this module (Cost, by_class); build_refiner imports it late
+    from gan_cli.evaluation.jacobian import JacobianTruncation
 
 CALIBRATION_POINTS = 2_000  # real and as many generated, for the two calibration numbers
 BURN_IN = 10_000  # DRS: generated samples behind r_max and gamma
@@ -214,15 +217,7 @@ class Refiner:
     def _rejection(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
         if self.method == "drs" and self.r_max is None:
             self._burn_in()
-        if y is None:
-            return self._accepted(n, None)
-        out = None
-        for label in y.unique().tolist():  # a conditional G: each class kept by its own draws
-            places = (y == label).nonzero().view(-1)
-            kept = self._accepted(len(places), label)
-            out = kept.new_empty(n, *kept.shape[1:]) if out is None else out
-            out[places] = kept
-        return out
+        return by_class(n, y, self._accepted)
 
     def _accepted(self, n: int, label: int | None) -> torch.Tensor:
         """n proposals of G (of class `label`) that passed the rejection test.
@@ -289,6 +284,21 @@ class Refiner:
         return out
 
 
+def by_class(n: int, y: torch.Tensor | None, draw) -> torch.Tensor:
+    """n samples, draw(count, label) giving each class's own (a conditional
+    G: every class kept by its own draws, in y's places); draw(n, None) for
+    an unconditional G."""
+    if y is None:
+        return draw(n, None)
+    out = None
+    for label in y.unique().tolist():
+        places = (y == label).nonzero().view(-1)
+        kept = draw(len(places), label)
+        out = kept.new_empty(n, *kept.shape[1:]) if out is None else out
+        out[places] = kept
+    return out
+
+
 def _best(best, x: torch.Tensor, r: torch.Tensor, n: int):
     """(x, r) of the n highest r among `best` and these, highest first."""
     if best is not None:
@@ -350,7 +360,9 @@ def build_refiner(
 
     generator = torch.Generator(device=device).manual_seed(seed + 2)
     if method == "jacobian":
-        return JacobianTruncation(G, latent, labels, jacobian_drop, Cost(), generator)
+        from gan_cli.evaluation.jacobian import JacobianTruncation
+
+        return JacobianTruncation(G, latent, labels, jacobian_drop, generator)
 
     draws = real_draws(data, device, seed + 3)
     tune = None
