@@ -297,6 +297,7 @@ def test_a_checkpoint_saved_before_the_added_keys_loads_with_them_and_resumes(ma
         "drs_percentile": 95.0,
         "mh_chain": 100,
         "threshold_percentile": 1.0,
+        "jacobian_drop": 5.0,
         "refine_steps": 0,
     }
     G = generator_from_checkpoint(load_checkpoint(last))

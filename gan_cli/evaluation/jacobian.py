@@ -24,7 +24,7 @@ import time
 import torch
 
 from gan_cli.errors import UserError
-from gan_cli.evaluation.refine import Cost, by_class
+from gan_cli.evaluation.draws import Cost, by_class
 from gan_cli.models.inference import eval_mode, generate
 
 REFERENCE = 2_000  # samples of G behind the cut (per class for a conditional G)

@@ -39,20 +39,18 @@ build_refiner makes either.
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
 
 import torch
 
 from gan_cli.config.checks import READS_DISCRIMINATOR, SAMPLERS
 from gan_cli.errors import UserError
+from gan_cli.evaluation.draws import Cost, by_class
+from gan_cli.evaluation.jacobian import JacobianTruncation
 from gan_cli.evaluation.ratio import BATCH, STEPS, Tuning, fine_tuned
 from gan_cli.latent import Latent
 from gan_cli.models.inference import evaluating
-
-if TYPE_CHECKING:  # jacobian.py imports this module (Cost, by_class); build_refiner imports it late
-    from gan_cli.evaluation.jacobian import JacobianTruncation
 
 CALIBRATION_POINTS = 2_000  # real and as many generated, for the two calibration numbers
 BURN_IN = 10_000  # DRS: generated samples behind r_max and gamma
@@ -119,25 +117,6 @@ def calibrate(D, real, real_y, fake, fake_y) -> Calibrated:
     scale = float(w[0] / spread)
     offset = float(w[1] - scale * scores.mean())
     return Calibrated(D, scale, offset, (scale * scores[: len(real)] + offset).float())
-
-
-@dataclass
-class Cost:
-    """What refinement cost: kept samples, D evaluations, seconds."""
-
-    kept: int = 0
-    proposed: int = 0
-    d_evaluations: int = 0
-    seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-    def as_metrics(self, prefix: str) -> dict[str, float]:
-        kept = max(self.kept, 1)
-        return {
-            f"{prefix}/acceptance": self.kept / max(self.proposed, 1),
-            f"{prefix}/d_evals_per_sample": self.d_evaluations / kept,
-            f"{prefix}/seconds_per_1000": 1000 * self.seconds / kept,
-        }
 
 
 class Refiner:
@@ -284,21 +263,6 @@ class Refiner:
         return out
 
 
-def by_class(n: int, y: torch.Tensor | None, draw) -> torch.Tensor:
-    """n samples, draw(count, label) giving each class's own (a conditional
-    G: every class kept by its own draws, in y's places); draw(n, None) for
-    an unconditional G."""
-    if y is None:
-        return draw(n, None)
-    out = None
-    for label in y.unique().tolist():
-        places = (y == label).nonzero().view(-1)
-        kept = draw(len(places), label)
-        out = kept.new_empty(n, *kept.shape[1:]) if out is None else out
-        out[places] = kept
-    return out
-
-
 def _best(best, x: torch.Tensor, r: torch.Tensor, n: int):
     """(x, r) of the n highest r among `best` and these, highest first."""
     if best is not None:
@@ -360,8 +324,6 @@ def build_refiner(
 
     generator = torch.Generator(device=device).manual_seed(seed + 2)
     if method == "jacobian":
-        from gan_cli.evaluation.jacobian import JacobianTruncation
-
         return JacobianTruncation(G, latent, labels, jacobian_drop, generator)
 
     draws = real_draws(data, device, seed + 3)
