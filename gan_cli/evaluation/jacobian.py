@@ -27,7 +27,8 @@ from gan_cli.errors import UserError
 from gan_cli.evaluation.draws import Cost, by_class
 from gan_cli.models.inference import eval_mode, generate
 
-REFERENCE = 2_000  # samples of G behind the cut (per class for a conditional G)
+REFERENCE = 2_000  # samples of G behind the cut, shared by a conditional G's classes,
+PER_CLASS = 500  # but at least this many of each: a percentile of fewer is too rough
 CHUNK = 500  # samples per pass: memory stays flat
 EXACT_OUTPUTS = 16  # up to this many numbers per sample, the norm is exact
 PROBES = 16  # above it, random directions for Hutchinson's estimate
@@ -82,8 +83,8 @@ class JacobianTruncation:
         if drop == 0:  # nothing dropped: G's own samples, and no reference to draw
             return
         began = time.perf_counter()
-        count = REFERENCE * max(getattr(G, "num_classes", 0), 1)
-        classes = labels(count)
+        count = max(REFERENCE, PER_CLASS * getattr(G, "num_classes", 0))
+        classes = labels(count)  # each class in turn
         _, norms = jacobian_norms(G, latent.sample(count), classes, generator=generator)
         q = 1 - drop / 100
         groups = [None] if classes is None else classes.unique().tolist()
