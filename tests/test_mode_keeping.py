@@ -595,7 +595,7 @@ def test_refined_preset_is_sharper_than_its_generator():
 
 @pytest.mark.slow
 def test_jacobian_preset_reaches_the_grids_ceiling():
-    """experiment=toy_jacobian dataset=grid25 in full (about 4 minutes of one
+    """experiment=toy_jacobian dataset=grid25 in full (about 3.5 minutes of one
     CPU core here): toy_best with R1 at 0.3, less the 10% of G's samples
     where it stretches its noise most, leaves nearly every point within 3
     std of a centre, every mode kept; docs/refined_sampling.md gives seeds 0-4."""
