@@ -175,7 +175,7 @@ def test_the_threshold_keeps_what_d_rates_as_real_as_real_data(junky):
 def test_a_generator_far_from_the_data_gets_its_best_samples_and_a_count(junky):
     """Every sample of G below the cut: after MAX_PROPOSALS per sample the
     threshold stops and fills in with the highest-scored proposals."""
-    from gan_cli.evaluation.refine import MAX_PROPOSALS
+    from gan_cli.evaluation.draws import MAX_PROPOSALS
 
     G, D = RingG(), junky[1]
     G.anchor.data.fill_(1.0)  # every point 1 from its ring component, off the data

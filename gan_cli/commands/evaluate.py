@@ -80,7 +80,11 @@ def evaluate_checkpoint(
     from omegaconf import OmegaConf
 
     from gan_cli.config.build import build_data
-    from gan_cli.config.checks import check_inception_weights, refuse_sampler_without_discriminator
+    from gan_cli.config.checks import (
+        READS_DISCRIMINATOR,
+        check_inception_weights,
+        refuse_sampler_without_discriminator,
+    )
     from gan_cli.device import pick_device
     from gan_cli.evaluation.images import make_scorer
     from gan_cli.evaluation.inception import inception_scores
@@ -128,7 +132,7 @@ def evaluate_checkpoint(
             f"metrics need a labelled image data set (or --inception WEIGHTS for any image data)"
         )
     D = None
-    if cfg.eval.sampler is not None:  # before any scoring: say what is wrong first
+    if cfg.eval.sampler in READS_DISCRIMINATOR:  # before any scoring: say what is wrong first
         D = discriminator_from_checkpoint(state, dev)
         refuse_sampler_without_discriminator(
             cfg.eval.sampler, f"--sampler {cfg.eval.sampler}", cfg.objective.name, D is not None

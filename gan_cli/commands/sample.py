@@ -157,19 +157,17 @@ def draw_batches(
             y = None if labels is None else labels[part]
             x = generate(G, z[part], y) if refiner is None else refiner.draw(len(z[part]), y)
             yield x.cpu(), None if y is None else y.cpu()
-        if refiner is not None and refiner.method == "jacobian":
-            cost = refiner.cost.as_metrics(refiner.method)
-            print(
-                f"gan-sample: jacobian: acceptance {cost['jacobian/acceptance']:.3f}, "
-                f"{cost['jacobian/seconds_per_1000']:.2f} s per 1,000 samples",
-                file=sys.stderr,
+        if refiner is not None:
+            method = refiner.method
+            cost = refiner.cost.as_metrics(method)
+            d_evaluations = (
+                ""
+                if method == "jacobian"
+                else f"{cost[f'{method}/d_evals_per_sample']:.1f} D evaluations and "
             )
-        elif refiner is not None:
-            cost = refiner.cost.as_metrics(refiner.method)
             print(
-                f"gan-sample: {refiner.method}: acceptance {cost[f'{refiner.method}/acceptance']:.3f}, "
-                f"{cost[f'{refiner.method}/d_evals_per_sample']:.1f} D evaluations and "
-                f"{cost[f'{refiner.method}/seconds_per_1000']:.2f} s per 1,000 samples",
+                f"gan-sample: {method}: acceptance {cost[f'{method}/acceptance']:.3f}, "
+                f"{d_evaluations}{cost[f'{method}/seconds_per_1000']:.2f} s per 1,000 samples",
                 file=sys.stderr,
             )
             if below := refiner.cost.extra.get("below_threshold"):
@@ -186,19 +184,20 @@ def _refiner(state: dict, G, device, seed: int, refine: dict):
     """The checkpoint's D, calibrated on the run's data set, ready to refine
     G's samples; for jacobian, which reads G alone, neither D nor the data."""
     from gan_cli.config.build import build_data
-    from gan_cli.config.checks import refuse_sampler_without_discriminator
+    from gan_cli.config.checks import READS_DISCRIMINATOR, refuse_sampler_without_discriminator
     from gan_cli.evaluation.refine import build_refiner
     from gan_cli.run.checkpoint import discriminator_from_checkpoint
 
-    D = discriminator_from_checkpoint(state, device)
     options = {k: v for k, v in refine.items() if v is not None}  # None: build_refiner's default
     method = options.pop("method")
+    reads_d = method in READS_DISCRIMINATOR  # jacobian reads G alone: neither D nor the data
+    D = discriminator_from_checkpoint(state, device) if reads_d else None
     config = state["config"]
     # before the data set is built: say what is wrong first
     refuse_sampler_without_discriminator(
         method, f"--sampler {method}", config["objective"]["name"], D is not None
     )
-    data = None if method == "jacobian" else build_data(config["dataset"])
+    data = build_data(config["dataset"]) if reads_d else None
     return build_refiner(method, G, D, data, config["latent"], device, seed, **options)
 
 

@@ -1,10 +1,12 @@
 """What every sampler shares (refine.py's, which read D, and jacobian.py's,
-which reads G): the cost it reports, and a conditional G drawn class by
-class."""
+which reads G): the cost it reports, a conditional G drawn class by class,
+and the loop that keeps the proposals passing a test."""
 
 from dataclasses import dataclass, field
 
 import torch
+
+MAX_PROPOSALS = 100  # per kept sample, where a sampler caps its proposals
 
 
 @dataclass
@@ -39,3 +41,22 @@ def by_class(n: int, y: torch.Tensor | None, draw) -> torch.Tensor:
         out = kept.new_empty(n, *kept.shape[1:]) if out is None else out
         out[places] = kept
     return out
+
+
+def keep_accepted(n: int, propose, size, cost: Cost, cap: bool = False):
+    """(the kept parts, how many were kept, how many were drawn): up to n of
+    G's proposals that pass a test, in order. propose(count) -> (x, accept)
+    for `size(still_needed)` fresh proposals at a time; cost.proposed counts
+    the proposals used (up to the last one kept: the acceptance rate counts
+    no more). With `cap`, it stops after MAX_PROPOSALS per sample, and the
+    caller decides what fills the rest."""
+    kept, have, drawn = [], 0, 0
+    while have < n and not (cap and drawn >= MAX_PROPOSALS * n):
+        count = size(n - have)
+        x, accept = propose(count)
+        drawn += count
+        places = accept.nonzero().view(-1)[: n - have]
+        cost.proposed += count if len(places) < n - have else int(places[-1]) + 1
+        kept.append(x[places])
+        have += len(places)
+    return kept, have, drawn

@@ -24,7 +24,7 @@ import time
 import torch
 
 from gan_cli.errors import UserError
-from gan_cli.evaluation.draws import Cost, by_class
+from gan_cli.evaluation.draws import Cost, by_class, keep_accepted
 from gan_cli.models.inference import eval_mode, generate
 
 REFERENCE = 2_000  # samples of G behind the cut, shared by a conditional G's classes,
@@ -32,7 +32,6 @@ PER_CLASS = 500  # but at least this many of each: a percentile of fewer is too 
 CHUNK = 500  # samples per pass: memory stays flat
 EXACT_OUTPUTS = 16  # up to this many numbers per sample, the norm is exact
 PROBES = 16  # above it, random directions for Hutchinson's estimate
-MAX_PROPOSALS = 100  # per kept sample: a G whose norms are not finite keeps none
 
 
 def jacobian_norms(
@@ -107,18 +106,18 @@ class JacobianTruncation:
             y = None if label is None else torch.full((n,), label, device=self.latent.device)
             self.cost.proposed += n
             return generate(self.G, self.latent.sample(n), y)
-        kept, have, proposed = [], 0, 0
-        while have < n:
-            if proposed >= MAX_PROPOSALS * n:
-                raise UserError(
-                    f"jacobian: only {have} of G's {proposed} samples were within the cut: are they finite?"
-                )
-            proposals = max(64, int((n - have) / (1 - self.drop / 100)) + 16)
-            asked = None if label is None else torch.full((proposals,), label, device=self.latent.device)
-            x, norms = jacobian_norms(self.G, self.latent.sample(proposals), asked, generator=self.generator)
-            places = (norms <= cut).nonzero().view(-1)[: n - have]
-            proposed += proposals
-            self.cost.proposed += proposals if len(places) < n - have else int(places[-1]) + 1
-            kept.append(x[places])
-            have += len(places)
+
+        def propose(count: int):
+            asked = None if label is None else torch.full((count,), label, device=self.latent.device)
+            x, norms = jacobian_norms(self.G, self.latent.sample(count), asked, generator=self.generator)
+            return x, norms <= cut
+
+        share = 1 - self.drop / 100
+        kept, have, drawn = keep_accepted(
+            n, propose, lambda left: max(64, int(left / share) + 16), self.cost, cap=True
+        )
+        if have < n:
+            raise UserError(
+                f"jacobian: only {have} of G's {drawn} samples were within the cut: are they finite?"
+            )
         return torch.cat(kept)

@@ -46,7 +46,7 @@ import torch
 
 from gan_cli.config.checks import READS_DISCRIMINATOR, SAMPLERS
 from gan_cli.errors import UserError
-from gan_cli.evaluation.draws import Cost, by_class
+from gan_cli.evaluation.draws import Cost, by_class, keep_accepted
 from gan_cli.evaluation.jacobian import JacobianTruncation
 from gan_cli.evaluation.ratio import BATCH, STEPS, Tuning, fine_tuned
 from gan_cli.latent import Latent
@@ -55,7 +55,6 @@ from gan_cli.models.inference import evaluating
 CALIBRATION_POINTS = 2_000  # real and as many generated, for the two calibration numbers
 BURN_IN = 10_000  # DRS: generated samples behind r_max and gamma
 EPSILON = 1e-6
-MAX_PROPOSALS = 100  # threshold: proposals per kept sample before the highest-scored ones fill in
 SUFFIX = "_refined"  # a metric of refined samples: toy/high_quality_refined, eval/class_share_refined/3
 COST = "refine"  # the sampler's cost at an evaluation: refine/acceptance, ...
 # eval.sampler's refiner draws from seeds seed + 5 to + 9 (build_refiner adds
@@ -201,33 +200,30 @@ class Refiner:
     def _accepted(self, n: int, label: int | None) -> torch.Tensor:
         """n proposals of G (of class `label`) that passed the rejection test.
         The threshold's test could reject nearly every sample of a G far from
-        the data: after MAX_PROPOSALS per sample the rest are the rejected
+        the data: after draws.MAX_PROPOSALS per sample the rest are the rejected
         proposals scored highest, counted in cost.extra["below_threshold"]."""
-        kept, have, proposed = [], 0, 0
         runners_up = None  # threshold: (x, r) of the best n rejected so far
-        while have < n:
-            if self.method == "threshold" and proposed >= MAX_PROPOSALS * n:
-                kept.append(runners_up[0][: n - have])
-                self.cost.extra["below_threshold"] = self.cost.extra.get("below_threshold", 0) + n - have
-                break
-            proposals = max(64, 2 * (n - have))
-            asked = None if label is None else torch.full((proposals,), label, device=self.latent.device)
-            x, _ = self._generate(proposals, asked)
+
+        def propose(count: int):
+            nonlocal runners_up
+            asked = None if label is None else torch.full((count,), label, device=self.latent.device)
+            x, _ = self._generate(count, asked)
             r = self.ratio(x, asked)
-            self.cost.d_evaluations += proposals
-            proposed += proposals
+            self.cost.d_evaluations += count
             if self.method == "threshold":
                 accept = r >= self.cut
                 runners_up = _best(runners_up, x[~accept], r[~accept], n)
             else:
                 self.r_max = max(self.r_max, r.max().item())
                 chance = torch.sigmoid(self._F(r) - self.gamma)
-                accept = torch.rand(proposals, generator=self.generator, device=r.device) < chance
-            places = accept.nonzero().view(-1)[: n - have]
-            # proposals used: up to the last one kept (the acceptance rate counts no more)
-            self.cost.proposed += proposals if len(places) < n - have else int(places[-1]) + 1
-            kept.append(x[places])
-            have += len(places)
+                accept = torch.rand(count, generator=self.generator, device=r.device) < chance
+            return x, accept
+
+        threshold = self.method == "threshold"
+        kept, have, _ = keep_accepted(n, propose, lambda left: max(64, 2 * left), self.cost, cap=threshold)
+        if have < n:
+            kept.append(runners_up[0][: n - have])
+            self.cost.extra["below_threshold"] = self.cost.extra.get("below_threshold", 0) + n - have
         return torch.cat(kept)
 
     def _chains(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
