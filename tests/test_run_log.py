@@ -34,12 +34,14 @@ def test_the_summary_shows_quality_beside_its_floor_and_how_to_look():
             "eval/fd": 12.0,
             "eval/fd_floor": 0.25,
             "toy/modes": 8.0,
+            "toy/w1": 0.21,
+            "toy/w1_floor": 0.17,
             "steps_per_sec": 90.0,
         },
     )
     assert text.splitlines() == [
         "run finished: out/run",
-        "  quality: eval/fd 12 (floor 0.25), toy/modes 8",
+        "  quality: eval/fd 12 (floor 0.25), toy/modes 8, toy/w1 0.21 (floor 0.17)",
         "  last losses: loss/d 0.5, js_estimate 0.1",
         "  curves and pictures: tensorboard --logdir out/run",
         "  samples: gan-sample out/run --num 64 --grid out/run/grid.png",

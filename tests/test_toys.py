@@ -15,7 +15,7 @@ from gan_cli.commands.sample import main as sample_main
 from gan_cli.config.checks import validate
 from gan_cli.data import load_toy
 from gan_cli.errors import UserError
-from gan_cli.evaluation.toys import ToyEvaluation
+from gan_cli.evaluation.toys import EVAL_SEED, ToyEvaluation
 from gan_cli.latent import Latent
 from gan_cli.metrics import toy as metrics
 from gan_cli.run.runner import run
@@ -182,8 +182,11 @@ def test_evaluate_scores_a_perfect_generator_and_asks_each_class_equally():
     manifold = {
         f"toy/{k}{end}" for k in ("precision", "recall", "density", "coverage") for end in ("", "_floor")
     }
-    assert set(m) == {"toy/high_quality", "toy/modes", "toy/reverse_kl", "toy/w1", *manifold}
+    assert set(m) == {"toy/high_quality", "toy/modes", "toy/reverse_kl", "toy/w1", "toy/w1_floor", *manifold}
     assert m["toy/modes"] == 8 and m["toy/high_quality"] > 0.98 and m["toy/w1"] < 0.2
+    # W1's floor: the exact distance of a second real sample to the same real points
+    real, other = (toy.draw(1000, torch.Generator().manual_seed(EVAL_SEED + i))[0].numpy() for i in (0, 1))
+    assert m["toy/w1_floor"] == metrics.w1(other, real) and 0 < m["toy/w1_floor"] < 0.2
     # A generator of real points scores as a second real sample does.
     for key in ("precision", "recall", "coverage"):
         assert m[f"toy/{key}"] == pytest.approx(m[f"toy/{key}_floor"], abs=0.03) and m[f"toy/{key}"] > 0.9
@@ -192,6 +195,7 @@ def test_evaluate_scores_a_perfect_generator_and_asks_each_class_equally():
     shape = load_toy("moons", 0.05, eval_points=1000)
     assert set(ToyEvaluation(shape, None, "cpu", 8).metrics(_Points(shape), latent, 0)) == {
         "toy/w1",
+        "toy/w1_floor",
         *manifold,
     }
 

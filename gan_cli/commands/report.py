@@ -30,6 +30,7 @@ PER_CLASS = re.compile(r"/\d+$")
 LOGGED_ONLY = {
     "eval/fd_floor",
     "eval/kid_floor",
+    "toy/w1_floor",
     *(
         f"{room}/{k}_floor"
         for room in ("eval", "toy")

@@ -17,7 +17,9 @@ MANIFOLD = ("precision", "recall", "density", "coverage")
 class ToyEvaluation:
     def __init__(self, data, cfg, device: torch.device, grid_columns: int):
         self.toy = data
-        self.floors = None  # precision & co. of a second real sample: what a perfect G scores
+        # W1, precision & co. of a second real sample against the same real
+        # points: what a perfect G scores (docs/toys.md, "W1 against its floor")
+        self.floors = None
 
     def picture(self, G, D, objective, fixed_z, fixed_y) -> tuple[str, torch.Tensor]:
         """Real (green) and generated (red) points over D's surface."""
@@ -48,6 +50,7 @@ class ToyEvaluation:
         if self.floors is None:
             other = toy.draw(n, torch.Generator().manual_seed(EVAL_SEED + 1))[0].numpy()
             self.floors = {f"toy/{k}_floor": v for k, v in precision_recall(real, other).items()}
+            self.floors["toy/w1_floor"] = w1(other, real)
         values.update({f"toy/{k}": v for k, v in precision_recall(real, fake).items()})
         return {**values, **self.floors}
 

@@ -243,6 +243,7 @@ SUMMARY = (
 # A metric's real-vs-real value, shown beside it: what a generator as good as the data scores.
 FLOORS = {
     "eval/fd": "eval/fd_floor",
+    "toy/w1": "toy/w1_floor",
     **{f"{room}/{k}": f"{room}/{k}_floor" for room in ("eval", "toy") for k in ("precision", "recall")},
 }
 
