@@ -48,6 +48,14 @@ def test_the_summary_shows_quality_beside_its_floor_and_how_to_look():
     ]
 
 
+def test_the_summary_names_d_evaluations_only_for_samplers_that_read_d():
+    refined = {"toy/modes": 8.0, "refine/acceptance": 0.9, "refine/seconds_per_1000": 0.034}
+    jacobian = summary(Path("r"), {**refined, "refine/d_evals_per_sample": 0.0}).splitlines()
+    drs = summary(Path("r"), {**refined, "refine/d_evals_per_sample": 3.5}).splitlines()
+    assert jacobian[2] == "  refining cost: acceptance 0.9, 0.034 s per 1,000 samples"
+    assert drs[2] == "  refining cost: acceptance 0.9, 3.5 D evaluations and 0.034 s per 1,000 samples"
+
+
 def test_a_terminal_gets_a_bar_and_train_log_still_gets_every_line(tmp_path, monkeypatch):
     terminal = io.StringIO()
     terminal.isatty = lambda: True

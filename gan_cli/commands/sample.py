@@ -160,11 +160,8 @@ def draw_batches(
         if refiner is not None:
             method = refiner.method
             cost = refiner.cost.as_metrics(method)
-            d_evaluations = (
-                ""
-                if method == "jacobian"
-                else f"{cost[f'{method}/d_evals_per_sample']:.1f} D evaluations and "
-            )
+            d_evals = cost[f"{method}/d_evals_per_sample"]  # 0 for jacobian, which reads G alone
+            d_evaluations = f"{d_evals:.1f} D evaluations and " if d_evals else ""
             print(
                 f"gan-sample: {method}: acceptance {cost[f'{method}/acceptance']:.3f}, "
                 f"{d_evaluations}{cost[f'{method}/seconds_per_1000']:.2f} s per 1,000 samples",

@@ -262,10 +262,11 @@ def summary(run_dir: Path, final: dict[str, float]) -> str:
     if quality:
         lines.append("  quality: " + ", ".join(shown(k) for k in quality))
     if "refine/acceptance" in final:
+        d_evals = final["refine/d_evals_per_sample"]  # 0 for a sampler that reads G alone (jacobian)
         lines.append(
             f"  refining cost: acceptance {final['refine/acceptance']:.3g}, "
-            f"{final['refine/d_evals_per_sample']:.3g} D evaluations and "
-            f"{final['refine/seconds_per_1000']:.3g} s per 1,000 samples"
+            + (f"{d_evals:.3g} D evaluations and " if d_evals else "")
+            + f"{final['refine/seconds_per_1000']:.3g} s per 1,000 samples"
         )
     if losses:
         lines.append("  last losses: " + ", ".join(shown(k) for k in losses))
