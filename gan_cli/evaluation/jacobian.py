@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from gan_cli.eager import eager
 from gan_cli.errors import UserError
 from gan_cli.evaluation.draws import Cost, by_class, keep_accepted
 from gan_cli.models.inference import eval_mode, generate
@@ -44,7 +45,7 @@ def jacobian_norms(
     """(G(z, y) float32, ‖∂G(z, y)/∂z‖_F per sample), G in eval mode; the
     estimate's directions (images) from `generator`."""
     samples, norms = [], []
-    with eval_mode(G), torch.enable_grad():
+    with eval_mode(G), torch.enable_grad(), eager():  # each graph serves several backward passes
         for start in range(0, len(z), CHUNK):
             part = z[start : start + CHUNK].detach().requires_grad_(True)
             x = G(part, None if y is None else y[start : start + CHUNK]).float()

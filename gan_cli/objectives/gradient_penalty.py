@@ -2,6 +2,7 @@
 a two-sided gradient penalty lambda E[(||grad d(x_hat)||_2 - 1)^2] on random
 interpolates x_hat of real and fake samples, instead of weight clipping."""
 
+from gan_cli.eager import eager
 from gan_cli.objectives import losses
 from gan_cli.objectives.wasserstein import WGAN
 
@@ -27,5 +28,7 @@ class WGANGP(WGAN):
         # One coefficient per sample, drawn from the latent stream's generator
         # so a resumed run draws the same ones. Labels stay with their x.
         eps = latent.uniform(len(real))
-        penalty = losses.gradient_penalty(lambda h: D(h, y), losses.interpolate(real, fake, eps), self.pack)
+        points = losses.interpolate(real, fake, eps)
+        with eager():  # differentiated twice
+            penalty = losses.gradient_penalty(lambda h: D(h, y), points, self.pack)
         return self.gp_weight * penalty, {"gradient_penalty": penalty}
