@@ -66,7 +66,7 @@ def test_checkpoint_is_a_plain_dict_that_rebuilds_the_generator(make_cfg):
     assert torch.equal(samples, again)  # same seed, same samples
 
 
-def test_gan_sample_writes_npz_and_grid_with_label_control(make_cfg, tmp_path):
+def test_gan_sample_writes_npz_and_grid_with_label_control(make_cfg, tmp_path, capsys):
     cfg = make_cfg("objective=cgan", "train.steps=5")
     run(cfg)
     out, grid = tmp_path / "s.npz", tmp_path / "g.png"
@@ -88,6 +88,12 @@ def test_gan_sample_writes_npz_and_grid_with_label_control(make_cfg, tmp_path):
     expected = np.floor(np.clip((samples[:, 0] + 1) / 2, 0, 1) * 255 + 0.5)
     assert all(np.abs(cell - want).max() <= 1 for cell, want in zip(cells, expected, strict=True))
     assert len({cell.tobytes() for cell in cells[:10]}) == 10  # each label its own image
+    # --out is written under exactly the name given, the one printed
+    named = tmp_path / "samples.v2"
+    sample_main([cfg.run_dir, "--num", "3", "--out", str(named)])
+    assert f"wrote 3 samples [1, 8, 8] to {named}" in capsys.readouterr().out
+    assert np.load(named)["samples"].shape == (3, 1, 8, 8)
+    assert not named.with_name("samples.v2.npz").exists()
     # Class control is real: the same noise under two labels gives two images.
     state = load_checkpoint(cfg.run_dir)
     three, _ = draw(state, 4, label=3, seed=1)

@@ -333,7 +333,8 @@ def write_arrays(batches: list, out: Path | None, grid: Path | None) -> None:
             arrays["labels"] = labels.numpy().astype("int64")
         with writing(out):
             out.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(out, **arrays)
+            with open(out, "wb") as file:  # a path np.savez would add ".npz" to
+                np.savez(file, **arrays)
         print(f"wrote {len(samples)} samples {list(samples.shape[1:])} to {out}")
     if grid:
         from gan_cli.output.pictures import save_png
