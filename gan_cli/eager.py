@@ -12,8 +12,8 @@ import sys
 import torch
 
 
-def eager():
-    """A context in which compiled nets run their plain code."""
-    if "torch._dynamo" not in sys.modules:  # nothing can have been compiled
+def eager(needed: bool = True):
+    """A context in which compiled nets run their plain code; a no-op unless `needed`."""
+    if not needed or "torch._dynamo" not in sys.modules:  # nothing can have been compiled
         return contextlib.nullcontext()
     return torch.compiler.set_stance("force_eager")

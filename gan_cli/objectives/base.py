@@ -34,8 +34,6 @@ and one of G's:
               1 / (|G(z1) - G(z2)| / |z1 - z2|) over pairs sharing a class
 """
 
-import contextlib
-
 import torch
 
 from gan_cli.data import Batch
@@ -116,7 +114,7 @@ class Objective:
         self.d_steps += 1
         real = batch.x.detach().requires_grad_(True) if r1_now else batch.x
         fake = fake.requires_grad_(True) if r2_now else fake
-        with eager() if r1_now or r2_now else contextlib.nullcontext():
+        with eager(r1_now or r2_now):  # R1's and R2's steps only: D's others stay compiled
             real_out, fake_out = D.score_pair(real, fake, y)
         loss = self.d_loss(real_out, fake_out)
         stats = {} if self.estimate_name is None else {self.estimate_name: self.estimate(loss).detach()}
