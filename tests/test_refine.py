@@ -314,3 +314,32 @@ def test_bad_refine_steps_are_one_line(make_cfg, junky, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         "gan-sample: error: --refine-steps must be >= 0 (0: D as trained), got -3"
     ]
+
+
+@pytest.mark.parametrize(
+    "option, value, line",
+    [
+        ("--drs-percentile", "100", "--drs-percentile must be in (0, 100), got 100"),
+        ("--mh-chain", "0", "--mh-chain must be >= 1, got 0"),
+        ("--threshold-percentile", "-1", "--threshold-percentile must be in (0, 100), got -1"),
+    ],
+)
+def test_bad_sampler_settings_are_one_line_naming_the_option(option, value, line, capsys):
+    from gan_cli.commands.sample import main as sample_main
+
+    # refused before the (missing) run is read
+    with pytest.raises(SystemExit) as stopped:
+        sample_main(["no-such-run", "--sampler", "mh", option, value])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"gan-sample: error: {line}"]
+
+
+def test_the_refiner_names_which_setting_is_impossible(junky):
+    G, D = junky
+    for settings, line in (
+        ({"percentile": 0.0}, "the DRS percentile must be in (0, 100), got 0.0"),
+        ({"chain": 0}, "the MH chain must be at least 1 step, got 0"),
+    ):
+        with pytest.raises(UserError) as info:
+            Refiner("mh", G, D, None, None, None, torch.Generator(), **settings)
+        assert str(info.value) == line

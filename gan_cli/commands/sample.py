@@ -87,6 +87,16 @@ def check_jacobian_drop(drop: float) -> None:
         raise UserError(f"--jacobian-drop must be a percentage in [0, 100), got {drop:g}")
 
 
+def check_sampler_settings(args) -> None:
+    """gan-sample's settings of the D-reading samplers, before any file is read."""
+    if not 0 < args.drs_percentile < 100:
+        raise UserError(f"--drs-percentile must be in (0, 100), got {args.drs_percentile:g}")
+    if args.mh_chain < 1:
+        raise UserError(f"--mh-chain must be >= 1, got {args.mh_chain}")
+    if not 0 < args.threshold_percentile < 100:
+        raise UserError(f"--threshold-percentile must be in (0, 100), got {args.threshold_percentile:g}")
+
+
 def check_refine_steps(steps: int | None) -> None:
     if steps is not None and steps < 0:
         raise UserError(f"--refine-steps must be >= 0 (0: D as trained), got {steps}")
@@ -275,6 +285,7 @@ def main(argv=None) -> None:
         raise UserError(f"--num must be >= 1, got {args.num}")
     check_refine_steps(args.refine_steps)
     check_jacobian_drop(args.jacobian_drop)
+    check_sampler_settings(args)
     from gan_cli.run.checkpoint import load_checkpoint
 
     state = load_checkpoint(args.path)

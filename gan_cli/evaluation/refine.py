@@ -144,8 +144,10 @@ class Refiner:
             raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {method!r}")
         if D is None:
             raise UserError(f"sampler={method} reads the discriminator, and this run has none")
-        if not 0 < percentile < 100 or chain < 1:
-            raise UserError("the DRS percentile must be in (0, 100) and the MH chain at least 1 step")
+        if not 0 < percentile < 100:
+            raise UserError(f"the DRS percentile must be in (0, 100), got {percentile}")
+        if chain < 1:
+            raise UserError(f"the MH chain must be at least 1 step, got {chain}")
         if not 0 < threshold_percentile < 100:
             raise UserError(f"the threshold percentile must be in (0, 100), got {threshold_percentile}")
         self.method, self.G, self.latent, self.real_draw, self.labels = method, G, latent, real_draw, labels
