@@ -308,6 +308,7 @@ def test_mixture_centres_are_the_same_for_every_seed():
             "(0 = constant learning rates), got True",
         ),
         (["eval.use_ema=maybe"], "eval.use_ema must be one of true, false, got 'maybe'"),
+        (["train.compile=maybe"], "train.compile must be one of true, false, got 'maybe'"),
         (["model.spectral_norm=2"], "model.spectral_norm must be one of true, false, got 2"),
         (
             ["latent.distribution=gamma"],

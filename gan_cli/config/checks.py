@@ -110,7 +110,7 @@ SHARED_WHOLE = {
 }
 SHARED_POSITIVE = ("latent.component_std",)
 SHARED_AT_LEAST_ZERO = ("objective.r1", "objective.r2", "objective.mode_seeking")
-SHARED_BOOLEANS = ("eval.use_ema", "distributed.sync_batch_norm")
+SHARED_BOOLEANS = ("train.compile", "eval.use_ema", "distributed.sync_batch_norm")
 
 # An objective's, a data set's or a model's own keys, present in some
 # configs only: checked where they exist.
