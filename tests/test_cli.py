@@ -79,7 +79,9 @@ def unlabeled_folder(tmp_path_factory):
 
 BAD_INPUTS = [
     (["train.batch_size=0"], "train.batch_size must be a whole number >= 1, got 0"),
-    (["optimizer.lr=-1e-3"], "optimizer.g.lr must be a number > 0, got -0.001"),
+    (["optimizer.lr=-1e-3"], "optimizer.lr must be a number > 0, got -0.001"),
+    (["objective=gan", "optimizer.betas=[0.5]"], "optimizer.betas must be two numbers in [0, 1)"),
+    (["optimizer=sgd", "optimizer.momentum=-1"], "optimizer.g cannot be built from its settings"),
     (["objective.critic_steps=0"], "objective.critic_steps must be a whole number >= 1, got 0"),
     (["train.steps=abc"], "train.steps must be a whole number >= 0, got 'abc'"),
     (["dataset=mnist", "dataset.root=ROOT"], "put the four IDX files"),

@@ -139,15 +139,36 @@ def test_downloadable_datasets_compose_and_fail_clearly_without_files(make_cfg, 
     [
         ("train.batch_size=0", "train.batch_size must be a whole number >= 1, got 0"),
         ("train.steps=abc", "train.steps must be a whole number >= 0, got 'abc'"),
-        ("optimizer.lr=-0.1", "optimizer.g.lr must be a number > 0, got -0.1"),
+        ("optimizer.lr=-0.1", "optimizer.lr must be a number > 0, got -0.1"),  # the key the user sets
         ("optimizer.d.lr=0", "optimizer.d.lr must be a number > 0, got 0"),
+        (
+            "objective=gan optimizer.betas=[0.5]",
+            "optimizer.betas must be two numbers in [0, 1), e.g. [0.5, 0.999], got [0.5]",
+        ),
+        (
+            "objective=gan optimizer.g.betas=[0.5,1.0]",
+            "optimizer.g.betas must be two numbers in [0, 1), e.g. [0.5, 0.999], got [0.5, 1.0]",
+        ),
+        (
+            "objective=gan optimizer.betas=fast",
+            "optimizer.betas must be two numbers in [0, 1), e.g. [0.5, 0.999], got 'fast'",
+        ),
+        (
+            "optimizer=sgd optimizer.momentum=-1",
+            "optimizer.g cannot be built from its settings: Invalid momentum value: -1",
+        ),
+        (
+            "+optimizer.d.foo=1",
+            "optimizer.d cannot be built from its settings: "
+            "RMSprop.__init__() got an unexpected keyword argument 'foo'",
+        ),
         ("objective.critic_steps=0", "objective.critic_steps must be a whole number >= 1, got 0"),
         ("device=tpu", "device must be one of auto, cpu, cuda, got 'tpu'"),
     ],
 )
 def test_validate_names_the_key_and_what_is_allowed(make_cfg, override, message):
     with pytest.raises(UserError) as info:
-        validate(make_cfg(override))
+        validate(make_cfg(*override.split()))
     assert str(info.value) == message
 
 

@@ -225,8 +225,7 @@ def validate(cfg: DictConfig) -> None:
         )
     _one_of(cfg, "train.precision", PRECISIONS)
     _one_of(cfg, "train.channels_last", ("auto", True, False))
-    for net in ("g", "d"):
-        _number(cfg, f"optimizer.{net}.lr", 0, strict=True)
+    _optimizers(cfg)
     _one_of(cfg, "train.on_nonfinite", NONFINITE_POLICIES)
     _real_in(cfg, "train.rollback_lr_factor", lambda v: 0 < v < 1, "a number in (0, 1)")
     _whole(cfg, "train.max_rollbacks", 0)
@@ -246,6 +245,48 @@ def validate(cfg: DictConfig) -> None:
     _one_of(cfg, "device", DEVICES)
     _component_values(cfg)
     _combinations(cfg)
+
+
+def _real(value) -> bool:
+    """A real number, not a bool (which Python counts as one)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real)
+
+
+def _optimizer_key(cfg: DictConfig, net: str, key: str) -> str:
+    """The key a user sets for `optimizer.<net>.<key>`: `optimizer.<key>` where
+    the net's value is that one's (`${..key}`), which sets both nets."""
+    raw = OmegaConf.to_container(cfg.optimizer[net], resolve=False).get(key)
+    return f"optimizer.{key}" if raw == f"${{..{key}}}" else f"optimizer.{net}.{key}"
+
+
+def _optimizers(cfg: DictConfig) -> None:
+    """Each net's optimizer: its learning rate, Adam's betas, and then the
+    optimizer itself built over one dummy parameter, so that whatever else
+    torch.optim refuses (a negative momentum, a key it does not take) is one
+    line now, not a traceback after the run's folder is made."""
+    from gan_cli.config.build import build_optimizer
+
+    for net in ("g", "d"):
+        node = _get(cfg, f"optimizer.{net}")
+        lr = node.get("lr")
+        if not _real(lr) or lr <= 0:
+            raise UserError(f"{_optimizer_key(cfg, net, 'lr')} must be a number > 0, got {lr!r}")
+        if "betas" in node:
+            betas = node.betas
+            betas = OmegaConf.to_container(betas) if OmegaConf.is_config(betas) else betas
+            pair = isinstance(betas, list) and len(betas) == 2
+            if not (pair and all(_real(b) and 0 <= b < 1 for b in betas)):
+                raise UserError(
+                    f"{_optimizer_key(cfg, net, 'betas')} must be two numbers in [0, 1), e.g. [0.5, 0.999], "
+                    f"got {betas!r}"
+                )
+        try:
+            build_optimizer(node, [torch.zeros(1, requires_grad=True)])
+        except UserError:
+            raise
+        except Exception as exc:
+            cause = exc.__cause__ or exc  # Hydra wraps what the optimizer raised
+            raise UserError(f"optimizer.{net} cannot be built from its settings: {cause}") from None
 
 
 def _eval_sampler(cfg: DictConfig) -> None:
