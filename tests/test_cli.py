@@ -82,6 +82,8 @@ BAD_INPUTS = [
     (["optimizer.lr=-1e-3"], "optimizer.lr must be a number > 0, got -0.001"),
     (["objective=gan", "optimizer.betas=[0.5]"], "optimizer.betas must be two numbers in [0, 1)"),
     (["optimizer=sgd", "optimizer.momentum=-1"], "optimizer.g cannot be built from its settings"),
+    # refused once the data set is built, after Hydra made the run folder: it is removed again
+    (["train.batch_size=100000"], "is larger than the data set"),
     (["objective.critic_steps=0"], "objective.critic_steps must be a whole number >= 1, got 0"),
     (["train.steps=abc"], "train.steps must be a whole number >= 0, got 'abc'"),
     (["dataset=mnist", "dataset.root=ROOT"], "put the four IDX files"),
@@ -118,7 +120,24 @@ def test_bad_input_gets_one_clear_line(tmp_path, unlabeled_folder, overrides, me
     assert len(lines) == 1 and lines[0].startswith("gan-train: error:"), done.stderr
     assert message in lines[0]
     assert "Traceback" not in done.stdout + done.stderr
-    assert not (tmp_path / "run").exists() or "no class labels" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_refused_once_its_data_is_built_leaves_no_folder_it_made(tmp_path):
+    """Checks that need the built data set run in the run's own folder; a
+    refusal there removes the folders Hydra made for it (outputs/<date>/<time>
+    and outputs/ itself here), and never a folder that was there before."""
+    resnet = [*(o for o in TINY if not o.startswith("model.")), "model=resnet"]  # 8x8 digits: too small
+    done = run_cli("gan-train", *resnet, cwd=tmp_path)
+    assert done.returncode == 2 and "model=resnet needs square" in done.stderr
+    assert not (tmp_path / "outputs").exists()
+
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("my notes")
+    done = run_cli("gan-train", *resnet, f"hydra.run.dir={kept}", cwd=tmp_path)
+    assert done.returncode == 2 and "model=resnet needs square" in done.stderr
+    assert (kept / "notes.txt").read_text() == "my notes"
 
 
 @pytest.mark.parametrize(

@@ -132,15 +132,54 @@ def run_once(overrides: list[str]) -> None:
             raise launch.everywhere(error) from None
         callbacks = Callbacks(cfg)
         callbacks.on_run_start(config=cfg, config_name="config")
-        done = run_job(
-            task_function=train_job,
-            config=cfg,
-            job_dir_key="hydra.run.dir",
-            job_subdir_key=None,
-            hydra_context=HydraContext(config_loader=app.config_loader, callbacks=callbacks),
-        )
+        new_folders = _missing_folders(Path(cfg.hydra.run.dir))
+        try:
+            done = run_job(
+                task_function=train_job,
+                config=cfg,
+                job_dir_key="hydra.run.dir",
+                job_subdir_key=None,
+                hydra_context=HydraContext(config_loader=app.config_loader, callbacks=callbacks),
+            )
+        except SystemExit as end:
+            if end.code == 2:  # refused (train_job said why) before it trained
+                _remove_unstarted(new_folders)
+            raise
         callbacks.on_run_end(config=cfg, config_name="config", job_return=done)
         _ = done.return_value  # raises what the run raised: a fault (train_job reports bad input)
+
+
+# What a run folder holds before the run writes anything of its own:
+# Hydra's record of the config, the log, the run's lock (run/lock.py).
+UNSTARTED = {".hydra", "train.log", ".gan-cli.lock"}
+
+
+def _missing_folders(run_dir: Path) -> list[Path]:
+    """run_dir and those of its parents that do not exist yet, innermost first:
+    the folders Hydra is about to make for this run."""
+    missing = []
+    for folder in [run_dir, *run_dir.parents]:
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_unstarted(new_folders: list[Path]) -> None:
+    """A run refused by a check that needs the built data set (its shape, its
+    labels, its size) leaves no folder behind, like one refused before Hydra
+    made it: the folders this run made, if they hold nothing it wrote."""
+    import shutil
+
+    if not new_folders or not new_folders[0].is_dir():
+        return
+    if {entry.name for entry in new_folders[0].iterdir()} <= UNSTARTED:
+        shutil.rmtree(new_folders[0], ignore_errors=True)
+        for parent in new_folders[1:]:  # e.g. outputs/<date>, if this run made it and it is now empty
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
 
 def check_run(cfg: DictConfig) -> None:
