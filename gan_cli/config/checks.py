@@ -120,10 +120,12 @@ WHOLE = {
     "dataset.eval_points": 2,
     "dataset.eval_samples": 1,
     "dataset.size": 2,
+    "model.g_channels": 1,
+    "model.d_channels": 1,
 }
 POSITIVE = ("objective.clip_value", "dataset.std")
 AT_LEAST_ZERO = ("objective.gp_weight",)
-BOOLEANS = ("model.spectral_norm",)
+BOOLEANS = ("model.spectral_norm", "model.batch_norm")
 NUMBERS = ("objective.a", "objective.b", "objective.c")
 WIDTHS = ("model.g_hidden", "model.d_hidden")
 
