@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from gan_cli.config.build import build_optimizer
 from gan_cli.errors import UserError
 from gan_cli.models.augment import POLICIES
 
@@ -266,8 +267,6 @@ def _optimizers(cfg: DictConfig) -> None:
     optimizer itself built over one dummy parameter, so that whatever else
     torch.optim refuses (a negative momentum, a key it does not take) is one
     line now, not a traceback after the run's folder is made."""
-    from gan_cli.config.build import build_optimizer
-
     for net in ("g", "d"):
         node = _get(cfg, f"optimizer.{net}")
         lr = node.get("lr")
