@@ -3,11 +3,13 @@ last.pt does not load."""
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 import pytest
 import torch
 
+from gan_cli.data.cache import cached_table
 from gan_cli.errors import UserError, reported
 from gan_cli.output.files import atomic_write, write_text_atomic
 from gan_cli.run.checkpoint import Checkpointer, load_checkpoint, load_resumable, newest_readable
@@ -59,12 +61,12 @@ def test_a_run_that_fills_the_disk_stops_with_one_line(make_cfg, full_disk, caps
 
 
 def test_a_read_only_folder_names_the_file(tmp_path, monkeypatch):
-    import tempfile
+    import gan_cli.output.files
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(gan_cli.output.files, "temp_beside", read_only)
     with pytest.raises(UserError) as info:
         write_text_atomic(tmp_path / "metrics.json", "{}")
     assert str(info.value) == f"cannot write {tmp_path / 'metrics.json'}: Read-only file system"
@@ -77,6 +79,26 @@ def test_atomic_text_keeps_the_old_file_when_the_disk_is_full(tmp_path, full_dis
     with pytest.raises(UserError, match=r"cannot write .*metrics.json: No space left on device$"):
         write_text_atomic(path, "x" * 100_000)
     assert path.read_text() == '{"old": 1}\n' and os.listdir(tmp_path) == ["metrics.json"]
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_permissions_the_umask_gives(tmp_path, monkeypatch, umask, mode):
+    """A file renamed into place (metrics, checkpoints, pictures, the data
+    caches) is readable by whoever the umask lets read a new file: not only
+    its owner, as tempfile.mkstemp's temporary files are."""
+    monkeypatch.setenv("GAN_CLI_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "table.csv"
+    source.write_text("1,2\n")
+    old = os.umask(umask)
+    try:
+        write_text_atomic(tmp_path / "metrics.json", "{}\n")
+        atomic_write(tmp_path / "picture.png", lambda file: file.write(b"png"), durable=False)
+        cached_table("table", [source], lambda: torch.arange(4).numpy())
+    finally:
+        os.umask(old)
+    [cached] = (tmp_path / "cache" / "images").glob("table-*.npy")
+    for path in (tmp_path / "metrics.json", tmp_path / "picture.png", cached):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
 
 
 def test_only_durable_writes_wait_for_the_disk(tmp_path, monkeypatch):

@@ -25,7 +25,6 @@ import math
 import os
 import struct
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 
 from gan_cli.errors import UserError, os_reason
+from gan_cli.tempfiles import temp_beside
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def cached_table(stem: str, inputs: Sequence[Path], build: Callable[[], np.ndarr
     table = build()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = temp_beside(path)
         try:
             with os.fdopen(fd, "wb") as file:
                 np.save(file, table, allow_pickle=False)
@@ -310,7 +310,7 @@ def _build(path: Path, source: Source, on_bad_file: str) -> None:
     try:
         # Decoding failures are caught per file (_decoded): an OSError here is the cache's own file.
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = temp_beside(path)
         with os.fdopen(fd, "wb") as file:
             header = npy_header((total, *source.shape))
             file.write(header)
@@ -355,7 +355,7 @@ def _build(path: Path, source: Source, on_bad_file: str) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "w") as file:
             file.write(text)

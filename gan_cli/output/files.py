@@ -3,7 +3,6 @@ leaves the previous file intact, no temporary file behind, and one line that
 names the file and the reason."""
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -11,6 +10,7 @@ from typing import BinaryIO
 import torch
 
 from gan_cli.errors import writing
+from gan_cli.tempfiles import temp_beside
 
 
 class _RecordingWriter:
@@ -45,7 +45,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], dur
     try:
         with writing(path):
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            fd, tmp = temp_beside(path)
             with os.fdopen(fd, "wb") as file:
                 sink = _RecordingWriter(file)
                 try:
