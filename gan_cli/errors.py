@@ -168,3 +168,18 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         exit_with(UserError(f"{message} (see {self.prog} --help)"), self.prog)
+
+
+def output_file(text: str) -> Path:
+    """argparse type of an option naming a file to write (--json, --out):
+    a folder there, or a file where a folder of its path should be, is
+    refused while the command line is read, not after the work is done."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give the name of a file to write")
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise argparse.ArgumentTypeError(f"{folder} is a file, so {text} cannot be written")
+            break
+    return path

@@ -279,6 +279,26 @@ def test_every_console_script_ends_bad_input_the_same_way(tmp_path, capsys, name
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.parametrize(
+    "name,argv,message",
+    [
+        ("gan-eval", ["run", "--json", "."], "argument --json: . is a folder; give the name of a file"),
+        ("gan-bench", ["--json", "."], "argument --json: . is a folder; give the name of a file to write"),
+        ("gan-sample", ["run", "--out", "notes.txt/s.npz"], "notes.txt is a file, so notes.txt/s.npz cannot"),
+        ("gan-sample", ["run", "--grid", "."], "argument --grid: . is a folder"),
+    ],
+)
+def test_an_output_file_that_cannot_be_written_is_refused_before_the_work(tmp_path, name, argv, message):
+    """Refused while the command line is read: before a checkpoint is looked
+    for (there is none here), minutes of evaluation or benchmarking done."""
+    (tmp_path / "notes.txt").write_text("mine")
+    done = run_cli(name, *argv, cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"{name}: error: ") and message in lines[0], lines[0]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_a_command_ends_ctrl_c_with_one_line_and_130(capsys):
     from gan_cli.errors import command
 

@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from gan_cli.errors import OneLineParser, UserError, command
+from gan_cli.errors import OneLineParser, UserError, command, output_file
 
 PER_CLASS = re.compile(r"^(.*)/(\d+)$")
 
@@ -46,7 +46,7 @@ def parse_args(argv=None):
         help="jacobian: the percentage of G's samples with the largest Jacobian norm to drop "
         "(default: the run's eval.jacobian_drop)",
     )
-    parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    parser.add_argument("--json", type=output_file, help="also write the metrics to this JSON file")
     from gan_cli.commands.sample import add_generator_choice, add_refine_steps, add_truncation
 
     add_truncation(parser)

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from gan_cli.errors import OneLineParser, UserError, command, os_reason, writing
+from gan_cli.errors import OneLineParser, UserError, command, os_reason, output_file, writing
 
 PNG_BATCH = 256  # images generated at a time for --png-dir: memory stays flat for 50,000
 
@@ -15,8 +15,8 @@ def parse_args(argv=None):
     )
     parser.add_argument("path", help="a run dir (uses checkpoints/last.pt) or a checkpoint .pt file")
     parser.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
-    parser.add_argument("--out", type=Path, help="write samples (and labels) to this .npz")
-    parser.add_argument("--grid", type=Path, help="write a picture of the samples to this .png")
+    parser.add_argument("--out", type=output_file, help="write samples (and labels) to this .npz")
+    parser.add_argument("--grid", type=output_file, help="write a picture of the samples to this .png")
     parser.add_argument(
         "--png-dir",
         type=Path,
