@@ -182,3 +182,51 @@ def test_newest_readable_orders_by_step_not_by_name(tmp_path):
         torch.save({**good, "step": step}, tmp_path / f"step_{step}.pt")
     assert newest_readable(tmp_path) == tmp_path / "step_100.pt"
     assert newest_readable(tmp_path, skip=tmp_path / "step_100.pt") == tmp_path / "step_10.pt"
+
+
+def test_weights_that_do_not_fit_the_saved_config_are_one_line(make_cfg):
+    """A checkpoint whose nets' weights are not those its config builds (one
+    of another version's nets, or edited) is refused naming which net, by
+    gan-sample, gan-eval and a resume alike: not load_state_dict's traceback."""
+    from gan_cli.commands.evaluate import evaluate_checkpoint
+    from gan_cli.run.checkpoint import generator_from_checkpoint
+
+    folder = _trained(make_cfg) / "checkpoints"
+    state = load_checkpoint(folder / "last.pt")
+    first = next(iter(state["generator"]))
+    state["generator"][first] = state["generator"][first][:1]  # one row of the first layer
+    assert state["generator_ema"] is None  # TINY: train.ema=0, so G itself is the net shown
+    with pytest.raises(UserError) as info:
+        generator_from_checkpoint(state)
+    message = str(info.value)
+    assert message.startswith("G in this checkpoint does not fit the net its config builds")
+    assert "size mismatch for " + first in message and "\n" not in message
+    with pytest.raises(UserError, match="^G in this checkpoint does not fit"):
+        evaluate_checkpoint(state, 100)
+    torch.save(state, folder / "last.pt")
+    with pytest.raises(UserError, match="^G in this checkpoint does not fit"):
+        run(
+            make_cfg(
+                "objective=gan", "train.steps=30", "train.checkpoint_every=10", f"resume={folder / 'last.pt'}"
+            )
+        )
+
+    state = load_checkpoint(folder / "step_10.pt")
+    del state["discriminator"][next(iter(state["discriminator"]))]
+    with pytest.raises(
+        UserError, match=r'^D in this checkpoint does not fit .*Missing key\(s\) in state_dict: "'
+    ):
+        run(
+            make_cfg(
+                "objective=gan",
+                "train.steps=30",
+                "train.checkpoint_every=10",
+                f"resume={_saved(state, folder)}",
+            )
+        )
+
+
+def _saved(state: dict, folder: Path) -> Path:
+    path = folder.parent / "edited.pt"
+    torch.save(state, path)
+    return path

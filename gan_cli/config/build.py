@@ -9,7 +9,7 @@ import functools
 import torch
 from hydra.utils import instantiate
 
-from gan_cli.errors import user_error_in
+from gan_cli.errors import UserError, user_error_in
 from gan_cli.optimizers import without_dynamo_import
 
 
@@ -40,6 +40,22 @@ def build_models(config, model_args: dict):
     the data facts recorded at training time: data_shape, num_classes,
     latent_dim and, when packing, pack."""
     return build(config["model"], **model_args)
+
+
+def load_weights(net, weights: dict, what: str) -> None:
+    """net.load_state_dict(weights), where `net` (a module, or G's average) was built from the config
+    saved beside `weights` in a checkpoint: weights of other shapes or names
+    (a checkpoint of another gan-cli version's nets, or edited) are one line
+    naming `what` ("G", "D", "G's moving average"), not torch's traceback."""
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines or [type(exc).__name__])[0]
+        raise UserError(
+            f"{what} in this checkpoint does not fit the net its config builds "
+            f"(written by another version of gan-cli, or edited): {detail}"
+        ) from None
 
 
 def build_optimizer(optimizer_cfg, parameters):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from gan_cli.config.build import build_models
+from gan_cli.config.build import build_models, load_weights
 from gan_cli.config.checks import ADDED_KEYS, added_dataset_keys
 from gan_cli.errors import UserError
 from gan_cli.output.files import fsync_dir, save_atomic
@@ -168,7 +168,7 @@ def generator_from_checkpoint(state: dict, device="cpu", ema: bool | None = None
             "use the trained G (drop --ema)"
         )
     generator, _ = build_models(state["config"], state["model_args"])
-    generator.load_state_dict(average if ema else state["generator"])
+    load_weights(generator, average if ema else state["generator"], "G's moving average" if ema else "G")
     return generator.to(device).eval()
 
 
@@ -177,5 +177,5 @@ def discriminator_from_checkpoint(state: dict, device="cpu") -> torch.nn.Module 
     if state.get("discriminator") is None:
         return None
     _, discriminator = build_models(state["config"], state["model_args"])
-    discriminator.load_state_dict(state["discriminator"])
+    load_weights(discriminator, state["discriminator"], "D")
     return discriminator.to(device).eval()

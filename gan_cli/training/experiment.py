@@ -10,7 +10,7 @@ continues bit for bit. The config was checked by gan_cli.config.checks first.
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.config.build import build_data, build_models, build_objective, build_optimizer
+from gan_cli.config.build import build_data, build_models, build_objective, build_optimizer, load_weights
 from gan_cli.config.checks import check_built_data
 from gan_cli.device import pick_device
 from gan_cli.errors import UserError
@@ -190,14 +190,14 @@ class Experiment:
         current config (so resuming with a changed, allowed lr takes effect)."""
         p = self.parts
         lrs = [[g["lr"] for g in opt.param_groups] if opt else [] for opt in (p.opt_g, p.opt_d)]
-        p.generator.load_state_dict(state["generator"])
+        load_weights(p.generator, state["generator"], "G")
         if self.ema is not None:
             if state.get("generator_ema") is not None:
-                self.ema.load_state_dict(state["generator_ema"])
+                load_weights(self.ema, state["generator_ema"], "G's moving average")
             else:  # a run that had no average yet (resume_allow=[train.ema])
                 self.ema.reset()
         if p.discriminator is not None:
-            p.discriminator.load_state_dict(state["discriminator"])
+            load_weights(p.discriminator, state["discriminator"], "D")
             p.opt_d.load_state_dict(state["opt_d"])
         p.opt_g.load_state_dict(state["opt_g"])
         for opt, saved in zip((p.opt_g, p.opt_d), lrs, strict=True):
