@@ -142,7 +142,7 @@ def run_once(overrides: list[str]) -> None:
                 hydra_context=HydraContext(config_loader=app.config_loader, callbacks=callbacks),
             )
         except SystemExit as end:
-            if end.code == 2:  # refused (train_job said why) before it trained
+            if end.code == 2:  # refused, train_job said why; a folder with nothing of the run's goes
                 _remove_unstarted(new_folders)
             raise
         callbacks.on_run_end(config=cfg, config_name="config", job_return=done)

@@ -43,10 +43,11 @@ def build_models(config, model_args: dict):
 
 
 def load_weights(net, weights: dict, what: str) -> None:
-    """net.load_state_dict(weights), where `net` (a module, or G's average) was built from the config
-    saved beside `weights` in a checkpoint: weights of other shapes or names
-    (a checkpoint of another gan-cli version's nets, or edited) are one line
-    naming `what` ("G", "D", "G's moving average"), not torch's traceback."""
+    """net.load_state_dict(weights), where `net` (a module, or G's average)
+    was built from the config saved beside `weights` in a checkpoint: weights
+    of other shapes or names (another gan-cli version's nets, or edited) are
+    one line naming `what` ("G", "D", "G's moving average"), not torch's
+    traceback."""
     try:
         net.load_state_dict(weights)
     except RuntimeError as exc:
