@@ -160,6 +160,26 @@ def test_a_failed_job_leaves_the_rest_of_the_sweep_running(tmp_path):
     assert math.isfinite(metrics["loss/g"]) and math.isfinite(metrics["loss/d"])
     assert metrics["toy/modes"] in range(9) and metrics["toy/w1"] > 0
 
+    # The same sweep again into the same folder: the finished job is kept as it
+    # was, and the line names the setting a sweep's folder comes from.
+    before = (trained / "checkpoints" / "last.pt").read_bytes()
+    again = run_cli(
+        "gan-train",
+        "-m",
+        "objective=cgan",
+        "dataset=moons,ring8",
+        "train.steps=3",
+        "train.log_every=3",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert again.returncode == 1
+    assert (
+        f"gan-train: error: job 1: {trained} already holds a run (checkpoints/last.pt); continue it "
+        "with resume=true, or choose another hydra.sweep.dir"
+    ) in again.stderr
+    assert (trained / "checkpoints" / "last.pt").read_bytes() == before
+
 
 @pytest.mark.slow  # a sweep of two whole runs in parallel processes
 def test_joblib_launcher_runs_jobs_in_parallel_and_gan_report_averages_the_seeds(tmp_path):

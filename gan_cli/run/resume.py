@@ -16,7 +16,7 @@ def _resume_source(cfg: DictConfig, run_dir: Path) -> Path | None:
         if (run_dir / "checkpoints" / "last.pt").exists():
             raise UserError(
                 f"{run_dir} already holds a run (checkpoints/last.pt); continue it "
-                f"with resume=true, or choose another hydra.run.dir"
+                f"with resume=true, or choose another {_folder_key()}"
             )
         return None
     if resume is True or resume == "true":
@@ -44,3 +44,12 @@ def resume_state(cfg: DictConfig, run_dir: Path) -> tuple[Path | None, dict | No
     """(checkpoint to continue from, its loaded state), or (None, None) for a fresh run."""
     source = _resume_source(cfg, run_dir)
     return source, (load_resumable(source) if source is not None else None)
+
+
+def _folder_key() -> str:
+    """The setting that names a run's folder: a sweep's jobs sit under hydra.sweep.dir."""
+    from hydra.core.hydra_config import HydraConfig  # set only inside a Hydra job
+    from hydra.types import RunMode
+
+    in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return "hydra.sweep.dir" if in_sweep else "hydra.run.dir"
