@@ -137,7 +137,7 @@ def _job_dirs(sweep: Path) -> list[Path]:
 def test_a_failed_job_leaves_the_rest_of_the_sweep_running(tmp_path):
     sweep = tmp_path / "sweep"
     # moons has no labels, so the conditional job 0 fails; ring8 (job 1) trains.
-    done = run_cli(
+    sweep_command = [
         "gan-train",
         "-m",
         "objective=cgan",
@@ -145,8 +145,8 @@ def test_a_failed_job_leaves_the_rest_of_the_sweep_running(tmp_path):
         "train.steps=3",
         "train.log_every=3",
         f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
-    )
+    ]
+    done = run_cli(*sweep_command, cwd=tmp_path)
     assert done.returncode == 1
     message = "objective=cgan is conditional but dataset moons has no class labels"
     assert f"gan-train: error: job 0: {message}" in done.stderr
@@ -163,16 +163,7 @@ def test_a_failed_job_leaves_the_rest_of_the_sweep_running(tmp_path):
     # The same sweep again into the same folder: the finished job is kept as it
     # was, and the line names the setting a sweep's folder comes from.
     before = (trained / "checkpoints" / "last.pt").read_bytes()
-    again = run_cli(
-        "gan-train",
-        "-m",
-        "objective=cgan",
-        "dataset=moons,ring8",
-        "train.steps=3",
-        "train.log_every=3",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
-    )
+    again = run_cli(*sweep_command, cwd=tmp_path)
     assert again.returncode == 1
     assert (
         f"gan-train: error: job 1: {trained} already holds a run (checkpoints/last.pt); continue it "
