@@ -180,6 +180,24 @@ def test_a_sweep_with_one_bad_value_gets_one_line_and_starts_no_job(tmp_path, sw
     assert not (tmp_path / "sweep").exists()
 
 
+def test_a_run_or_sweep_folder_through_a_file_gets_one_line(tmp_path):
+    """hydra.run.dir or hydra.sweep.dir that is a file, or passes through one,
+    is refused before Hydra tries to make it (which was a traceback)."""
+    (tmp_path / "notes.txt").write_text("mine")
+    for argv, message in [
+        (["hydra.run.dir=notes.txt"], "hydra.run.dir=notes.txt: notes.txt is a file, not a folder"),
+        (["hydra.run.dir=notes.txt/run"], "hydra.run.dir=notes.txt/run: notes.txt is a file, not a folder"),
+        (
+            ["-m", "seed=0,1", "hydra.sweep.dir=notes.txt"],
+            "hydra.sweep.dir=notes.txt: notes.txt is a file, not a folder",
+        ),
+    ]:
+        done = run_cli("gan-train", *TINY, *argv, cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr == f"gan-train: error: {message}\n", done.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_sweep_variants_try_every_listed_value_once():
     from gan_cli.commands.train import sweep_variants
 

@@ -100,8 +100,12 @@ def cli() -> None:
             )
         )
     if overrides and flags <= {"-m", "--multirun"}:  # not --help, --cfg, -cn, ...
+        from gan_cli.config.compose import compose_config
+
         for variant in sweep_variants(overrides):
-            check_data(check_overrides(variant))
+            composed = compose_config(variant, hydra_node=True)
+            check_folder_path(folder_of(composed, "hydra.sweep.dir"), "hydra.sweep.dir")
+            check_data(check_overrides_of(composed))
     sys.argv += followers
     main()
 
@@ -185,12 +189,8 @@ def _remove_unstarted(new_folders: list[Path]) -> None:
 def check_run(cfg: DictConfig) -> None:
     """What can be known before Hydra makes the run's folder: the values,
     and (one process) the resume decision and the data."""
-    from gan_cli.config.compose import one_line
-
-    try:
-        run_dir = Path(cfg.hydra.run.dir)  # resolved once: the run reads the same folder
-    except Exception as exc:  # an interpolation that cannot resolve
-        raise UserError(one_line(exc)) from None
+    run_dir = folder_of(cfg, "hydra.run.dir")  # resolved once: the run reads the same folder
+    check_folder_path(run_dir, "hydra.run.dir")
     job = check_overrides_of(cfg)
     if launch.place().size == 1:
         from gan_cli.run.resume import resume_state
@@ -204,6 +204,28 @@ def check_run(cfg: DictConfig) -> None:
         # Missing data, likewise (a download the config allows happens now,
         # into dataset.root, and the run reads the files).
         check_data(job)
+
+
+def folder_of(cfg: DictConfig, key: str) -> Path:
+    """The folder a setting of `cfg` names (hydra.run.dir, hydra.sweep.dir), resolved."""
+    from omegaconf import OmegaConf
+
+    from gan_cli.config.compose import one_line
+
+    try:
+        return Path(OmegaConf.select(cfg, key, throw_on_missing=True))
+    except Exception as exc:  # an interpolation that cannot resolve
+        raise UserError(one_line(exc)) from None
+
+
+def check_folder_path(folder: Path, key: str) -> None:
+    """The run's (or sweep's) folder can be made: neither it nor a folder on
+    its way is an existing file."""
+    for on_the_way in [folder, *folder.parents]:
+        if on_the_way.exists():
+            if not on_the_way.is_dir():
+                raise UserError(f"{key}={folder}: {on_the_way} is a file, not a folder")
+            return
 
 
 def sweep_variants(overrides: list[str]) -> list[list[str]]:
@@ -236,13 +258,6 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
         for line in lines[1:]:
             variants.append([line if j == i else other[0] for j, other in enumerate(choices) if other])
     return variants
-
-
-def check_overrides(overrides: list[str]) -> DictConfig:
-    """The checked config of one job of a sweep, as the job will see it."""
-    from gan_cli.config.compose import compose_config
-
-    return check_overrides_of(compose_config(overrides, hydra_node=True))
 
 
 def check_overrides_of(cfg: DictConfig) -> DictConfig:
