@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_cli.data.sampler import to_unit_range
-from gan_cli.errors import UserError
+from gan_cli.errors import UserError, os_reason
 from gan_cli.metrics.image import class_accuracy, feature_stats, frechet_distance
 from gan_cli.optimizers import without_dynamo_import
 from gan_cli.output.files import save_atomic
@@ -310,16 +310,17 @@ def obtain(
     clf = None if force else load(path, device)
     if clf is not None:
         return clf, path, False
+    try:  # the folder first: a cache that cannot be made is said before the training, not after it
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot write the classifier to {path}: {os_reason(exc)}; set eval.cache_dir "
+            f"(or GAN_CLI_CACHE) to a writable folder"
+        ) from None
     say(f"no classifier for {name} in {path.parent}; training one on the local data (once per data set)")
     held = held_out() if callable(held_out) else held_out
     clf = train_classifier(name, split, images, labels, num_classes, held, device, log=say)
-    try:
-        save(clf, path)
-    except OSError as exc:
-        raise UserError(
-            f"cannot write the classifier to {path}: {exc}; set eval.cache_dir "
-            f"(or GAN_CLI_CACHE) to a writable folder"
-        ) from exc
+    save(clf, path)  # a failure now (a full disk) is one line naming the file
     r = clf.record
     say(
         f"classifier for {name}: held-out accuracy {r['heldout_accuracy']:.2%} on "

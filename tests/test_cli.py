@@ -180,9 +180,11 @@ def test_a_sweep_with_one_bad_value_gets_one_line_and_starts_no_job(tmp_path, sw
     assert not (tmp_path / "sweep").exists()
 
 
-def test_a_run_or_sweep_folder_through_a_file_gets_one_line(tmp_path):
-    """hydra.run.dir or hydra.sweep.dir that is a file, or passes through one,
-    is refused before Hydra tries to make it (which was a traceback)."""
+def test_a_folder_through_a_file_gets_one_line_before_any_work(tmp_path, monkeypatch):
+    """hydra.run.dir, hydra.sweep.dir or the classifier cache that is a file,
+    or passes through one, is refused before Hydra tries to make the run's
+    folder (a traceback before) and before a classifier is trained (which
+    then could not be kept)."""
     (tmp_path / "notes.txt").write_text("mine")
     for argv, message in [
         (["hydra.run.dir=notes.txt"], "hydra.run.dir=notes.txt: notes.txt is a file, not a folder"),
@@ -191,9 +193,19 @@ def test_a_run_or_sweep_folder_through_a_file_gets_one_line(tmp_path):
             ["-m", "seed=0,1", "hydra.sweep.dir=notes.txt"],
             "hydra.sweep.dir=notes.txt: notes.txt is a file, not a folder",
         ),
+        (["eval.cache_dir=notes.txt"], "eval.cache_dir=notes.txt: notes.txt is a file, not a folder"),
     ]:
         done = run_cli("gan-train", *TINY, *argv, cwd=tmp_path)
         assert done.returncode == 2 and done.stderr == f"gan-train: error: {message}\n", done.stderr
+    monkeypatch.setenv("GAN_CLI_CACHE", "notes.txt/cache")
+    done = run_cli("gan-train", *TINY, cwd=tmp_path)
+    message = "GAN_CLI_CACHE=notes.txt/cache: notes.txt is a file, not a folder"
+    assert done.returncode == 2 and done.stderr == f"gan-train: error: {message}\n", done.stderr
+    done = run_cli("gan-classifier", "dataset=digits", cwd=tmp_path)  # one line, no training first
+    assert done.returncode == 2 and done.stderr.startswith(
+        "gan-classifier: error: cannot write the classifier to notes.txt/cache/classifiers/digits-"
+    )
+    assert done.stderr.count("\n") == 1 and "Not a directory; set eval.cache_dir" in done.stderr
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 

@@ -6,6 +6,7 @@ checked, so that bad input gets one line and no run folder, and then run as
 A sweep (-m) checks every listed value first and goes through @hydra.main,
 as does anything else with flags (--cfg, --help, -cn, ...)."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -204,6 +205,12 @@ def check_run(cfg: DictConfig) -> None:
         # Missing data, likewise (a download the config allows happens now,
         # into dataset.root, and the run reads the files).
         check_data(job)
+    if job.eval.classifier == "auto":  # the cache its first evaluation writes the classifier to
+        from gan_cli.classifier import cache_root
+
+        configured = job.eval.cache_dir
+        from_environment = not configured and os.environ.get("GAN_CLI_CACHE")
+        check_folder_path(cache_root(configured), "GAN_CLI_CACHE" if from_environment else "eval.cache_dir")
 
 
 def folder_of(cfg: DictConfig, key: str) -> Path:
