@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import functools
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -72,9 +73,10 @@ def reported(
     writing: str | None = "cannot write output",
     quiet: Callable[[BaseException], bool] | None = None,
 ):
-    """A console script's body: a UserError, or an OSError while writing its
-    files (`writing: <file>: <reason>`), ends the program with one line on
-    stderr and exit 2; Ctrl-C with one line and exit 130.
+    """A console script's body: a UserError, an OSError while writing its
+    files (`writing: <file>: <reason>`), or an allocation the machine cannot
+    give (out_of_memory), ends the program with one line on stderr and exit
+    2; Ctrl-C with one line and exit 130.
 
     writing=None lets an OSError through, for a command whose writes all go
     through `writing(path)` already: any other OSError is then a fault to see
@@ -90,9 +92,32 @@ def reported(
             raise
         where = f"{error.filename}: " if error.filename else ""
         _leave(UserError(f"{writing}: {where}{os_reason(error)}"), prog, quiet)
+    except (MemoryError, RuntimeError) as error:  # torch's out-of-memory errors are RuntimeErrors
+        if (line := out_of_memory(error)) is None:
+            raise
+        _leave(UserError(line), prog, quiet)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(INTERRUPTED)
+
+
+def out_of_memory(error: BaseException) -> str | None:
+    """The one line for an allocation that failed (the CPU's or a GPU's), or
+    None for any other error: a size the machine cannot hold is a setting to
+    lower, not a fault to read a traceback for."""
+    text = str(error)
+    if cpu := re.search(r"can't allocate memory: you tried to allocate (\d+) bytes", text):
+        what = f"an allocation of {int(cpu.group(1)) / 2**30:,.1f} GiB failed"
+    elif gpu := re.search(r"out of memory\. Tried to allocate ([\d.]+ \w+)", text):
+        what = f"an allocation of {gpu.group(1)} on the GPU failed"
+    elif isinstance(error, MemoryError):
+        what = "Python could not allocate memory"
+    else:
+        return None
+    return (
+        f"out of memory: {what}; lower what is held at once (train.batch_size, "
+        f"eval.num_samples, gan-sample --num, gan-eval --num-samples)"
+    )
 
 
 def _leave(error: UserError, prog: str, quiet) -> NoReturn:

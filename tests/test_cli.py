@@ -42,6 +42,11 @@ def test_gan_train_then_gan_sample(tmp_path):
     )
     assert sampled.returncode == 0, sampled.stderr
     assert "wrote 30 samples [1, 8, 8]" in sampled.stdout
+    # Far more than any machine holds (the noise alone is 640 GB): one line, not a traceback.
+    huge = run_cli("gan-sample", run_dir, "--num", str(10**10), "--out", tmp_path / "huge.npz", cwd=tmp_path)
+    assert huge.returncode == 2
+    assert huge.stderr.startswith("gan-sample: error: out of memory: an allocation of ")
+    assert huge.stderr.count("\n") == 1 and not (tmp_path / "huge.npz").exists()
     with Image.open(tmp_path / "four.png") as png:
         assert png.size == (5 * 10 + 2, 6 * 10 + 2)  # 30 images, 5 per row
 
@@ -327,6 +332,52 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_the_work(tmp_pa
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert lines[0].startswith(f"{name}: error: ") and message in lines[0], lines[0]
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "error,line",
+    [
+        (
+            RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                "you tried to allocate 400000000000 bytes. Error code 12 (Cannot allocate memory)"
+            ),
+            "out of memory: an allocation of 372.5 GiB failed",
+        ),
+        (
+            RuntimeError(
+                "CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 79 GiB."
+            ),
+            "out of memory: an allocation of 20.00 GiB on the GPU failed",
+        ),
+        (MemoryError(), "out of memory: Python could not allocate memory"),
+    ],
+)
+def test_an_allocation_the_machine_cannot_give_is_one_line(capsys, error, line):
+    from gan_cli.errors import command
+
+    @command("gan-x")
+    def main(argv=None):
+        raise error
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"gan-x: error: {line}; lower what is held at once (train.batch_size, "
+        "eval.num_samples, gan-sample --num, gan-eval --num-samples)\n"
+    )
+
+
+def test_any_other_runtime_error_is_a_fault_shown_in_full():
+    from gan_cli.errors import command
+
+    @command("gan-x")
+    def main(argv=None):
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        main([])
 
 
 def test_a_command_ends_ctrl_c_with_one_line_and_130(capsys):
