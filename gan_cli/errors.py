@@ -195,6 +195,15 @@ class OneLineParser(argparse.ArgumentParser):
         exit_with(UserError(f"{message} (see {self.prog} --help)"), self.prog)
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The existing file that stands where `path`, or a folder on its way to
+    it, would have to be made; None where every folder can be."""
+    for on_the_way in [path, *path.parents]:
+        if on_the_way.exists():
+            return None if on_the_way.is_dir() else on_the_way
+    return None
+
+
 def output_file(text: str) -> Path:
     """argparse type of an option naming a file to write (--json, --out):
     a folder there, or a file where a folder of its path should be, is
@@ -202,9 +211,6 @@ def output_file(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; give the name of a file to write")
-    for folder in path.parents:
-        if folder.exists():
-            if not folder.is_dir():
-                raise argparse.ArgumentTypeError(f"{folder} is a file, so {text} cannot be written")
-            break
+    if (blocker := file_in_the_way(path.parent)) is not None:
+        raise argparse.ArgumentTypeError(f"{blocker} is a file, so {text} cannot be written")
     return path

@@ -15,7 +15,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from gan_cli.config.checks import check_data
-from gan_cli.errors import UserError, command, reported
+from gan_cli.errors import UserError, command, file_in_the_way, reported
 from gan_cli.parallel import launch
 
 PROG = "gan-train"
@@ -228,11 +228,8 @@ def folder_of(cfg: DictConfig, key: str) -> Path:
 def check_folder_path(folder: Path, key: str) -> None:
     """The run's (or sweep's) folder can be made: neither it nor a folder on
     its way is an existing file."""
-    for on_the_way in [folder, *folder.parents]:
-        if on_the_way.exists():
-            if not on_the_way.is_dir():
-                raise UserError(f"{key}={folder}: {on_the_way} is a file, not a folder")
-            return
+    if (blocker := file_in_the_way(folder)) is not None:
+        raise UserError(f"{key}={folder}: {blocker} is a file, not a folder")
 
 
 def sweep_variants(overrides: list[str]) -> list[list[str]]:

@@ -144,6 +144,11 @@ def _has(cfg: DictConfig, key: str) -> bool:
     return OmegaConf.select(cfg, key, default=None) is not None
 
 
+def _real(value) -> bool:
+    """A real number, not a bool (which Python counts as one)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real)
+
+
 def _whole(cfg, key: str, minimum: int):
     value = _get(cfg, key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -152,7 +157,7 @@ def _whole(cfg, key: str, minimum: int):
 
 def _number(cfg, key: str, minimum: float | None = None, strict: bool = False):
     value = _get(cfg, key)
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
+    ok = _real(value)
     if ok and minimum is not None:
         ok = value > minimum if strict else value >= minimum
     if not ok:
@@ -163,7 +168,7 @@ def _number(cfg, key: str, minimum: float | None = None, strict: bool = False):
 def _real_in(cfg, key: str, within, what: str):
     """A real number (not a bool) for which within(value) holds."""
     value = _get(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not within(value):
+    if not _real(value) or not within(value):
         raise UserError(f"{key} must be {what}, got {value!r}")
 
 
@@ -248,11 +253,6 @@ def validate(cfg: DictConfig) -> None:
     _one_of(cfg, "device", DEVICES)
     _component_values(cfg)
     _combinations(cfg)
-
-
-def _real(value) -> bool:
-    """A real number, not a bool (which Python counts as one)."""
-    return not isinstance(value, bool) and isinstance(value, numbers.Real)
 
 
 def _optimizer_key(cfg: DictConfig, net: str, key: str) -> str:
