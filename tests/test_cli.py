@@ -334,6 +334,19 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_the_work(tmp_pa
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def _exit_code_of_a_command_raising(error: BaseException) -> int:
+    """The exit code of a console script (`@command("gan-x")`) whose body raises `error`."""
+    from gan_cli.errors import command
+
+    @command("gan-x")
+    def main(argv=None):
+        raise error
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    return exit_info.value.code
+
+
 @pytest.mark.parametrize(
     "error,line",
     [
@@ -354,15 +367,7 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_the_work(tmp_pa
     ],
 )
 def test_an_allocation_the_machine_cannot_give_is_one_line(capsys, error, line):
-    from gan_cli.errors import command
-
-    @command("gan-x")
-    def main(argv=None):
-        raise error
-
-    with pytest.raises(SystemExit) as exit_info:
-        main([])
-    assert exit_info.value.code == 2
+    assert _exit_code_of_a_command_raising(error) == 2
     assert capsys.readouterr().err == (
         f"gan-x: error: {line}; lower what is held at once (train.batch_size, "
         "eval.num_samples, gan-sample --num, gan-eval --num-samples)\n"
@@ -370,26 +375,12 @@ def test_an_allocation_the_machine_cannot_give_is_one_line(capsys, error, line):
 
 
 def test_any_other_runtime_error_is_a_fault_shown_in_full():
-    from gan_cli.errors import command
-
-    @command("gan-x")
-    def main(argv=None):
-        raise RuntimeError("a bug")
-
     with pytest.raises(RuntimeError, match="a bug"):
-        main([])
+        _exit_code_of_a_command_raising(RuntimeError("a bug"))
 
 
 def test_a_command_ends_ctrl_c_with_one_line_and_130(capsys):
-    from gan_cli.errors import command
-
-    @command("gan-x")
-    def main(argv=None):
-        raise KeyboardInterrupt
-
-    with pytest.raises(SystemExit) as exit_info:
-        main([])
-    assert exit_info.value.code == 130
+    assert _exit_code_of_a_command_raising(KeyboardInterrupt()) == 130
     assert capsys.readouterr().err == "gan-x: interrupted\n"
 
 
