@@ -43,14 +43,20 @@ def test_hydra_main_returns_the_metric_named_by_optimized_metric(make_cfg, capsy
     saved = json.loads((Path(cfg.run_dir) / "metrics.json").read_text())
     assert value == saved["eval/class_accuracy"] and 0 <= value <= 1
 
-    cfg = make_cfg("objective=gan", "train.steps=2", "optimized_metric=eval/class_accuracy")
+    # A name the run will not have stops it at its first evaluation, not at its end.
+    cfg = make_cfg(
+        "objective=gan", "train.steps=400", "train.eval_every=10", "optimized_metric=eval/class_accuracy"
+    )
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         main(cfg)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("gan-train: error: optimized_metric=eval/class_accuracy is not among")
-    assert "eval/fd" in err
+    assert "eval/fd" in err and "loss/d" in err
+    run_dir = Path(cfg.run_dir)
+    assert (run_dir / "train.log").exists()
+    assert not (run_dir / "metrics.json").exists() and not list(run_dir.rglob("*.pt"))
 
 
 def test_a_run_records_its_settings_against_its_final_metrics(make_cfg):

@@ -48,7 +48,7 @@ main = hydra.main(version_base="1.3", config_path="pkg://gan_cli.conf", config_n
 
 
 def _train(cfg: DictConfig) -> float | None:
-    from gan_cli.run.runner import Interrupted, run  # after Hydra parsed the command line
+    from gan_cli.run.runner import Interrupted, optimized_metric, run  # after Hydra parsed the command line
 
     try:
         metrics = run(cfg)
@@ -56,15 +56,11 @@ def _train(cfg: DictConfig) -> float | None:
         if not launch.echoed(stopped):  # several processes: rank 0 says it for all
             print(f"{PROG}: {stopped}", file=sys.stderr)
         sys.exit(stopped.exit_code)
-    # A sweeper (e.g. Optuna) optimises the value the main returns.
-    if not cfg.optimized_metric:
+    # A sweeper (e.g. Optuna) optimises the value the main returns; under a
+    # launcher of several processes rank 0 alone evaluates, and returns it.
+    if not cfg.optimized_metric or launch.place().rank != 0:
         return None
-    if cfg.optimized_metric not in metrics:
-        raise UserError(
-            f"optimized_metric={cfg.optimized_metric} is not among this run's final "
-            f"metrics: {', '.join(sorted(k for k in metrics if not k[-1].isdigit()))}"
-        )
-    return metrics[cfg.optimized_metric]
+    return optimized_metric(cfg, metrics)
 
 
 def fail_job(error: UserError):

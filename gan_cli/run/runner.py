@@ -111,6 +111,17 @@ def _train(cfg: DictConfig, world: distributed.World, run_dir: Path, source, sta
     return final
 
 
+def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float:
+    """The metric a sweeper (e.g. Optuna) optimises: optimized_metric's value
+    among a run's metrics, or one line naming those it has."""
+    if cfg.optimized_metric not in metrics:
+        raise UserError(
+            f"optimized_metric={cfg.optimized_metric} is not among this run's final "
+            f"metrics: {', '.join(sorted(k for k in metrics if not k[-1].isdigit()))}"
+        )
+    return metrics[cfg.optimized_metric]
+
+
 @contextlib.contextmanager
 def cpu_threads(setting, exp: Experiment):
     """The threads a CPU run computes on, for the run only. auto: one thread
@@ -150,6 +161,9 @@ class Session:
         self.stop = StopOnSignal()
         self.diverged: str | None = None  # what went non-finite, found between steps
         self.rollbacks = 0
+        # optimized_metric is checked once the run has both logged and
+        # evaluated, which gives every name its final metrics will hold.
+        self.logged, self.metric_checked = False, not exp.cfg.optimized_metric
         # Without a checkpoint yet, a rollback returns to the initial state.
         self.initial = (
             copy.deepcopy(exp.snapshot(start, self.meter.state_dict()))
@@ -228,6 +242,7 @@ class Session:
         rate = self.monitor.scalars(step, values)
         self.monitor.progress(step, values, rate)
         self.final.update(values, steps_per_sec=rate)
+        self.logged = True
         return True
 
     def show(self, step: int) -> None:
@@ -246,6 +261,9 @@ class Session:
         if values:
             self.monitor.scalars(step, values, throughput=False)
             self.final.update(values)
+        if self.logged and not self.metric_checked:  # not after hours of a sweep's job
+            self.metric_checked = True
+            optimized_metric(self.exp.cfg, self.final)
 
     def save(self, step: int, keep_step_file: bool = False) -> Path | None:
         """Checkpoint, but never a state that has gone non-finite (None then)."""
