@@ -294,6 +294,15 @@ def test_torchrun_makes_one_run_folder_and_sigterm_to_one_process_stops_both(tmp
     ]
 
 
+def test_under_torchrun_optimized_metric_is_rank_0s_own(tmp_path):
+    # Rank 0 alone evaluates: the others have no eval/fd and must not fail for it.
+    launcher = _torchrun(tmp_path, "optimized_metric=eval/fd", "hydra.run.dir=run")
+    out, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err
+    assert not [line for line in err.splitlines() if "gan-train: error" in line], err
+    assert "eval/fd" in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
 def test_under_a_launcher_bad_input_is_one_line_from_rank_0(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RANK": "0", "WORLD_SIZE": "2"}
     for args, message in (
