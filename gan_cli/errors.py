@@ -214,3 +214,12 @@ def output_file(text: str) -> Path:
     if (blocker := file_in_the_way(path.parent)) is not None:
         raise argparse.ArgumentTypeError(f"{blocker} is a file, so {text} cannot be written")
     return path
+
+
+def output_folder(text: str) -> Path:
+    """argparse type of an option naming a folder to write into (--out): a
+    file there, or on its way, is refused while the command line is read."""
+    path = Path(text)
+    if (blocker := file_in_the_way(path)) is not None:
+        raise argparse.ArgumentTypeError(f"{blocker} is a file, so the folder {text} cannot be made")
+    return path

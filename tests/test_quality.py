@@ -6,7 +6,7 @@ from itertools import pairwise
 import pytest
 from PIL import Image
 
-from gan_cli.bench.quality import quality_curve, seconds_to_reach, table
+from gan_cli.bench.quality import prepared, quality_curve, seconds_to_reach, table
 from gan_cli.commands.bench import main as bench_main
 
 SMALL = [
@@ -19,7 +19,7 @@ SMALL = [
 
 
 def test_a_curve_is_scored_at_zero_and_every_interval_up_to_the_budget():
-    points = quality_curve(["objective=gan", *SMALL], budget=1.2, every=0.4, metric="eval/fd")
+    points = quality_curve(*prepared(["objective=gan", *SMALL], "eval/fd"), budget=1.2, every=0.4)
     assert [p["seconds"] for p in points][0] == 0.0 and len(points) == 4
     seconds = [p["seconds"] for p in points]
     assert all(b > a for a, b in pairwise(seconds)) and seconds[-1] >= 1.2 - 1e-6
@@ -30,7 +30,7 @@ def test_a_curve_is_scored_at_zero_and_every_interval_up_to_the_budget():
 
 def test_a_curve_with_eval_sampler_scores_refined_samples_beside_gs_own():
     toy = ["objective=gan", "dataset=ring8", "eval.sampler=mh", "eval.mh_chain=5", "eval.refine_steps=20"]
-    points = quality_curve(toy, budget=0.4, every=0.2, metric="toy/high_quality_refined")
+    points = quality_curve(*prepared(toy, "toy/high_quality_refined"), budget=0.4, every=0.2)
     assert len(points) == 3
     for point in points:
         assert 0 <= point["toy/high_quality_refined"] <= 1 and 0 <= point["toy/high_quality"] <= 1
@@ -105,11 +105,32 @@ def test_gan_bench_quality_writes_the_table_json_and_one_curve_per_config(tmp_pa
             "--metric eval/nothing is not among this run's metrics",
         ),
         (["--every", "0"], "--budget and --every must be > 0 seconds"),
+        (["--out", "notes.txt/q"], "notes.txt is a file, so the folder notes.txt/q cannot be made"),
     ],
 )
-def test_bad_quality_input_gets_one_line(tmp_path, capsys, args, message):
+def test_bad_quality_input_gets_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine\n")
     with pytest.raises(SystemExit) as stopped:
         bench_main(["--quality", "--out", str(tmp_path), *args])
     assert stopped.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) >= 1 and message in err[-1] and err[-1].startswith("gan-bench: error:")
+    assert len(err) >= 1 and message in err[-1]
+    assert err[-1].startswith(("gan-bench: error:", "gan-bench --quality: error:"))
+
+
+def test_a_metric_one_configuration_lacks_is_refused_before_any_trains(tmp_path, capsys):
+    # cgan reports eval/class_accuracy, gan does not: gan's budget is never spent.
+    with pytest.raises(SystemExit) as stopped:
+        bench_main(
+            ["--quality", "--configs", "cgan,gan", "--metric", "eval/class_accuracy", "--budget", "30"]
+            + ["--out", str(tmp_path / "quality"), *SMALL]
+        )
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "training for" not in err and not (tmp_path / "quality").exists()
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("gan-bench: error: --metric eval/class_accuracy is not among this run's metrics")
+    )

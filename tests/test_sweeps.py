@@ -121,6 +121,7 @@ def test_gan_report_groups_by_swept_keys_with_mean_and_std_over_seeds(tmp_path, 
         ("empty", [], "no finished runs under"),
         ("missing", [], "no such folder"),
         ("one", ["--metrics", "eval/nope"], "--metrics: eval/nope not in any job's metrics.json"),
+        ("one", ["--out", "/dev/null/r"], "/dev/null is a file, so the folder /dev/null/r cannot be made"),
     ],
 )
 def test_gan_report_bad_input_gets_one_line(tmp_path, capsys, setup, args, message):
@@ -134,6 +135,7 @@ def test_gan_report_bad_input_gets_one_line(tmp_path, capsys, setup, args, messa
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gan-report: error:") and message in lines[0]
+    assert not (folder / "report.md").exists()
 
 
 def _job_dirs(sweep: Path) -> list[Path]:

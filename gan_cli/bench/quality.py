@@ -37,31 +37,38 @@ HIGHER_IS_BETTER = (
 )
 
 
-def quality_curve(overrides: list[str], budget: float, every: float, metric: str) -> list[dict]:
-    """[{seconds, steps, <metrics>}] of one configuration: its evaluation at 0
-    and after every `every` seconds of training, until `budget` seconds.
-    Building the run and its evaluations are not counted; training is."""
-    import torch
-
+def prepared(overrides: list[str], metric: str):
+    """One configuration built and scored at step 0 (off the clock: this
+    loads, or trains, the classifier), with `metric` among its metrics."""
     from gan_cli.config.checks import validate
     from gan_cli.config.compose import compose_config
-    from gan_cli.training.cuda_graphs import trainer
     from gan_cli.training.experiment import Experiment
-    from gan_cli.training.meter import Meter
 
     cfg = compose_config([*overrides, "run_dir=."])
     validate(cfg)
     exp = Experiment(cfg)
     if exp.objective.closed_form:
         raise UserError("a closed-form objective has no training time to measure")
-    first = exp.evaluate_all()[0]  # as a run reports it; loads (or trains) the classifier off the clock
+    first = exp.evaluate_all()[0]  # as a run reports it
     if metric not in first:
         raise UserError(
             f"--metric {metric} is not among this run's metrics: "
             f"{', '.join(sorted(k for k in first if not k[-1].isdigit()))}"
         )
+    return exp, first
+
+
+def quality_curve(exp, first: dict, budget: float, every: float) -> list[dict]:
+    """[{seconds, steps, <metrics>}] of one prepared configuration: its
+    evaluation at 0 and after every `every` seconds of training, until
+    `budget` seconds. Its evaluations are not counted; training is."""
+    import torch
+
+    from gan_cli.training.cuda_graphs import trainer
+    from gan_cli.training.meter import Meter
+
     points = [{"seconds": 0.0, "steps": 0, **first}]
-    run_steps = trainer(cfg, exp.parts, exp.device)
+    run_steps = trainer(exp.cfg, exp.parts, exp.device)
     sync = torch.cuda.synchronize if exp.device.type == "cuda" else (lambda: None)
     trained, step = 0.0, 0
     while trained < budget - 1e-9:
@@ -134,7 +141,7 @@ def plot(curves: dict[str, list[dict]], metric: str, path: Path) -> None:
 
 
 def parse_args(argv=None):
-    from gan_cli.errors import OneLineParser
+    from gan_cli.errors import OneLineParser, output_folder
 
     parser = OneLineParser(prog="gan-bench --quality", description=__doc__)
     parser.add_argument(
@@ -151,7 +158,7 @@ def parse_args(argv=None):
     parser.add_argument("--metric", default="eval/fd", help="the metric to compare (default eval/fd)")
     parser.add_argument(
         "--out",
-        type=Path,
+        type=output_folder,
         default=Path("quality"),
         help="folder for quality.md, quality.json and quality.png (default ./quality)",
     )
@@ -170,14 +177,17 @@ def main(argv=None) -> None:
         raise UserError(f"unknown config {unknown[0]!r}; choose from {', '.join(CONFIGS)}")
     if not args.budget > 0 or not args.every > 0:
         raise UserError("--budget and --every must be > 0 seconds")
+    # Every configuration is built and scored before any trains, so that one
+    # the metric or an override does not fit is refused before the first budget.
+    ready = {name: prepared([*CONFIGS[name], *args.overrides], args.metric) for name in names}
     curves = {}
-    for name in names:
+    for name, (exp, first) in ready.items():
         print(
             f"{name}: training for {args.budget:g} s, scored every {args.every:g} s",
             file=sys.stderr,
             flush=True,
         )
-        curves[name] = quality_curve([*CONFIGS[name], *args.overrides], args.budget, args.every, args.metric)
+        curves[name] = quality_curve(exp, first, args.budget, args.every)
     text = table(curves, args.metric)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)

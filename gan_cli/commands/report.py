@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gan_cli.config.checks import parse_override
-from gan_cli.errors import OneLineParser, UserError, command
+from gan_cli.errors import OneLineParser, UserError, command, output_folder
 from gan_cli.output.files import atomic_write, write_text_atomic
 from gan_cli.output.step_files import step_files, step_of
 
@@ -350,7 +350,7 @@ def parse_args(argv=None):
     parser.add_argument("folder", type=Path, help="a multirun folder, e.g. outputs/multirun/<date>/<time>")
     parser.add_argument("--metrics", help="comma-separated metrics to show (default: all but per-class ones)")
     parser.add_argument(
-        "--out", type=Path, help="folder for report.md and report.csv (default: the multirun folder)"
+        "--out", type=output_folder, help="folder for report.md and report.csv (default: the multirun folder)"
     )
     parser.add_argument(
         "--plot",
