@@ -138,6 +138,7 @@ def test_downloadable_datasets_compose_and_fail_clearly_without_files(make_cfg, 
     "override,message",
     [
         ("train.batch_size=0", "train.batch_size must be a whole number >= 1, got 0"),
+        ("eval.num_samples=5", "eval.num_samples must be a whole number >= 6, got 5"),
         ("train.steps=abc", "train.steps must be a whole number >= 0, got 'abc'"),
         ("optimizer.lr=-0.1", "optimizer.lr must be a number > 0, got -0.1"),  # the key the user sets
         ("optimizer.d.lr=0", "optimizer.d.lr must be a number > 0, got 0"),

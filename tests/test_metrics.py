@@ -349,7 +349,7 @@ def test_a_run_that_finds_no_classifier_trains_it_and_says_so(tmp_path, make_cfg
         ),
         (classifier_main, ["dataset=nonsense"], "dataset=nonsense is not an option of dataset"),
         (eval_main, ["FOLDER"], "no checkpoint in"),
-        (eval_main, ["RUN", "--num-samples", "1"], "--num-samples must be >= 2"),
+        (eval_main, ["RUN", "--num-samples", "5"], "--num-samples must be >= 6"),
     ],
     ids=["unlabelled", "unknown-option", "no-checkpoint", "num-samples"],
 )

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.config.build import build_optimizer
 from gan_cli.errors import UserError
+from gan_cli.metrics.manifold import NEAREST_K
 from gan_cli.models.augment import POLICIES
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -245,7 +246,8 @@ def validate(cfg: DictConfig) -> None:
         "a fraction of train.steps in [0, 1] (0 = constant learning rates)",
     )
     _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
-    _whole(cfg, "eval.num_samples", 2)  # a covariance needs two images
+    # Precision and recall need more than k images on each side (a covariance, two).
+    _whole(cfg, "eval.num_samples", NEAREST_K + 1)
     if cfg.eval.inception is not None:  # a missing or wrong file fails now, not at the first evaluation
         check_inception_weights(cfg.eval.inception)
     _eval_sampler(cfg)
