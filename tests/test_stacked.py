@@ -96,12 +96,15 @@ def test_padded_real_stacks_read_as_the_unpadded_ones():
     assert plain["eval/modes"] > 800 and plain["eval/precision"] > 0.9
 
 
-def test_sizes_other_than_28_and_32_are_one_line(make_cfg, tmp_path):
+def test_sizes_other_than_28_and_32_and_too_few_scored_stacks_are_one_line(make_cfg, tmp_path):
     root = f"dataset.root={tmp_path}"
     validate(make_cfg("dataset=stacked_mnist", "dataset.size=32", root, tiny=False))
     with pytest.raises(UserError, match="dataset.size must be one of 28, 32, got 30") as info:
         validate(make_cfg("dataset=stacked_mnist", "dataset.size=30", root, tiny=False))
     assert "\n" not in str(info.value)
+    # Precision and recall read the first min(eval.num_samples, these) stacks.
+    with pytest.raises(UserError, match="dataset.eval_samples must be a whole number >= 6, got 5"):
+        validate(make_cfg("dataset=stacked_mnist", "dataset.eval_samples=5", root, tiny=False))
 
 
 def test_a_checkpoint_from_before_size_resumes_as_size_28():

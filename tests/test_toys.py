@@ -87,7 +87,7 @@ def test_sampler_state_is_its_generator_and_resumes_the_same_batches():
         ),
         ("dataset.std=0", "dataset.std must be a number > 0, got 0"),
         ("dataset.arrows=-1", "dataset.arrows must be a whole number >= 0, got -1"),
-        ("dataset.eval_points=1", "dataset.eval_points must be a whole number >= 2, got 1"),
+        ("dataset.eval_points=5", "dataset.eval_points must be a whole number >= 6, got 5"),
     ],
 )
 def test_bad_toy_settings_name_the_key_and_what_is_allowed(make_cfg, override, message):

@@ -119,8 +119,8 @@ SHARED_BOOLEANS = ("train.compile", "eval.use_ema", "distributed.sync_batch_norm
 WHOLE = {
     "objective.critic_steps": 1,
     "dataset.arrows": 0,
-    "dataset.eval_points": 2,
-    "dataset.eval_samples": 1,
+    "dataset.eval_points": NEAREST_K + 1,  # precision & recall: more than k on each side
+    "dataset.eval_samples": NEAREST_K + 1,
     "dataset.size": 2,
     "model.g_channels": 1,
     "model.d_channels": 1,
@@ -246,8 +246,7 @@ def validate(cfg: DictConfig) -> None:
         "a fraction of train.steps in [0, 1] (0 = constant learning rates)",
     )
     _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
-    # Precision and recall need more than k images on each side (a covariance, two).
-    _whole(cfg, "eval.num_samples", NEAREST_K + 1)
+    _whole(cfg, "eval.num_samples", NEAREST_K + 1)  # precision & recall: more than k on each side
     if cfg.eval.inception is not None:  # a missing or wrong file fails now, not at the first evaluation
         check_inception_weights(cfg.eval.inception)
     _eval_sampler(cfg)
