@@ -283,6 +283,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.num < 1:
         raise UserError(f"--num must be >= 1, got {args.num}")
+    if args.out and args.grid and args.out.resolve() == args.grid.resolve():
+        raise UserError(f"--out and --grid both name {args.out}; the picture would replace the samples")
     check_refine_steps(args.refine_steps)
     check_jacobian_drop(args.jacobian_drop)
     check_sampler_settings(args)
