@@ -109,6 +109,10 @@ def test_gan_sample_rejects_bad_input(make_cfg, tmp_path, capsys):
         ([str(tmp_path / "nope")], "no such run dir or checkpoint"),
         ([cfg.run_dir, "--label", "3"], "needs a conditional model"),
         ([cfg.run_dir, "--num", "0"], "--num must be >= 1"),
+        (
+            [cfg.run_dir, "--out", str(tmp_path / "s.npz"), "--grid", str(tmp_path / "." / "s.npz")],
+            f"--out and --grid both name {tmp_path / 's.npz'}; the picture would replace the samples",
+        ),
     ]
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00not a checkpoint" * 50)
@@ -120,6 +124,10 @@ def test_gan_sample_rejects_bad_input(make_cfg, tmp_path, capsys):
     truncated.write_bytes((tmp_path / "run0" / "checkpoints" / "last.pt").read_bytes()[:5000])
     cases.append(([str(truncated)], "not a readable checkpoint"))
     assert_one_line_errors(sample_main, "gan-sample", cases, capsys)
+    assert not (tmp_path / "s.npz").exists()
+    # The checkpoints folder itself names its last.pt.
+    sample_main([str(Path(cfg.run_dir) / "checkpoints"), "--num", "3", "--out", str(tmp_path / "c.npz")])
+    assert np.load(tmp_path / "c.npz")["samples"].shape[0] == 3
 
 
 def test_meter_sums_bf16_losses_in_fp32_and_continues_restored_sums():

@@ -74,10 +74,13 @@ def _replace_with_link(source: Path, target: Path) -> None:
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or a run dir's checkpoints/last.pt."""
+    """A checkpoint file, or a run dir's checkpoints/last.pt (given the
+    checkpoints folder itself, its last.pt)."""
     path = Path(path)
     if path.is_dir():
         candidate = path / "checkpoints" / "last.pt"
+        if path.name == "checkpoints" and not candidate.exists():
+            candidate = path / "last.pt"
         if not candidate.is_file():
             raise UserError(f"no checkpoint in {path} (looked for {candidate})")
         return candidate
