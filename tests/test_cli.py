@@ -155,6 +155,11 @@ def test_a_run_refused_once_its_data_is_built_leaves_no_folder_it_made(tmp_path)
         ),
         ("train.stepz=5", "train.stepz is not a config key"),
         ("train.steps=[1", "cannot compose the config"),
+        # Hydra's own groups: their options come from Hydra and its plugins.
+        (
+            "hydra/launcher=nonsense",
+            "hydra/launcher=nonsense is not an option of hydra/launcher; choose from: basic",
+        ),
     ],
 )
 def test_unknown_option_or_key_gets_one_line_and_no_run_folder(tmp_path, override, message):
@@ -174,6 +179,7 @@ def test_unknown_option_or_key_gets_one_line_and_no_run_folder(tmp_path, overrid
             "train.batch_size must be a whole number >= 1, got 0",
         ),
         (["train.stepz=1,2"], "train.stepz is not a config key"),
+        (["seed=0,1", "hydra/sweeper=nonsense"], "hydra/sweeper=nonsense is not an option of hydra/sweeper"),
         (["seed=0,1", "dataset=mnist"], "mnist: no data in"),  # none in ./data, offline
     ],
 )

@@ -93,7 +93,11 @@ def one_line(exc: Exception) -> str:
     text = str(exc)
     if m := re.search(r"Could not find '([\w/]+)/(\w+)'", text):
         group, option = m.groups()
-        return f"{group}={option} is not an option of {group}; choose from: {', '.join(options(group))}"
+        # Hydra lists the group's options from every config source (plugins
+        # bring hydra/launcher's and hydra/sweeper's); the shipped YAML otherwise.
+        listed = re.search(r"Available options in '[\w/]+':\n((?:\t.*\n?)+)", text)
+        choices = listed.group(1).split() if listed else options(group)
+        return f"{group}={option} is not an option of {group}; choose from: {', '.join(choices)}"
     if m := re.search(r"Could not override '([\w.]+)'", text):
         key = m.group(1)
         return f"{key} is not a config key (gan-train --cfg job shows them all; +{key}=... adds a new one)"
