@@ -185,6 +185,7 @@ def test_gan_bench_bad_input_is_one_line(tmp_path):
     stub.write_text(STUB.format(marker=str(tmp_path / "calls.txt"), code=3))
     cases = {
         ("--vs-script", tmp_path / "missing.py"): f"--vs-script {tmp_path / 'missing.py'}: no such file",
+        ("--vs-script", tmp_path): f"--vs-script {tmp_path}: a folder, not a script",
         ("--vs-script", stub, "--vs-runs", "0"): "--vs-epochs and --vs-runs must be >= 1",
         ("--vs-script", stub, "--vs-args", "{n_epochs}"): (
             "--vs-args '{n_epochs}': only {epochs} and {data} are filled in"

@@ -366,7 +366,8 @@ def check_vs_script(script: Path, script_args: str, epochs: int, runs: int) -> P
     """The script's full path, once the settings of a comparison are known good."""
     script = Path(script).resolve()
     if not script.is_file():
-        raise UserError(f"--vs-script {script}: no such file")
+        what = "a folder, not a script" if script.is_dir() else "no such file"
+        raise UserError(f"--vs-script {script}: {what}")
     if epochs < 1 or runs < 1:
         raise UserError("--vs-epochs and --vs-runs must be >= 1")
     vs_arguments(script_args, epochs, Path("data"))
