@@ -122,14 +122,23 @@ def test_gan_report_groups_by_swept_keys_with_mean_and_std_over_seeds(tmp_path, 
         ("missing", [], "no such folder"),
         ("one", ["--metrics", "eval/nope"], "--metrics: eval/nope not in any job's metrics.json"),
         ("one", ["--out", "/dev/null/r"], "/dev/null is a file, so the folder /dev/null/r cannot be made"),
+        ("a list", [], "metrics.json is not a JSON object of metrics, as gan-train writes it"),
+        ("bad yaml", [], "overrides.yaml is not valid YAML: expected <block end>, but found ':' (line 1)"),
+        ("a mapping", [], "overrides.yaml is not a list of overrides, as Hydra writes it"),
     ],
 )
 def test_gan_report_bad_input_gets_one_line(tmp_path, capsys, setup, args, message):
     folder = tmp_path / "sweep"
     if setup != "missing":
         folder.mkdir()
-    if setup == "one":
+    if setup != "missing" and setup != "empty":
         _fake_job(folder / "0", ["seed=0"], {"eval/fd": 1.0})
+    if setup == "a list":  # files another tool wrote, or edited by hand
+        (folder / "0" / "metrics.json").write_text("[1.0, 2.0]")
+    if setup == "bad yaml":
+        (folder / "0" / ".hydra" / "overrides.yaml").write_text(": : :")
+    if setup == "a mapping":
+        (folder / "0" / ".hydra" / "overrides.yaml").write_text("seed: 0")
     with pytest.raises(SystemExit) as exit_info:
         report_main([str(folder), *args])
     assert exit_info.value.code == 2

@@ -57,13 +57,24 @@ def find_jobs(folder: Path) -> tuple[list[Job], list[Path]]:
         if not metrics_file.is_file():
             unfinished.append(job_dir)
             continue
-        given = yaml.safe_load(overrides_file.read_text()) or []
+        try:
+            given = yaml.safe_load(overrides_file.read_text()) or []
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            raise UserError(
+                f"{overrides_file} is not valid YAML: {getattr(exc, 'problem', None) or exc}{where}"
+            ) from None
+        if not isinstance(given, list):
+            raise UserError(f"{overrides_file} is not a list of overrides, as Hydra writes it")
         pairs = (parse_override(str(o)) for o in given)
         overrides = {k: v for k, v in (p for p in pairs if p) if not k.startswith("hydra.")}
         try:
             metrics = json.loads(metrics_file.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"{metrics_file} is not valid JSON: {exc}") from None
+        if not isinstance(metrics, dict):
+            raise UserError(f"{metrics_file} is not a JSON object of metrics, as gan-train writes it")
         jobs.append(
             Job(job_dir, overrides, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
         )
