@@ -1,5 +1,6 @@
 """Runs that survive: bit-exact resume, refusals, signals, non-finite losses."""
 
+import json
 import shutil
 import signal
 from pathlib import Path
@@ -185,6 +186,15 @@ def test_resume_from_a_checkpoint_path_and_bad_resumes(make_cfg, tmp_path):
     broken.write_bytes(step3.read_bytes()[:1000])
     with pytest.raises(UserError, match="not a readable checkpoint"):
         run(make_cfg(f"resume={broken}"))
+    # A metrics.json cut short (a full disk) is named, and kept for the user.
+    metrics = Path(first.run_dir) / "metrics.json"
+    metrics.write_text(metrics.read_text()[:40])
+    longer = make_cfg("objective=wgan", "train.steps=9", f"resume={first.run_dir}")
+    with pytest.raises(UserError, match=f"cannot resume: {metrics} is not the JSON object of metrics"):
+        run(longer)
+    assert load_checkpoint(first.run_dir)["step"] == 6 and len(metrics.read_text()) == 40
+    metrics.unlink()  # then the run goes on, and writes it afresh
+    assert run(longer)["eval/fd"] > 0 and json.loads(metrics.read_text())["eval/fd"] > 0
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(make_cfg):

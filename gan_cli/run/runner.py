@@ -104,11 +104,28 @@ def _train(cfg: DictConfig, world: distributed.World, run_dir: Path, source, sta
         if start > steps:
             raise everywhere(UserError(f"the checkpoint is at step {start}, past train.steps={steps}"))
         with cpu_threads(cfg.train.cpu_threads, exp):
+            session = Session(exp, run_dir, start, steps, state)
             if state:
                 log.info(f"resuming {run_dir} at step {start} of {steps}")
-            final = Session(exp, run_dir, start, steps, state).run()
+            final = session.run()
             log.info(summary(run_dir, final))
     return final
+
+
+def earlier_metrics(path: Path) -> dict[str, float]:
+    """A resumed run's metrics.json, which the run rewrites as it ends."""
+    try:
+        metrics = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        metrics = None
+    if not isinstance(metrics, dict):
+        raise everywhere(
+            UserError(
+                f"cannot resume: {path} is not the JSON object of metrics gan-train writes "
+                f"(truncated or edited); move it away, and the run writes it afresh as it ends"
+            )
+        )
+    return metrics
 
 
 def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float:
@@ -156,7 +173,7 @@ class Session:
             self.meter.load_state_dict(state.get("meter", {}))
         self.final: dict[str, float] = {}
         if state and (run_dir / "metrics.json").exists():
-            self.final.update(json.loads((run_dir / "metrics.json").read_text()))
+            self.final.update(earlier_metrics(run_dir / "metrics.json"))
         self.monitor = Monitor(run_dir, steps, start_step=start) if self.world.writes else Unseen()
         self.stop = StopOnSignal()
         self.diverged: str | None = None  # what went non-finite, found between steps
