@@ -27,6 +27,7 @@ from gan_cli.metrics.image import (
     feature_stats,
     frechet_distance,
     kl_to_uniform,
+    place_kls,
 )
 from gan_cli.run.runner import run
 
@@ -66,6 +67,21 @@ def test_class_statistics_by_hand():
     assert confidence(probs) == pytest.approx(0.75)
     overall, per_class = class_accuracy(torch.tensor([0, 1, 1, 1]), torch.tensor([0, 0, 1, 1]), 3)
     assert overall == 0.75 and per_class[:2] == [0.5, 1.0] and math.isnan(per_class[2])
+
+
+def test_a_numbers_kl_is_its_places_kls_and_their_dependence():
+    every = torch.arange(1000)
+    # Every place's digits even, but the places copy each other (000, 111, ..., 999).
+    copied = every % 10 * 111
+    assert place_kls(copied, 3) == pytest.approx([0.0, 0.0, 0.0], abs=1e-12)
+    assert kl_to_uniform(class_histogram(copied, 1000)) == pytest.approx(math.log(100))
+    # The hundreds always 7, the other places even and independent (700-799).
+    sevens = 700 + every % 100
+    assert place_kls(sevens, 3) == pytest.approx([math.log(10), 0.0, 0.0], abs=1e-12)
+    assert kl_to_uniform(class_histogram(sevens, 1000)) == pytest.approx(math.log(10))
+    # In general the numbers' KL is at least the places' sum (their total correlation >= 0).
+    drawn = torch.randint(0, 1000, (500,), generator=torch.Generator().manual_seed(0)) ** 2 % 1000
+    assert kl_to_uniform(class_histogram(drawn, 1000)) > sum(place_kls(drawn, 3)) > 0.1
 
 
 # --- the classifier ------------------------------------------------------------

@@ -65,6 +65,7 @@ def test_real_stacks_cover_all_1000_modes_and_a_constant_one(stacked):
     latent = Latent(4, "normal", torch.device("cpu"), seed=0)
     real = evaluation.metrics(_Real(stacked), latent, num_classes=0)
     assert real["eval/modes"] >= 995 and real["eval/modes_kl"] < 0.05
+    assert real["eval/modes_kl_digits"] < 0.005  # the channels are drawn apart, each even
     assert real["eval/confidence"] > 0.9
     one = evaluation.metrics(_Real(stacked, constant=True), latent, num_classes=0)
     assert one["eval/modes"] == 1 and one["eval/modes_kl"] == pytest.approx(math.log(1000))
@@ -137,6 +138,9 @@ def test_numbers_are_read_place_by_place():
     values = mode_metrics(numbers, sure, 1000, wanted=torch.tensor([12, 123, 0, 345]))
     assert values["eval/modes"] == 4 and values["eval/class_accuracy"] == 0.75
     assert values["eval/modes_kl"] == pytest.approx(math.log(1000 / 4))
+    # each place holds 4 of the 10 digits once each; the rest is their dependence
+    assert values["eval/modes_kl_digits"] == pytest.approx(3 * math.log(10 / 4))
+    assert values["eval/modes_kl_dependence"] == pytest.approx(math.log(1000 / 4) - 3 * math.log(10 / 4))
 
 
 def test_a_short_stacked_run_logs_the_modes(make_cfg, tmp_path):
@@ -156,3 +160,5 @@ def test_a_short_stacked_run_logs_the_modes(make_cfg, tmp_path):
     )
     final = run(cfg)
     assert 1 <= final["eval/modes"] <= 1000 and final["eval/modes_kl"] >= 0
+    split = final["eval/modes_kl_digits"] + final["eval/modes_kl_dependence"]
+    assert final["eval/modes_kl_digits"] > 0 and split == pytest.approx(final["eval/modes_kl"])

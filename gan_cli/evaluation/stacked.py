@@ -19,6 +19,7 @@ from gan_cli.metrics.image import (
     feature_stats,
     frechet_distance,
     kl_to_uniform,
+    place_kls,
 )
 from gan_cli.metrics.manifold import precision_recall
 from gan_cli.models.inference import generate
@@ -65,12 +66,18 @@ def mode_metrics(
     numbers: torch.Tensor, sureness: torch.Tensor, num_modes: int, wanted: torch.Tensor | None = None
 ) -> dict[str, float]:
     """eval/modes: numbers generated at least once; eval/modes_kl: KL of their
-    histogram to uniform (PacGAN's reverse KL); eval/confidence: the mean
-    sureness of the least sure channel."""
+    histogram to uniform (PacGAN's reverse KL), split exactly into
+    eval/modes_kl_digits (each channel's digits against uniform, summed) and
+    eval/modes_kl_dependence (how much the channels' digits depend on each
+    other); eval/confidence: the mean sureness of the least sure channel."""
     hist = class_histogram(numbers, num_modes)
+    kl = kl_to_uniform(hist)
+    digits = sum(place_kls(numbers, places=len(str(num_modes - 1))))
     values = {
         "eval/modes": float((hist > 0).sum()),
-        "eval/modes_kl": kl_to_uniform(hist),
+        "eval/modes_kl": kl,
+        "eval/modes_kl_digits": digits,
+        "eval/modes_kl_dependence": kl - digits,
         "eval/confidence": float(sureness.double().mean()),
     }
     if wanted is not None:

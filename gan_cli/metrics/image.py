@@ -59,6 +59,17 @@ def kl_to_uniform(histogram: torch.Tensor) -> float:
     return float((nz * (nz * len(p)).log()).sum())
 
 
+def place_kls(numbers: torch.Tensor, places: int, base: int = 10) -> list[float]:
+    """kl_to_uniform of each place's digit histogram, most significant first,
+    for numbers [N] of `places` digits. The numbers' own KL is exactly their
+    sum plus the places' total correlation (Σ H(place) - H(number)): how
+    uneven each place's digits are, and how much the places depend on each other."""
+    return [
+        kl_to_uniform(class_histogram((numbers // base ** (places - 1 - i)) % base, base))
+        for i in range(places)
+    ]
+
+
 def confidence(probabilities: torch.Tensor) -> float:
     """Mean top-class probability: how sure the classifier is of each image."""
     return float(probabilities.max(dim=1).values.double().mean())
