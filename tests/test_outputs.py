@@ -210,6 +210,14 @@ def test_gan_eval_bad_input_gets_one_line(make_cfg, tmp_path, capsys):
     cases = [
         ([str(tmp_path / "nope")], "no such run dir or checkpoint"),
         ([cfg.run_dir, "--num-samples", "5"], "--num-samples must be >= 6"),
+        (
+            [cfg.run_dir, "--jacobian-drop", "30"],
+            "--jacobian-drop acts on --sampler jacobian only; no sampler",
+        ),
+        (
+            [cfg.run_dir, "--sampler", "jacobian", "--refine-steps", "9"],
+            "--refine-steps acts on --sampler drs/mh",
+        ),
         ([cfg.run_dir, "--num-samples", "x"], "argument --num-samples: invalid int value"),
         ([cfg.run_dir, "--device", "gpu"], "--device must be cpu, cuda, cuda:N or auto"),
         ([], "the following arguments are required: path"),

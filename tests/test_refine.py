@@ -198,12 +198,30 @@ def test_gan_sample_refines_with_the_runs_discriminator(make_cfg, tmp_path, caps
     for method in ("drs", "mh", "threshold"):
         out = tmp_path / f"{method}.npz"
         sample_main(
-            [str(tmp_path / "gan"), "--num", "300", "--sampler", method, "--mh-chain", "5"]
-            + ["--refine-steps", "50", "--out", str(out)]
+            [str(tmp_path / "gan"), "--num", "300", "--sampler", method, "--refine-steps", "50"]
+            + (["--mh-chain", "5"] if method == "mh" else [])
+            + ["--out", str(out)]
         )
         samples = np.load(out)["samples"]
         assert samples.shape == (300, 2) and np.isfinite(samples).all()
         assert f"gan-sample: {method}: acceptance " in capsys.readouterr().err
+    # An option of another sampler, or of none, would change nothing: one line.
+    for args, message in [
+        (
+            ["--sampler", "drs", "--mh-chain", "5"],
+            "--mh-chain acts on --sampler mh only; the sampler here is drs",
+        ),
+        (
+            ["--refine-steps", "50"],
+            "--refine-steps acts on --sampler drs/mh/threshold only; no sampler is in use",
+        ),
+        (["--sampler", "mh", "--jacobian-drop", "9"], "--jacobian-drop acts on --sampler jacobian only"),
+    ]:
+        with pytest.raises(SystemExit):
+            sample_main([str(tmp_path / "gan"), "--out", str(tmp_path / "unused.npz"), *args])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"gan-sample: error: {message}")
+    assert not (tmp_path / "unused.npz").exists()
     run(make_cfg("experiment=toy_mse", "train.steps=2", f"run_dir={tmp_path / 'mse'}", tiny=False))
     with pytest.raises(SystemExit) as stopped:
         sample_main([str(tmp_path / "mse"), "--sampler", "drs"])

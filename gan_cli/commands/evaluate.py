@@ -79,6 +79,7 @@ def evaluate_checkpoint(
     with `truncation` ψ, of G fed ψ·z (models.inference.Truncated)."""
     from omegaconf import OmegaConf
 
+    from gan_cli.commands.sample import check_jacobian_drop, check_refine_steps, refuse_unused_sampler_options
     from gan_cli.config.build import build_data
     from gan_cli.config.checks import (
         READS_DISCRIMINATOR,
@@ -108,16 +109,15 @@ def evaluate_checkpoint(
         options["inception"] = str(check_inception_weights(inception))
     if sampler is not None:
         options["sampler"] = sampler
+    check_jacobian_drop(jacobian_drop)
+    check_refine_steps(refine_steps)
     if jacobian_drop is not None:
-        from gan_cli.commands.sample import check_jacobian_drop
-
-        check_jacobian_drop(jacobian_drop)
         options["jacobian_drop"] = jacobian_drop
     if refine_steps is not None:
-        from gan_cli.commands.sample import check_refine_steps
-
-        check_refine_steps(refine_steps)
         options["refine_steps"] = refine_steps
+    refuse_unused_sampler_options(
+        {"--jacobian-drop": jacobian_drop, "--refine-steps": refine_steps}, options.get("sampler")
+    )
     cfg = OmegaConf.create({**config, "eval": options})
     dev = pick_device(device, key="--device")
     data = build_data(cfg.dataset)

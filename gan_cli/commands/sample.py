@@ -38,21 +38,18 @@ def parse_args(argv=None):
     parser.add_argument(
         "--drs-percentile",
         type=float,
-        default=95.0,
         help="drs: the percentile of F that sets gamma (default 95)",
     )
-    parser.add_argument("--mh-chain", type=int, default=100, help="mh: proposals per sample (default 100)")
+    parser.add_argument("--mh-chain", type=int, help="mh: proposals per sample (default 100)")
     parser.add_argument(
         "--threshold-percentile",
         type=float,
-        default=1.0,
         help="threshold: keep the samples D scores at least this percentile of its scores of "
         "held-out real data (default 1)",
     )
     parser.add_argument(
         "--jacobian-drop",
         type=float,
-        default=5.0,
         help="jacobian: the percentage of G's samples with the largest Jacobian norm to drop (default 5)",
     )
     add_refine_steps(parser, "(default 2000, evaluation.ratio.STEPS)")
@@ -77,24 +74,44 @@ def add_refine_steps(parser, default: str) -> None:
     parser.add_argument(
         "--refine-steps",
         type=int,
-        help="drs/mh: Adam steps that first train a copy of D with the logistic loss on real "
+        help="drs/mh/threshold: Adam steps that first train a copy of D with the logistic loss on real "
         f"data against the frozen G, as a density-ratio estimator; 0: D as trained {default}",
     )
 
 
-def check_jacobian_drop(drop: float) -> None:
-    if not 0 <= drop < 100:
+def check_jacobian_drop(drop: float | None) -> None:
+    if drop is not None and not 0 <= drop < 100:
         raise UserError(f"--jacobian-drop must be a percentage in [0, 100), got {drop:g}")
 
 
 def check_sampler_settings(args) -> None:
     """gan-sample's settings of the D-reading samplers, before any file is read."""
-    if not 0 < args.drs_percentile < 100:
+    if args.drs_percentile is not None and not 0 < args.drs_percentile < 100:
         raise UserError(f"--drs-percentile must be in (0, 100), got {args.drs_percentile:g}")
-    if args.mh_chain < 1:
+    if args.mh_chain is not None and args.mh_chain < 1:
         raise UserError(f"--mh-chain must be >= 1, got {args.mh_chain}")
-    if not 0 < args.threshold_percentile < 100:
+    if args.threshold_percentile is not None and not 0 < args.threshold_percentile < 100:
         raise UserError(f"--threshold-percentile must be in (0, 100), got {args.threshold_percentile:g}")
+
+
+# The samplers each sampler option acts on (config.checks.READS_DISCRIMINATOR
+# read D, which --refine-steps fine-tunes first).
+SAMPLER_OPTIONS = {
+    "--drs-percentile": ("drs",),
+    "--mh-chain": ("mh",),
+    "--threshold-percentile": ("threshold",),
+    "--jacobian-drop": ("jacobian",),
+    "--refine-steps": ("drs", "mh", "threshold"),
+}
+
+
+def refuse_unused_sampler_options(given: dict[str, object], method: str | None) -> None:
+    """A sampler option given where the sampler in use (`method`, None for
+    G's own samples) does not read it would change nothing: one line says so."""
+    for option, value in given.items():
+        if value is not None and method not in SAMPLER_OPTIONS[option]:
+            used = f"the sampler here is {method}" if method else "no sampler is in use"
+            raise UserError(f"{option} acts on --sampler {'/'.join(SAMPLER_OPTIONS[option])} only; {used}")
 
 
 def check_refine_steps(steps: int | None) -> None:
@@ -288,6 +305,9 @@ def main(argv=None) -> None:
     check_refine_steps(args.refine_steps)
     check_jacobian_drop(args.jacobian_drop)
     check_sampler_settings(args)
+    refuse_unused_sampler_options(
+        {option: getattr(args, option[2:].replace("-", "_")) for option in SAMPLER_OPTIONS}, args.sampler
+    )
     from gan_cli.run.checkpoint import load_checkpoint
 
     state = load_checkpoint(args.path)
