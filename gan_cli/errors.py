@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from gan_cli import __version__
+
 INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a program stopped by Ctrl-C
 
 
@@ -190,6 +192,10 @@ def ending_at_once(main: Callable[[], object]) -> Callable[[], NoReturn]:
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad command line gets the same one line as any other
     bad input (`prog: error: message`, exit 2), not the usage block first."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"%(prog)s (gan-cli {__version__})")
 
     def error(self, message: str) -> NoReturn:
         exit_with(UserError(f"{message} (see {self.prog} --help)"), self.prog)

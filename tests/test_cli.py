@@ -455,3 +455,15 @@ def test_a_single_run_composes_its_config_once(tmp_path):
     assert "name: train" in hydra and "- hydra.mode=RUN" in hydra
     assert "- train.steps=1" in (run_dir / ".hydra" / "overrides.yaml").read_text()
     assert "run finished" in (run_dir / "train.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "name", ["gan-train", "gan-sample", "gan-eval", "gan-report", "gan-bench", "gan-classifier"]
+)
+def test_every_console_script_names_the_installed_version(tmp_path, name):
+    from importlib.metadata import version
+
+    done = run_cli(name, "--version", cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith(f"{name} (gan-cli {version('gan-cli')}")  # pyproject's, as installed
+    assert not list(tmp_path.iterdir())  # and does nothing else

@@ -14,6 +14,7 @@ import hydra
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
+from gan_cli import __version__
 from gan_cli.config.checks import check_data
 from gan_cli.errors import UserError, command, file_in_the_way, reported
 from gan_cli.parallel import launch
@@ -82,6 +83,9 @@ def cli() -> None:
     args = sys.argv[1:]
     flags = {a for a in args if a.startswith("-")}
     overrides = [a for a in args if not a.startswith("-")]
+    if "--version" in flags:  # Hydra's own would name Hydra's version alone
+        print(f"{PROG} (gan-cli {__version__}; Hydra {hydra.__version__})")
+        return
     # Under torchrun, processes other than rank 0 make no run folder of their own.
     followers = launch.follower_overrides()
     if not flags and not _names_mode(overrides):
