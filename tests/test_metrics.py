@@ -364,10 +364,11 @@ def test_a_run_that_finds_no_classifier_trains_it_and_says_so(tmp_path, make_cfg
             "has no class labels",
         ),
         (classifier_main, ["dataset=nonsense"], "dataset=nonsense is not an option of dataset"),
+        (classifier_main, ["dataset=digits", "train.steps=abc"], "train.steps must be a whole number >= 0"),
         (eval_main, ["FOLDER"], "no checkpoint in"),
         (eval_main, ["RUN", "--num-samples", "5"], "--num-samples must be >= 6"),
     ],
-    ids=["unlabelled", "unknown-option", "no-checkpoint", "num-samples"],
+    ids=["unlabelled", "unknown-option", "bad-value", "no-checkpoint", "num-samples"],
 )
 def test_bad_input_to_the_metric_commands_gets_one_line(tmp_path, make_cfg, capsys, main, args, message):
     from PIL import Image

@@ -143,7 +143,7 @@ def test_numbers_are_read_place_by_place():
     assert values["eval/modes_kl_dependence"] == pytest.approx(math.log(1000 / 4) - 3 * math.log(10 / 4))
 
 
-def test_a_short_stacked_run_logs_the_modes(make_cfg, tmp_path):
+def test_a_short_stacked_run_logs_the_modes(make_cfg, tmp_path, capsys):
     cfg = make_cfg(
         "dataset=stacked_mnist",
         "model=dcgan",
@@ -162,3 +162,11 @@ def test_a_short_stacked_run_logs_the_modes(make_cfg, tmp_path):
     assert 1 <= final["eval/modes"] <= 1000 and final["eval/modes_kl"] >= 0
     split = final["eval/modes_kl_digits"] + final["eval/modes_kl_dependence"]
     assert final["eval/modes_kl_digits"] > 0 and split == pytest.approx(final["eval/modes_kl"])
+    # gan-classifier names the classifier the run's evaluation just used: its source's.
+    from gan_cli.commands.classifier import main as classifier_main
+
+    capsys.readouterr()
+    classifier_main(["dataset=stacked_mnist", f"dataset.root={tmp_path}"])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("stacked_mnist (each channel read by mnist_subset's digit classifier): cached")
+    assert first.split("/")[-1].startswith("mnist_subset-")

@@ -30,36 +30,45 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     from gan_cli import classifier as classifiers
     from gan_cli.config.build import build_data
+    from gan_cli.config.checks import validate
     from gan_cli.config.compose import compose_config
     from gan_cli.device import pick_device
     from gan_cli.evaluation.scorer import held_out_split
+    from gan_cli.evaluation.stacked import source_classifier
 
     cfg = compose_config([*args.overrides, "run_dir=."], job_runtime=True)
+    validate(cfg)  # gan-train's checks: a value it would refuse is refused here too
     data = build_data(cfg.dataset)
-    if getattr(data, "labels", None) is None or not getattr(data, "num_classes", 0):
-        raise UserError(f"dataset {data.name} has no class labels; a classifier needs them")
-    if data.images.dim() != 4:
-        raise UserError(f"dataset {data.name} is not images [N, C, H, W]")
-    split = cfg.dataset.get("split")
-    clf, path, trained = classifiers.obtain(
-        data.name,
-        split,
-        data.images,
-        data.labels,
-        data.num_classes,
-        cache_dir=cfg.eval.cache_dir,
-        device=pick_device(cfg.device),
-        held_out=held_out_split(cfg.dataset),
-        force=args.force,
-    )
+    device = pick_device(cfg.device)
+    if data.kind == "stacked":  # each channel is read by its source's digit classifier
+        clf, path, trained = source_classifier(data, cfg.eval.cache_dir, device, force=args.force)
+        name = f"{data.name} (each channel read by {data.source}'s digit classifier)"
+    else:
+        if getattr(data, "labels", None) is None or not getattr(data, "num_classes", 0):
+            raise UserError(f"dataset {data.name} has no class labels; a classifier needs them")
+        if data.images.dim() != 4:
+            raise UserError(f"dataset {data.name} is not images [N, C, H, W]")
+        clf, path, trained = classifiers.obtain(
+            data.name,
+            cfg.dataset.get("split"),
+            data.images,
+            data.labels,
+            data.num_classes,
+            cache_dir=cfg.eval.cache_dir,
+            device=device,
+            held_out=held_out_split(cfg.dataset),
+            force=args.force,
+        )
+        name = data.name
     r = clf.record
     state = "trained" if trained else "cached"
-    print(f"{data.name}: {state} classifier {path}")
+    print(f"{name}: {state} classifier {path}")
     print(
         f"held-out accuracy {r['heldout_accuracy']:.4f} on {r['heldout_count']} images "
         f"({r['heldout_source']}); trained on {r['train_count']}"
     )
-    print(f"real-vs-real FD floor {r['fd_floor']:.4g} (eval/fd of held-out vs training images)")
+    if data.kind != "stacked":  # a stacked run's floors are of three channels, computed in its evaluation
+        print(f"real-vs-real FD floor {r['fd_floor']:.4g} (eval/fd of held-out vs training images)")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,13 @@ def digits_of(images: torch.Tensor, border: int) -> torch.Tensor:
     return images[..., border:-border, border:-border]
 
 
+def source_classifier(data, cache_dir, device, force: bool = False, say=None):
+    """classifier.obtain's (classifier, cache file, trained now) for the digit
+    classifier of stacked `data`'s source, which reads each channel."""
+    source = (data.source, None, data.digits, data.labels, 10)
+    return classifiers.obtain(*source, cache_dir=cache_dir, device=device, force=force, say=say)
+
+
 def read_features(clf, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(numbers [N], sureness [N], features [N, 3 F]) of stacked images, as
     read_numbers gives them, and each image's three channels' classifier
@@ -123,16 +130,7 @@ class StackedEvaluation:
         if self.classifier is not None:
             return
         d = self.data
-        self.classifier, path, _ = classifiers.obtain(
-            d.source,
-            None,
-            d.digits,
-            d.labels,
-            10,
-            cache_dir=self.cache_dir,
-            device=self.device,
-            say=log.info,
-        )
+        self.classifier, path, _ = source_classifier(d, self.cache_dir, self.device, say=log.info)
         n = min(self.num_samples, d.eval_samples)
         key = {"kind": "stacked", "samples": n, "seeds": [REAL_SEED, FLOOR_SEED], "border": d.border}
         real = real_features.cached(path, key, lambda: self._real_side(n))
