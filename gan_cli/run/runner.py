@@ -179,8 +179,11 @@ class Session:
         self.diverged: str | None = None  # what went non-finite, found between steps
         self.rollbacks = 0
         # optimized_metric is checked once the run has both logged and
-        # evaluated, which gives every name its final metrics will hold.
-        self.logged, self.metric_checked = False, not exp.cfg.optimized_metric
+        # evaluated, which gives every name its final metrics will hold (on
+        # several processes only at the end: rank 0 alone evaluates, and
+        # stopping it alone mid-run would leave the others waiting).
+        self.logged = False
+        self.metric_checked = not exp.cfg.optimized_metric or self.world.size > 1
         # Without a checkpoint yet, a rollback returns to the initial state.
         self.initial = (
             copy.deepcopy(exp.snapshot(start, self.meter.state_dict()))
