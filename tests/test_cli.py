@@ -467,3 +467,31 @@ def test_every_console_script_names_the_installed_version(tmp_path, name):
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.startswith(f"{name} (gan-cli {version('gan-cli')}")  # pyproject's, as installed
     assert not list(tmp_path.iterdir())  # and does nothing else
+
+
+def test_with_hydra_job_chdir_relative_paths_still_mean_the_start_folder(tmp_path):
+    # The job runs inside its run folder; dataset.path and eval.cache_dir were typed here.
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(8):
+        Image.new("RGB", (8, 8), (30 * i, 0, 0)).save(folder / f"{i}.png")
+    done = run_cli(
+        "gan-train",
+        *TINY,
+        "objective=gan",
+        "dataset=image_folder",
+        "dataset.path=pictures",
+        "dataset.size=8",
+        "train.batch_size=4",
+        "train.steps=2",
+        "eval.cache_dir=cache",
+        "hydra.job.chdir=true",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    from gan_cli.run.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(tmp_path / "run")
+    assert saved["step"] == 2 and saved["config"]["dataset"]["path"] == str(folder)
+    assert saved["config"]["eval"]["cache_dir"] == str(tmp_path / "cache")

@@ -31,11 +31,45 @@ class JobFailed(CompactHydraException):
     other jobs have run."""
 
 
+# Settings that name a file or folder; a relative one means the folder
+# gan-train was started in (`auto`, `off`, true and false name none).
+PATH_KEYS = (
+    "dataset.path",
+    "dataset.root",
+    "dataset.cache_dir",
+    "eval.cache_dir",
+    "eval.inception",
+    "resume",
+)
+
+
+def paths_from_the_start_folder(cfg: DictConfig) -> None:
+    """hydra.job.chdir=true runs the job inside its run folder: the relative
+    paths of PATH_KEYS are made absolute first, so they still mean where the
+    command was typed (as Hydra's to_absolute_path does)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import to_absolute_path
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    if not HydraConfig.initialized() or not HydraConfig.get().job.chdir:
+        return
+    for key in PATH_KEYS:
+        value = OmegaConf.select(cfg, key)
+        if (
+            isinstance(value, str)
+            and value not in ("", "auto", "off", "true", "false")
+            and not os.path.isabs(value)
+        ):
+            with read_write(cfg), open_dict(cfg):
+                OmegaConf.update(cfg, key, to_absolute_path(value))
+
+
 def train_job(cfg: DictConfig) -> float | None:
     """Hydra's task function: one run, or one job of a sweep."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    paths_from_the_start_folder(cfg)
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         try:
             return _train(cfg)
