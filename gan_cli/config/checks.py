@@ -127,7 +127,13 @@ WHOLE = {
 }
 POSITIVE = ("objective.clip_value", "dataset.std")
 AT_LEAST_ZERO = ("objective.gp_weight",)
-BOOLEANS = ("model.spectral_norm", "model.batch_norm")
+BOOLEANS = (
+    "model.spectral_norm",
+    "model.batch_norm",
+    "objective.conditional",
+    "objective.reference_schedule",
+    "dataset.download",
+)
 NUMBERS = ("objective.a", "objective.b", "objective.c")
 WIDTHS = ("model.g_hidden", "model.d_hidden")
 
