@@ -260,6 +260,22 @@ def test_mse_collapses_to_one_blob_at_the_mean(mse_ring8):
         assert gif.n_frames == 3
 
 
+def test_gan_eval_of_a_toy_run_scores_its_eval_points_and_refuses_num_samples(mse_ring8, capsys):
+    from gan_cli.commands.evaluate import main as eval_main
+
+    metrics_, run_dir = mse_ring8
+    capsys.readouterr()
+    eval_main([str(run_dir)])
+    assert f"toy/w1                   {metrics_['toy/w1']:.4g}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:  # it would change nothing
+        eval_main([str(run_dir), "--num-samples", "100"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "gan-eval: error: --num-samples counts generated images; a 2D toy run scores its "
+        "dataset.eval_points=2500 points"
+    )
+
+
 def test_short_cgan_run_on_ring8_covers_the_modes_and_writes_its_pictures(
     make_cfg, mse_ring8, tmp_path, capsys
 ):

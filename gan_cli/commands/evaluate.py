@@ -125,6 +125,11 @@ def evaluate_checkpoint(
     if data.kind == "stacked":  # modes over dataset.eval_samples, fd & co. over eval.num_samples
         scorer = StackedEvaluation(data, cfg, dev, grid_columns=8).metrics
     if data.kind == "toy":  # toy/* over dataset.eval_points
+        if num_samples is not None:  # it would change nothing
+            raise UserError(
+                f"--num-samples counts generated images; a 2D toy run scores its "
+                f"dataset.eval_points={cfg.dataset.eval_points} points"
+            )
         scorer = ToyEvaluation(data, cfg, dev, grid_columns=8).metrics
     weights = cfg.eval.inception if data.kind == "images" else None
     if scorer is None and weights is None:
