@@ -93,15 +93,15 @@ def evaluate_checkpoint(
     from gan_cli.evaluation.stacked import StackedEvaluation
     from gan_cli.evaluation.toys import ToyEvaluation
     from gan_cli.latent import evaluation_latent
-    from gan_cli.metrics.manifold import NEAREST_K
+    from gan_cli.metrics.manifold import FEWEST_POINTS
     from gan_cli.models.inference import truncated
     from gan_cli.run.checkpoint import discriminator_from_checkpoint, generator_from_checkpoint
 
     config = state["config"]
     options = {**config["eval"], "classifier": "auto"}  # the checkpoint's config, upgraded at load
     if num_samples is not None:
-        if num_samples <= NEAREST_K:  # precision and recall need more than k images
-            raise UserError(f"--num-samples must be >= {NEAREST_K + 1}, got {num_samples}")
+        if num_samples < FEWEST_POINTS:  # as eval.num_samples
+            raise UserError(f"--num-samples must be >= {FEWEST_POINTS}, got {num_samples}")
         options["num_samples"] = num_samples
     if cache_dir is not None:
         options["cache_dir"] = cache_dir

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.config.build import build_optimizer
 from gan_cli.errors import UserError
-from gan_cli.metrics.manifold import NEAREST_K
+from gan_cli.metrics.manifold import FEWEST_POINTS
 from gan_cli.models.augment import POLICIES
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -119,8 +119,8 @@ SHARED_BOOLEANS = ("train.compile", "eval.use_ema", "distributed.sync_batch_norm
 WHOLE = {
     "objective.critic_steps": 1,
     "dataset.arrows": 0,
-    "dataset.eval_points": NEAREST_K + 1,  # precision & recall: more than k on each side
-    "dataset.eval_samples": NEAREST_K + 1,
+    "dataset.eval_points": FEWEST_POINTS,  # precision & recall read that many
+    "dataset.eval_samples": FEWEST_POINTS,
     "dataset.size": 2,
     "model.g_channels": 1,
     "model.d_channels": 1,
@@ -252,7 +252,7 @@ def validate(cfg: DictConfig) -> None:
         "a fraction of train.steps in [0, 1] (0 = constant learning rates)",
     )
     _one_of(cfg, "eval.classifier", EVAL_CLASSIFIER)
-    _whole(cfg, "eval.num_samples", NEAREST_K + 1)  # precision & recall: more than k on each side
+    _whole(cfg, "eval.num_samples", FEWEST_POINTS)  # precision & recall read that many
     if cfg.eval.inception is not None:  # a missing or wrong file fails now, not at the first evaluation
         check_inception_weights(cfg.eval.inception)
     _eval_sampler(cfg)

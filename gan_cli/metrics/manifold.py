@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 NEAREST_K = 5  # k of the papers
+FEWEST_POINTS = NEAREST_K + 1  # on each side: a k-NN ball needs k other points
 KID_SUBSETS = 100  # as torch-fidelity
 KID_SUBSET_SIZE = 1000
 
