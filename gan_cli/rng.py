@@ -10,6 +10,10 @@ import random
 import numpy as np
 import torch
 
+# The largest seed: every generator a run seeds (its own from seed + a few,
+# evaluation/refine.py) takes it, where torch refuses anything past 2**64 - 1.
+MAX_SEED = 2**63 - 1
+
 
 def seed_everything(seed: int) -> None:
     """torch's (CPU and every CUDA device), numpy's and Python's global

@@ -221,6 +221,30 @@ def test_a_folder_through_a_file_gets_one_line_before_any_work(tmp_path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize(
+    "entry,kind,message",
+    [
+        ("tb", "file", "tb is a file, where the run keeps its TensorBoard events (a folder); move it away"),
+        ("samples", "file", "samples is a file, where the run keeps its pictures (a folder); move it away"),
+        ("train.log", "folder", "train.log is a folder, where the run keeps its log (a file); move it away"),
+    ],
+)
+def test_a_run_folder_entry_of_the_wrong_kind_gets_one_line_before_any_work(tmp_path, entry, kind, message):
+    """A file where the run keeps a folder, or the reverse, failed at its first
+    write (a traceback for tb/ and train.log, a line after minutes of training
+    for samples/); the run folder's own layout (output/layout.py) is checked
+    before Hydra writes into it, and nothing there changes."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    if kind == "file":
+        (run_dir / entry).write_text("mine")
+    else:
+        (run_dir / entry).mkdir()
+    done = run_cli("gan-train", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr == f"gan-train: error: {run_dir / message}\n", done.stderr
+    assert [p.name for p in run_dir.iterdir()] == [entry]
+
+
 def test_sweep_variants_try_every_listed_value_once():
     from gan_cli.commands.train import sweep_variants
 

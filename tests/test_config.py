@@ -140,6 +140,20 @@ def test_downloadable_datasets_compose_and_fail_clearly_without_files(make_cfg, 
         ("train.batch_size=0", "train.batch_size must be a whole number >= 1, got 0"),
         ("eval.num_samples=5", "eval.num_samples must be a whole number >= 6, got 5"),
         ("train.steps=abc", "train.steps must be a whole number >= 0, got 'abc'"),
+        # torch seeds nothing past 2**64 - 1; the run's own streams take seed + a few
+        ("seed=-1", "seed must be a whole number >= 0, got -1"),
+        (
+            "seed=9223372036854775808",
+            "seed must be a whole number <= 9223372036854775807, got 9223372036854775808",
+        ),
+        (
+            "resume_allow=[train.ema]",
+            "resume_allow is read only when a run continues (resume=true or resume=PATH)",
+        ),
+        (
+            "resume=true resume_allow=train.ema",
+            "resume_allow must be a list of config keys, e.g. resume_allow=[train.ema], got 'train.ema'",
+        ),
         ("optimizer.lr=-0.1", "optimizer.lr must be a number > 0, got -0.1"),  # the key the user sets
         ("optimizer.d.lr=0", "optimizer.d.lr must be a number > 0, got 0"),
         (

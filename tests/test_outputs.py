@@ -109,6 +109,11 @@ def test_gan_sample_rejects_bad_input(make_cfg, tmp_path, capsys):
         ([str(tmp_path / "nope")], "no such run dir or checkpoint"),
         ([cfg.run_dir, "--label", "3"], "needs a conditional model"),
         ([cfg.run_dir, "--num", "0"], "--num must be >= 1"),
+        ([cfg.run_dir, "--seed", "-1"], "--seed must be a whole number in [0, 9223372036854775807], got -1"),
+        (
+            [cfg.run_dir, "--seed", str(2**64)],
+            f"--seed must be a whole number in [0, {2**63 - 1}], got {2**64}",
+        ),
         (
             [cfg.run_dir, "--out", str(tmp_path / "s.npz"), "--grid", str(tmp_path / "." / "s.npz")],
             f"--out and --grid both name {tmp_path / 's.npz'}; the picture would replace the samples",

@@ -77,6 +77,13 @@ def test_gan_report_plot_writes_the_png(sweep, tmp_path, capsys):
     chosen = tmp_path / "elsewhere" / "curves.png"
     report_main([str(sweep), "--plot", str(chosen)])
     assert chosen.is_file() and Image.open(chosen).size == Image.open(path).size
+    # A folder as --plot's file is refused while the command line is read, before any drawing.
+    with pytest.raises(SystemExit) as exit_info:
+        report_main([str(sweep), "--plot", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    message = f"argument --plot: {tmp_path} is a folder; give the name of a file to write"
+    assert err == f"gan-report: error: {message} (see gan-report --help)\n"
 
 
 def test_plot_without_events_or_samples_is_one_line(tmp_path, capsys):

@@ -159,14 +159,19 @@ def test_resume_refuses_a_changed_config_unless_allowed(make_cfg):
         run(changed)
     message = str(info.value)
     assert "latent.dim" in message and "optimizer.lr" in message and "train.steps" not in message
-    allowed = make_cfg(
+    longer = [
         "objective=gan",
         "train.steps=8",
         "optimizer.lr=1e-3",
         "resume=true",
         f"run_dir={first.run_dir}",
-        "resume_allow=[optimizer]",
-    )
+    ]
+    allowed = make_cfg(*longer, "resume_allow=[optimizer]")
+    # A name that is no key (a typo) would allow nothing: refused, the run untouched.
+    typo = make_cfg(*longer, "resume_allow=[optimiser]")
+    with pytest.raises(UserError, match=r"^resume_allow=\[optimiser\]: no such key in the run's config$"):
+        run(typo)
+    assert load_checkpoint(first.run_dir)["step"] == 4
     run(allowed)
     state = load_checkpoint(first.run_dir)
     assert state["step"] == 8

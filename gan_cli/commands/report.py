@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gan_cli.config.checks import parse_override
-from gan_cli.errors import OneLineParser, UserError, command, output_folder
+from gan_cli.errors import OneLineParser, UserError, command, output_file, output_folder
 from gan_cli.output.files import atomic_write, write_text_atomic
 from gan_cli.output.step_files import step_files, step_of
 
@@ -352,6 +352,12 @@ def save_figure(fig, path: Path) -> None:
     atomic_write(path, lambda file: file.write(buffer.getvalue()))
 
 
+def _plot_file(text: str) -> Path | str:
+    """--plot's file, checked as any output file; "" (--plot alone: the
+    default beside report.md), as argparse passes the option's const through it."""
+    return output_file(text) if text else text
+
+
 def parse_args(argv=None):
     parser = OneLineParser(
         prog="gan-report",
@@ -367,6 +373,7 @@ def parse_args(argv=None):
         "--plot",
         nargs="?",
         const="",
+        type=_plot_file,
         metavar="FILE",
         help="also draw every job's curves and last sample grid into one PNG "
         "(default FILE: report.png beside report.md)",
@@ -407,7 +414,7 @@ def main(argv=None) -> None:
         f"{out / 'report.md'} and {out / 'report.csv'}"
     )
     if figure is not None:
-        plot = Path(args.plot) if args.plot else out / "report.png"
+        plot = args.plot or out / "report.png"
         save_figure(figure, plot)
         print(f"wrote the curves and last sample grids of {len(jobs)} job(s) to {plot}")
 

@@ -308,7 +308,11 @@ def main(argv=None) -> None:
     refuse_unused_sampler_options(
         {option: getattr(args, option[2:].replace("-", "_")) for option in SAMPLER_OPTIONS}, args.sampler
     )
+    from gan_cli.rng import MAX_SEED
     from gan_cli.run.checkpoint import load_checkpoint
+
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed must be a whole number in [0, {MAX_SEED}], got {args.seed}")
 
     state = load_checkpoint(args.path)
     if args.png_dir:

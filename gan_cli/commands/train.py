@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from gan_cli import __version__
 from gan_cli.config.checks import check_data
 from gan_cli.errors import UserError, command, file_in_the_way, reported
+from gan_cli.output.layout import check_run_folder
 from gan_cli.parallel import launch
 
 PROG = "gan-train"
@@ -226,6 +227,7 @@ def check_run(cfg: DictConfig) -> None:
     and (one process) the resume decision and the data."""
     run_dir = folder_of(cfg, "hydra.run.dir")  # resolved once: the run reads the same folder
     check_folder_path(run_dir, "hydra.run.dir")
+    check_run_folder(run_dir)  # Hydra writes .hydra/ and train.log there first
     job = check_overrides_of(cfg)
     if launch.place().size == 1:
         from gan_cli.run.resume import resume_state

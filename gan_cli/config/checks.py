@@ -13,6 +13,7 @@ from gan_cli.config.build import build_optimizer
 from gan_cli.errors import UserError
 from gan_cli.metrics.manifold import FEWEST_POINTS
 from gan_cli.models.augment import POLICIES
+from gan_cli.rng import MAX_SEED
 
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_POLICIES = ("stop", "rollback")
@@ -156,10 +157,12 @@ def _real(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, numbers.Real)
 
 
-def _whole(cfg, key: str, minimum: int):
+def _whole(cfg, key: str, minimum: int, maximum: int | None = None):
     value = _get(cfg, key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UserError(f"{key} must be a whole number >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise UserError(f"{key} must be a whole number <= {maximum}, got {value!r}")
 
 
 def _number(cfg, key: str, minimum: float | None = None, strict: bool = False):
@@ -215,7 +218,7 @@ def validate(cfg: DictConfig) -> None:
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise UserError(f"{missing[0]} needs a value: add {missing[0]}=... to the command line")
-    _whole(cfg, "seed", 0)
+    _whole(cfg, "seed", 0, MAX_SEED)
     _whole(cfg, "latent.dim", 1)
     _one_of(cfg, "latent.distribution", LATENT_DISTRIBUTIONS)
     _whole(cfg, "train.steps", 0)
@@ -231,6 +234,14 @@ def validate(cfg: DictConfig) -> None:
         _whole(cfg, f"train.{key}", 1)
     if cfg.train.cpu_threads != "auto":
         _whole(cfg, "train.cpu_threads", 1)
+
+    allow = _get(cfg, "resume_allow")
+    if not OmegaConf.is_list(allow) or not all(isinstance(key, str) and key for key in allow):
+        raise UserError(
+            f"resume_allow must be a list of config keys, e.g. resume_allow=[train.ema], got {allow!r}"
+        )
+    if len(allow) and cfg.resume in (False, None, "false", ""):
+        raise UserError("resume_allow is read only when a run continues (resume=true or resume=PATH)")
 
     augment = _get(cfg, "train.augment")
     if not OmegaConf.is_list(augment) or any(a not in POLICIES for a in augment):
@@ -465,12 +476,18 @@ def changed_keys(saved: dict, current: dict, allowed: list[str]) -> list[str]:
     """Dotted keys whose values differ, less those allowed to change on resume
     (a listed key allows everything under it). `saved` is a checkpoint's
     config as gan_cli.run.checkpoint.load_checkpoint gives it: keys added
-    since it was written already filled in with the values it ran with."""
+    since it was written already filled in with the values it ran with.
+    An allowed name that is no key of either config is refused: a typo
+    would otherwise allow nothing, silently."""
     old, new = _flatten(saved), _flatten(current)
+    keys = old.keys() | new.keys()
+    unknown = [a for a in allowed if not any(k == a or k.startswith(a + ".") for k in keys)]
+    if unknown:
+        raise UserError(f"resume_allow=[{','.join(unknown)}]: no such key in the run's config")
     free = [*RESUMABLE_CHANGES, *allowed]
     return sorted(
         k
-        for k in old.keys() | new.keys()
+        for k in keys
         if old.get(k, "<absent>") != new.get(k, "<absent>")
         and not any(k == a or k.startswith(a + ".") for a in free)
     )

@@ -9,6 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
+from gan_cli.output.layout import LOG
+
 log = logging.getLogger("gan_cli")
 
 STAMPED = "[%(asctime)s] %(message)s"
@@ -39,7 +41,7 @@ def _writes_to_stderr(handler: logging.Handler) -> bool:
 def logging_to(run_dir: Path):
     """Make sure `gan_cli` records reach run_dir/train.log and stderr while
     the run lasts, adding only the handlers that Hydra has not set up."""
-    path = Path(run_dir) / "train.log"
+    path = Path(run_dir) / LOG
     path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     handlers = [*root.handlers, *log.handlers]

@@ -12,6 +12,7 @@ import torch
 from gan_cli.config.checks import parse_override
 from gan_cli.errors import writing
 from gan_cli.output.files import atomic_write
+from gan_cli.output.layout import EVENTS, SAMPLES
 from gan_cli.output.log import log
 from gan_cli.output.pictures import save_png
 
@@ -21,13 +22,11 @@ class Monitor:
         from torch.utils.tensorboard import SummaryWriter  # late: heavy import
 
         self.run_dir = Path(run_dir)
-        self.events = self.run_dir / "tb"
-        self.samples_dir = self.run_dir / "samples"
+        self.events = self.run_dir / EVENTS
+        self.samples_dir = self.run_dir / SAMPLES
         # A resumed run drops the events an earlier process wrote after the
         # checkpoint it resumes from (steps > start_step): no duplicate points.
-        self.writer = SummaryWriter(
-            str(self.run_dir / "tb"), purge_step=start_step + 1 if start_step else None
-        )
+        self.writer = SummaryWriter(str(self.events), purge_step=start_step + 1 if start_step else None)
         self.total = total_steps
         self.interactive = sys.stderr.isatty()
         self.bar = None  # the terminal's progress bar, once shown
@@ -127,7 +126,7 @@ class Monitor:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer.close()
-        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=step + 1)
+        self.writer = SummaryWriter(str(self.events), purge_step=step + 1)
         self.last_time, self.last_step = time.perf_counter(), step
         self.last_shown = step
         if self.bar is not None:

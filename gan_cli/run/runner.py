@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from gan_cli.config.checks import changed_keys, parse_override, validate
 from gan_cli.errors import UserError
 from gan_cli.output.files import write_text_atomic
+from gan_cli.output.layout import CHECKPOINTS, METRICS, check_run_folder
 from gan_cli.output.log import log, logging_to
 from gan_cli.output.step_files import step_name
 from gan_cli.parallel import distributed
@@ -80,6 +81,7 @@ def _run(cfg: DictConfig, world: distributed.World) -> dict[str, float]:
 
         world.from_leader(lock)
         source, state = world.from_leader(lambda: resume_state(cfg, run_dir))
+        world.from_leader(lambda: check_run_folder(_folder_written(cfg, run_dir)))
         return _train(cfg, world, run_dir, source, state)
 
 
@@ -91,7 +93,10 @@ def _train(cfg: DictConfig, world: distributed.World, run_dir: Path, source, sta
     with logs:  # notes from building and restoring reach train.log too
         exp = Experiment(cfg)
         if state is not None:
-            changed = changed_keys(state["config"], exp.resolved_config, allowed=list(cfg.resume_allow))
+            try:
+                changed = changed_keys(state["config"], exp.resolved_config, allowed=list(cfg.resume_allow))
+            except UserError as error:  # every process finds it alike
+                raise everywhere(error) from None
             if changed:
                 raise everywhere(
                     UserError(
@@ -167,13 +172,13 @@ class Session:
         # Several processes: rank 0 alone writes and evaluates; all agree on
         # stopping and divergence (gan_cli.parallel.distributed).
         self.world = distributed.current()
-        self.checkpointer = Checkpointer(run_dir / "checkpoints", t.keep_checkpoints)
+        self.checkpointer = Checkpointer(run_dir / CHECKPOINTS, t.keep_checkpoints)
         self.meter = Meter()
         if state:
             self.meter.load_state_dict(state.get("meter", {}))
         self.final: dict[str, float] = {}
-        if state and (run_dir / "metrics.json").exists():
-            self.final.update(earlier_metrics(run_dir / "metrics.json"))
+        if state and (run_dir / METRICS).exists():
+            self.final.update(earlier_metrics(run_dir / METRICS))
         self.monitor = Monitor(run_dir, steps, start_step=start) if self.world.writes else Unseen()
         self.stop = StopOnSignal()
         self.diverged: str | None = None  # what went non-finite, found between steps
@@ -225,7 +230,7 @@ class Session:
             raise
         self.monitor.close()
         if self.world.writes:
-            write_text_atomic(self.run_dir / "metrics.json", json.dumps(self.final, indent=2) + "\n")
+            write_text_atomic(self.run_dir / METRICS, json.dumps(self.final, indent=2) + "\n")
         return self.final
 
     def stopping(self) -> bool:
