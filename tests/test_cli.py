@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from conftest import TINY, assert_one_line_errors, run_cli
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -499,23 +500,48 @@ def test_with_hydra_job_chdir_relative_paths_still_mean_the_start_folder(tmp_pat
     folder.mkdir()
     for i in range(8):
         Image.new("RGB", (8, 8), (30 * i, 0, 0)).save(folder / f"{i}.png")
-    done = run_cli(
-        "gan-train",
-        *TINY,
+    relative = [
         "objective=gan",
         "dataset=image_folder",
         "dataset.path=pictures",
         "dataset.size=8",
         "train.batch_size=4",
-        "train.steps=2",
         "eval.cache_dir=cache",
         "hydra.job.chdir=true",
         "hydra.run.dir=run",
-        cwd=tmp_path,
-    )
+    ]
+    done = run_cli("gan-train", *TINY, *relative, "train.steps=2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     from gan_cli.run.checkpoint import load_checkpoint
 
     saved = load_checkpoint(tmp_path / "run")
     assert saved["step"] == 2 and saved["config"]["dataset"]["path"] == str(folder)
     assert saved["config"]["eval"]["cache_dir"] == str(tmp_path / "cache")
+    # Resumed with the same relative paths: the same config, checked before Hydra starts the job.
+    done = run_cli("gan-train", *TINY, *relative, "train.steps=3", "resume=true", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(tmp_path / "run")["step"] == 3
+
+
+def test_a_resume_keeps_hydras_record_of_how_the_run_started(tmp_path):
+    """Hydra writes .hydra/ at every start: a resume used to replace the run's
+    overrides (which gan-report groups a sweep by) with its own, and a refused
+    one left the refused config there as the run's record."""
+    run_dir = tmp_path / "run"
+    done = run_cli("gan-train", *TINY, "optimizer.lr=1e-4", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
+    log = (run_dir / "train.log").read_bytes()
+    here = f"hydra.run.dir={run_dir}"
+    done = run_cli("gan-train", *TINY, "train.steps=30", "resume=true", here, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("gan-train: error: cannot resume") and "optimizer.lr" in done.stderr
+    assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == record
+    assert (run_dir / "train.log").read_bytes() == log
+    for steps, n in ((30, 1), (40, 2)):
+        resume = [f"train.steps={steps}", "optimizer.lr=1e-4", "resume=true", here]
+        done = run_cli("gan-train", *TINY, *resume, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        overrides = run_dir / ".hydra" / f"resume_{n}" / "overrides.yaml"
+        assert yaml.safe_load(overrides.read_text())[-3:] == resume[:3]  # Hydra's own keys apart
+    assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir() if p.is_file()} == record

@@ -49,11 +49,17 @@ def paths_from_the_start_folder(cfg: DictConfig) -> None:
     paths of PATH_KEYS are made absolute first, so they still mean where the
     command was typed (as Hydra's to_absolute_path does)."""
     from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and HydraConfig.get().job.chdir:
+        _absolute_paths(cfg)
+
+
+def _absolute_paths(cfg: DictConfig) -> None:
+    """PATH_KEYS made absolute from the start folder (Hydra's original cwd
+    in a job, the current folder before one)."""
     from hydra.utils import to_absolute_path
     from omegaconf import OmegaConf, open_dict, read_write
 
-    if not HydraConfig.initialized() or not HydraConfig.get().job.chdir:
-        return
     for key in PATH_KEYS:
         value = OmegaConf.select(cfg, key)
         if (
@@ -159,6 +165,7 @@ def run_once(overrides: list[str]) -> None:
     from hydra._internal.callbacks import Callbacks  # what Hydra.run uses; hydra-core is pinned to 1.3
     from hydra.core.utils import run_job
     from hydra.types import HydraContext
+    from omegaconf import read_write
 
     from gan_cli.config.compose import compose_run, hydra_app
 
@@ -166,10 +173,13 @@ def run_once(overrides: list[str]) -> None:
         try:
             # hydra.mode=RUN: the override @hydra.main adds for a run.
             cfg = compose_run(app, [*overrides, "hydra.mode=RUN"])
-            check_run(cfg)
+            continues = check_run(cfg)
         except UserError as error:
             # Every process composes and checks the same overrides; rank 0 says it.
             raise launch.everywhere(error) from None
+        if continues:  # Hydra's record of how the run started stays; this one goes beside it
+            with read_write(cfg.hydra):
+                cfg.hydra.output_subdir = resume_record(Path(cfg.hydra.run.dir))
         callbacks = Callbacks(cfg)
         callbacks.on_run_start(config=cfg, config_name="config")
         new_folders = _missing_folders(Path(cfg.hydra.run.dir))
@@ -222,22 +232,33 @@ def _remove_unstarted(new_folders: list[Path]) -> None:
                 break
 
 
-def check_run(cfg: DictConfig) -> None:
+def check_run(cfg: DictConfig) -> bool:
     """What can be known before Hydra makes the run's folder: the values,
-    and (one process) the resume decision and the data."""
+    and (one process) the resume decision and the data. True where the run
+    continues a checkpoint of its own folder (hydra.run.dir)."""
     run_dir = folder_of(cfg, "hydra.run.dir")  # resolved once: the run reads the same folder
     check_folder_path(run_dir, "hydra.run.dir")
     check_run_folder(run_dir)  # Hydra writes .hydra/ and train.log there first
     job = check_overrides_of(cfg)
+    continues = False
     if launch.place().size == 1:
-        from gan_cli.run.resume import resume_state
+        from omegaconf import OmegaConf
+
+        from gan_cli.run.resume import _run_dir_of, check_same_config, resume_state
 
         # The run's own resume decision, taken now, so that a missing or
-        # unreadable checkpoint, or a folder that already holds a run, is
-        # refused before Hydra makes a folder (and train.log) for a run that
-        # never starts. The run reads the checkpoint again. Several
-        # processes: rank 0 alone may see it, and decides in the run for all.
-        resume_state(job, run_dir)
+        # unreadable checkpoint, a folder that already holds a run, or a
+        # changed config is refused before Hydra writes its record of the
+        # refused command into the folder (and train.log). The run reads the
+        # checkpoint again. Several processes: rank 0 alone may see it, and
+        # decides in the run for all.
+        source, state = resume_state(job, run_dir)
+        if state is not None:
+            if cfg.hydra.job.chdir:  # as the job will see them
+                _absolute_paths(job)
+            current = OmegaConf.to_container(job, resolve=True)
+            check_same_config(source, state["config"], current, job.resume_allow)
+            continues = _run_dir_of(source).resolve() == run_dir.resolve()
         # Missing data, likewise (a download the config allows happens now,
         # into dataset.root, and the run reads the files).
         check_data(job)
@@ -247,6 +268,17 @@ def check_run(cfg: DictConfig) -> None:
         configured = job.eval.cache_dir
         from_environment = not configured and os.environ.get("GAN_CLI_CACHE")
         check_folder_path(cache_root(configured), "GAN_CLI_CACHE" if from_environment else "eval.cache_dir")
+    return continues
+
+
+def resume_record(run_dir: Path) -> str:
+    """Where Hydra records a resumed run's config and overrides: .hydra/resume_<n>,
+    the next free n, so that .hydra/ keeps how the run started (gan-report
+    groups a sweep's jobs by those overrides) and each resume has its own."""
+    n = 1
+    while (run_dir / ".hydra" / f"resume_{n}").exists():
+        n += 1
+    return f".hydra/resume_{n}"
 
 
 def folder_of(cfg: DictConfig, key: str) -> Path:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from gan_cli.config.checks import changed_keys
 from gan_cli.errors import UserError
 from gan_cli.run.checkpoint import find_checkpoint, load_resumable
 
@@ -27,6 +28,17 @@ def _resume_source(cfg: DictConfig, run_dir: Path) -> Path | None:
             )
         return run_dir / "checkpoints" / "last.pt"
     return find_checkpoint(resume)
+
+
+def check_same_config(source: Path, saved: dict, current: dict, allowed) -> None:
+    """A resume continues the run its checkpoint holds: keys that differ
+    from the saved config, beyond those allowed, are refused in one line."""
+    changed = changed_keys(saved, current, allowed=list(allowed))
+    if changed:
+        raise UserError(
+            f"cannot resume {source}: the config differs in {', '.join(changed)}; "
+            f"restore them, or allow with resume_allow=[{','.join(changed)}]"
+        )
 
 
 def _run_dir_of(checkpoint: Path) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from gan_cli.config.checks import changed_keys, parse_override, validate
+from gan_cli.config.checks import parse_override, validate
 from gan_cli.errors import UserError
 from gan_cli.output.files import write_text_atomic
 from gan_cli.output.layout import CHECKPOINTS, METRICS, check_run_folder
@@ -23,7 +23,7 @@ from gan_cli.parallel.launch import everywhere, relaunch_command
 from gan_cli.run.checkpoint import Checkpointer, load_checkpoint
 from gan_cli.run.lock import RunLock
 from gan_cli.run.monitor import Monitor, run_hparams, summary
-from gan_cli.run.resume import _folder_written, _run_dir_of, resume_state
+from gan_cli.run.resume import _folder_written, _run_dir_of, check_same_config, resume_state
 from gan_cli.training import cuda_graphs
 from gan_cli.training.experiment import Experiment
 from gan_cli.training.meter import Meter
@@ -94,16 +94,9 @@ def _train(cfg: DictConfig, world: distributed.World, run_dir: Path, source, sta
         exp = Experiment(cfg)
         if state is not None:
             try:
-                changed = changed_keys(state["config"], exp.resolved_config, allowed=list(cfg.resume_allow))
+                check_same_config(source, state["config"], exp.resolved_config, cfg.resume_allow)
             except UserError as error:  # every process finds it alike
                 raise everywhere(error) from None
-            if changed:
-                raise everywhere(
-                    UserError(
-                        f"cannot resume {source}: the config differs in {', '.join(changed)}; "
-                        f"restore them, or allow with resume_allow=[{','.join(changed)}]"
-                    )
-                )
         start = exp.restore(state) if state else 0
         steps = 0 if exp.objective.closed_form else cfg.train.steps
         if start > steps:
