@@ -182,8 +182,26 @@ def test_a_generator_far_from_the_data_gets_its_best_samples_and_a_count(junky):
     refiner = _refiner("threshold", G, D, threshold_percentile=50.0)
     samples = refiner.draw(50)
     assert samples.shape == (50, 2)
-    below = refiner.cost.extra["below_threshold"]
+    below = refiner.cost.extra["unaccepted"]
     assert 0 < below <= 50 and refiner.cost.proposed >= MAX_PROPOSALS * 50
+
+
+def test_rejection_sampling_that_accepts_nothing_stops_at_the_cap(junky):
+    """DRS's chance is relative to the largest ratio it has seen: one far
+    outlier (here r_max raised by 50 after the burn-in) makes every chance
+    about e^-50, and the draw used to run on without end, its memory growing.
+    It now stops after MAX_PROPOSALS per sample, as the threshold does."""
+    from gan_cli.evaluation.draws import MAX_PROPOSALS
+
+    G, D = junky
+    refiner = _refiner("drs", G, D)
+    refiner.draw(1)  # the burn-in sets r_max
+    refiner.r_max += 50.0
+    proposed = refiner.cost.proposed
+    samples = refiner.draw(50)
+    assert samples.shape == (50, 2) and torch.isfinite(samples).all()
+    assert refiner.cost.extra["unaccepted"] == 50
+    assert MAX_PROPOSALS * 50 <= refiner.cost.proposed - proposed <= MAX_PROPOSALS * 50 + 164
 
 
 def test_gan_sample_refines_with_the_runs_discriminator(make_cfg, tmp_path, capsys):

@@ -194,10 +194,10 @@ def draw_batches(
                 f"{d_evaluations}{cost[f'{method}/seconds_per_1000']:.2f} s per 1,000 samples",
                 file=sys.stderr,
             )
-            if below := refiner.cost.extra.get("below_threshold"):
+            if unaccepted := refiner.cost.extra.get("unaccepted"):
                 print(
-                    f"gan-sample: threshold: {below} samples are below the threshold (the best of "
-                    f"{refiner.cost.proposed} proposals): G's samples are far from the data",
+                    f"gan-sample: {method}: {unaccepted} samples were never accepted, so the best-scored "
+                    f"of {refiner.cost.proposed} proposals stand in: G's samples are far from the data",
                     file=sys.stderr,
                 )
 

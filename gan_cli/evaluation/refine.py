@@ -201,10 +201,11 @@ class Refiner:
 
     def _accepted(self, n: int, label: int | None) -> torch.Tensor:
         """n proposals of G (of class `label`) that passed the rejection test.
-        The threshold's test could reject nearly every sample of a G far from
-        the data: after draws.MAX_PROPOSALS per sample the rest are the rejected
-        proposals scored highest, counted in cost.extra["below_threshold"]."""
-        runners_up = None  # threshold: (x, r) of the best n rejected so far
+        Either test could reject nearly every sample of a G far from the data
+        (or, for drs, of a D whose largest ratio seen is far above the rest):
+        after draws.MAX_PROPOSALS per sample the rest are the rejected
+        proposals scored highest, counted in cost.extra["unaccepted"]."""
+        runners_up = None  # (x, r) of the best n rejected so far
 
         def propose(count: int):
             nonlocal runners_up
@@ -214,18 +215,17 @@ class Refiner:
             self.cost.d_evaluations += count
             if self.method == "threshold":
                 accept = r >= self.cut
-                runners_up = _best(runners_up, x[~accept], r[~accept], n)
             else:
                 self.r_max = max(self.r_max, r.max().item())
                 chance = torch.sigmoid(self._F(r) - self.gamma)
                 accept = torch.rand(count, generator=self.generator, device=r.device) < chance
+            runners_up = _best(runners_up, x[~accept], r[~accept], n)  # F rises with r: one order
             return x, accept
 
-        threshold = self.method == "threshold"
-        kept, have, _ = keep_accepted(n, propose, lambda left: max(64, 2 * left), self.cost, cap=threshold)
+        kept, have, _ = keep_accepted(n, propose, lambda left: max(64, 2 * left), self.cost, cap=True)
         if have < n:
             kept.append(runners_up[0][: n - have])
-            self.cost.extra["below_threshold"] = self.cost.extra.get("below_threshold", 0) + n - have
+            self.cost.extra["unaccepted"] = self.cost.extra.get("unaccepted", 0) + n - have
         return torch.cat(kept)
 
     def _chains(self, n: int, y: torch.Tensor | None) -> torch.Tensor:
