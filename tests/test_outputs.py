@@ -128,7 +128,28 @@ def test_gan_sample_rejects_bad_input(make_cfg, tmp_path, capsys):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes((tmp_path / "run0" / "checkpoints" / "last.pt").read_bytes()[:5000])
     cases.append(([str(truncated)], "not a readable checkpoint"))
+    # A run's own files, or the checkpoint read, are never written over.
+    last = Path(cfg.run_dir) / "checkpoints" / "last.pt"
+    lone = tmp_path / "lone.pt"
+    lone.write_bytes(last.read_bytes())
+    kept = {path: path.read_bytes() for path in (last, lone, Path(cfg.run_dir) / "metrics.json")}
+    ours = f"is one of the files of the run in {cfg.run_dir}; write elsewhere"
+    cases += [
+        ([cfg.run_dir, "--out", str(last)], ours),
+        ([cfg.run_dir, "--grid", str(Path(cfg.run_dir) / "metrics.json")], ours),
+        ([cfg.run_dir, "--out", str(Path(cfg.run_dir) / "samples" / "s.npz")], ours),
+        ([str(lone), "--out", str(tmp_path / "." / "lone.pt")], f"--out names {lone}, the checkpoint read"),
+    ]
     assert_one_line_errors(sample_main, "gan-sample", cases, capsys)
+    from gan_cli.commands.evaluate import main as eval_main
+
+    assert_one_line_errors(
+        eval_main,
+        "gan-eval",
+        [([cfg.run_dir, "--json", str(last)], ours), ([str(lone), "--json", str(lone)], "--json names")],
+        capsys,
+    )
+    assert all(path.read_bytes() == data for path, data in kept.items())
     assert not (tmp_path / "s.npz").exists()
     # The checkpoints folder itself names its last.pt.
     sample_main([str(Path(cfg.run_dir) / "checkpoints"), "--num", "3", "--out", str(tmp_path / "c.npz")])

@@ -28,7 +28,8 @@ from gan_cli.bench.speed import (
     vs_script,
     write_mnist_idx,
 )
-from gan_cli.errors import OneLineParser, UserError, command, output_file, writing
+from gan_cli.errors import OneLineParser, UserError, command, writing
+from gan_cli.output.layout import safe_output_file
 
 
 @command("gan-bench", writing="cannot write the figures")
@@ -99,7 +100,7 @@ def main(argv=None) -> None:
         help=f"more gan-train overrides, one string, after {' '.join(VS_OVERRIDES)} "
         "(train.steps= here replaces the computed one)",
     )
-    parser.add_argument("--json", type=output_file, help="also write the figures to this file")
+    parser.add_argument("--json", type=safe_output_file, help="also write the figures to this file")
     parser.add_argument(
         "--quality",
         action="store_true",

@@ -6,7 +6,8 @@ import re
 import sys
 from pathlib import Path
 
-from gan_cli.errors import OneLineParser, UserError, command, output_file
+from gan_cli.errors import OneLineParser, UserError, command
+from gan_cli.output.layout import check_not_the_source, safe_output_file
 
 PER_CLASS = re.compile(r"^(.*)/(\d+)$")
 
@@ -46,7 +47,7 @@ def parse_args(argv=None):
         help="jacobian: the percentage of G's samples with the largest Jacobian norm to drop "
         "(default: the run's eval.jacobian_drop)",
     )
-    parser.add_argument("--json", type=output_file, help="also write the metrics to this JSON file")
+    parser.add_argument("--json", type=safe_output_file, help="also write the metrics to this JSON file")
     from gan_cli.commands.sample import add_generator_choice, add_refine_steps, add_truncation
 
     add_truncation(parser)
@@ -182,6 +183,7 @@ def format_metrics(values: dict[str, float]) -> str:
 @command("gan-eval")
 def main(argv=None) -> None:
     args = parse_args(argv)
+    check_not_the_source(args.path, {"--json": args.json})
     from gan_cli.run.checkpoint import find_checkpoint, load_checkpoint
 
     state = load_checkpoint(args.path)

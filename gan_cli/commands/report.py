@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gan_cli.config.checks import parse_override
-from gan_cli.errors import OneLineParser, UserError, command, output_file, output_folder
+from gan_cli.errors import OneLineParser, UserError, command, output_folder
 from gan_cli.output.files import atomic_write, write_text_atomic
+from gan_cli.output.layout import safe_output_file
 from gan_cli.output.step_files import step_files, step_of
 
 IGNORED_KEYS = {"seed", "run_dir", "resume", "resume_allow"}
@@ -355,7 +356,7 @@ def save_figure(fig, path: Path) -> None:
 def _plot_file(text: str) -> Path | str:
     """--plot's file, checked as any output file; "" (--plot alone: the
     default beside report.md), as argparse passes the option's const through it."""
-    return output_file(text) if text else text
+    return safe_output_file(text) if text else text
 
 
 def parse_args(argv=None):

@@ -3,7 +3,8 @@
 import sys
 from pathlib import Path
 
-from gan_cli.errors import OneLineParser, UserError, command, os_reason, output_file, writing
+from gan_cli.errors import OneLineParser, UserError, command, os_reason, writing
+from gan_cli.output.layout import check_not_the_source, safe_output_file
 
 PNG_BATCH = 256  # images generated at a time for --png-dir: memory stays flat for 50,000
 
@@ -15,8 +16,8 @@ def parse_args(argv=None):
     )
     parser.add_argument("path", help="a run dir (uses checkpoints/last.pt) or a checkpoint .pt file")
     parser.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
-    parser.add_argument("--out", type=output_file, help="write samples (and labels) to this .npz")
-    parser.add_argument("--grid", type=output_file, help="write a picture of the samples to this .png")
+    parser.add_argument("--out", type=safe_output_file, help="write samples (and labels) to this .npz")
+    parser.add_argument("--grid", type=safe_output_file, help="write a picture of the samples to this .png")
     parser.add_argument(
         "--png-dir",
         type=Path,
@@ -302,6 +303,7 @@ def main(argv=None) -> None:
         raise UserError(f"--num must be >= 1, got {args.num}")
     if args.out and args.grid and args.out.resolve() == args.grid.resolve():
         raise UserError(f"--out and --grid both name {args.out}; the picture would replace the samples")
+    check_not_the_source(args.path, {"--out": args.out, "--grid": args.grid})
     check_refine_steps(args.refine_steps)
     check_jacobian_drop(args.jacobian_drop)
     check_sampler_settings(args)

@@ -1,9 +1,10 @@
 """What a run folder holds, by name: the one list that the writers use and
 that a folder is checked against before a run starts writing into it."""
 
+import argparse
 from pathlib import Path
 
-from gan_cli.errors import UserError
+from gan_cli.errors import UserError, output_file
 
 CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
@@ -33,3 +34,37 @@ def check_run_folder(run_dir: Path) -> None:
         entry = Path(run_dir) / name
         if entry.is_dir():
             raise UserError(f"{entry} is a folder, where the run keeps {holds} (a file); move it away")
+
+
+def is_run_folder(folder: Path) -> bool:
+    return any((folder / name).is_dir() for name in FOLDERS) or (folder / METRICS).is_file()
+
+
+def run_owning(path: Path) -> Path | None:
+    """The run folder `path` is one of the own files of (its metrics or log,
+    or anything in its checkpoints, pictures, events or Hydra's record), or None."""
+    path = Path(path).absolute()
+    if path.name in FILES and is_run_folder(path.parent):
+        return path.parent
+    for folder in path.parents:
+        if folder.name in FOLDERS and is_run_folder(folder.parent):
+            return folder.parent
+    return None
+
+
+def safe_output_file(text: str) -> Path:
+    """argparse type of an option naming a file a command writes (--out,
+    --grid, --json, --plot): errors.output_file's checks, and no file of a
+    run's own (a checkpoint replaced by samples would lose the run)."""
+    path = output_file(text)
+    if (run := run_owning(path)) is not None:
+        raise argparse.ArgumentTypeError(f"{text} is one of the files of the run in {run}; write elsewhere")
+    return path
+
+
+def check_not_the_source(source, outputs: dict) -> None:
+    """A command's output files ({option: path or None}) must not be the
+    checkpoint file it reads (`source`, as given), wherever that lies."""
+    for option, path in outputs.items():
+        if path is not None and Path(source).is_file() and Path(path).resolve() == Path(source).resolve():
+            raise UserError(f"{option} names {source}, the checkpoint read; write elsewhere")
