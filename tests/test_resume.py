@@ -202,6 +202,25 @@ def test_resume_from_a_checkpoint_path_and_bad_resumes(make_cfg, tmp_path):
     assert run(longer)["eval/fd"] > 0 and json.loads(metrics.read_text())["eval/fd"] > 0
 
 
+def test_a_fresh_run_leaves_an_earlier_runs_files_without_a_checkpoint_alone(make_cfg):
+    """A run stopped before its first checkpoint (diverged, killed) left its
+    events and pictures; a new run there mixed its curves into them and
+    replaced the pictures."""
+    first = make_cfg("objective=gan", "train.steps=4", "train.checkpoint_every=1000")
+    run(first)
+    folder = Path(first.run_dir)
+    (folder / "checkpoints" / "last.pt").unlink()
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    again = make_cfg("objective=gan", "train.steps=4", f"run_dir={folder}")
+    with pytest.raises(UserError) as info:
+        run(again)
+    assert str(info.value) == (
+        f"{folder} already holds an earlier run's files (checkpoints, samples, tb, metrics.json) but no "
+        "checkpoint to continue from; choose another hydra.run.dir, or move them away"
+    )
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+
+
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(make_cfg):
     cfg = make_cfg(
         "objective=gan",

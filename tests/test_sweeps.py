@@ -177,16 +177,17 @@ def test_a_failed_job_leaves_the_rest_of_the_sweep_running(tmp_path):
     assert math.isfinite(metrics["loss/g"]) and math.isfinite(metrics["loss/d"])
     assert metrics["toy/modes"] in range(9) and metrics["toy/w1"] > 0
 
-    # The same sweep again into the same folder: the finished job is kept as it
-    # was, and the line names the setting a sweep's folder comes from.
-    before = (trained / "checkpoints" / "last.pt").read_bytes()
+    # The same sweep again into the same folder is refused before Hydra writes
+    # any job's .hydra/ record (it used to rewrite them beside the old runs),
+    # and the line names the setting a sweep's folder comes from.
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
     again = run_cli(*sweep_command, cwd=tmp_path)
-    assert again.returncode == 1
-    assert (
-        f"gan-train: error: job 1: {trained} already holds a run (checkpoints/last.pt); continue it "
-        "with resume=true, or choose another hydra.sweep.dir"
-    ) in again.stderr
-    assert (trained / "checkpoints" / "last.pt").read_bytes() == before
+    assert again.returncode == 2
+    assert again.stderr == (
+        f"gan-train: error: hydra.sweep.dir={sweep} already holds a sweep (multirun.yaml); continue its "
+        "jobs with resume=true, or choose another hydra.sweep.dir\n"
+    )
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.slow  # a sweep of two whole runs in parallel processes

@@ -146,8 +146,11 @@ def cli() -> None:
 
         for variant in sweep_variants(overrides):
             composed = compose_config(variant, hydra_node=True)
-            check_folder_path(folder_of(composed, "hydra.sweep.dir"), "hydra.sweep.dir")
-            check_data(check_overrides_of(composed))
+            sweep_dir = folder_of(composed, "hydra.sweep.dir")
+            check_folder_path(sweep_dir, "hydra.sweep.dir")
+            job = check_overrides_of(composed)
+            check_sweep_folder(sweep_dir, job.resume)
+            check_data(job)
     sys.argv += followers
     main()
 
@@ -298,6 +301,18 @@ def check_folder_path(folder: Path, key: str) -> None:
     its way is an existing file."""
     if (blocker := file_in_the_way(folder)) is not None:
         raise UserError(f"{key}={folder}: {blocker} is a file, not a folder")
+
+
+def check_sweep_folder(sweep_dir: Path, resume) -> None:
+    """A folder an earlier sweep wrote (multirun.yaml) takes a sweep only to
+    continue it: Hydra writes each job's .hydra/ record before the job can
+    refuse to start over an earlier job's run, so a new sweep there would
+    leave the earlier runs' checkpoints and metrics beside its own config."""
+    if (sweep_dir / "multirun.yaml").exists() and resume not in (True, "true"):
+        raise UserError(
+            f"hydra.sweep.dir={sweep_dir} already holds a sweep (multirun.yaml); continue its jobs "
+            f"with resume=true, or choose another hydra.sweep.dir"
+        )
 
 
 def sweep_variants(overrides: list[str]) -> list[list[str]]:

@@ -21,6 +21,9 @@ FOLDERS = {
     ".hydra": "Hydra's record of its config",
 }
 FILES = {METRICS: "its final metrics", LOG: "its log"}
+# What a run writes once it has started; Hydra's record and log alone are
+# also left by a command refused after Hydra began the job.
+STARTED = (CHECKPOINTS, SAMPLES, EVENTS, METRICS)
 
 
 def check_run_folder(run_dir: Path) -> None:

@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from gan_cli.config.checks import changed_keys
 from gan_cli.errors import UserError
+from gan_cli.output.layout import STARTED
 from gan_cli.run.checkpoint import find_checkpoint, load_resumable
 
 
@@ -18,6 +19,11 @@ def _resume_source(cfg: DictConfig, run_dir: Path) -> Path | None:
             raise UserError(
                 f"{run_dir} already holds a run (checkpoints/last.pt); continue it "
                 f"with resume=true, or choose another {_folder_key()}"
+            )
+        if found := [name for name in STARTED if (run_dir / name).exists()]:
+            raise UserError(
+                f"{run_dir} already holds an earlier run's files ({', '.join(found)}) but no checkpoint "
+                f"to continue from; choose another {_folder_key()}, or move them away"
             )
         return None
     if resume is True or resume == "true":
