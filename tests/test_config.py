@@ -154,6 +154,21 @@ def test_downloadable_datasets_compose_and_fail_clearly_without_files(make_cfg, 
             "resume=true resume_allow=train.ema",
             "resume_allow must be a list of config keys, e.g. resume_allow=[train.ema], got 'train.ema'",
         ),
+        # A key the chosen builder does not take: a TypeError traceback after the folder was made.
+        (
+            "experiment=stacked_best model=mlp",
+            "model.g_channels is not a setting of model=mlp "
+            "(its settings: g_hidden, d_hidden, batch_norm, name, pack, spectral_norm)",
+        ),
+        (
+            "objective=gan +objective.zz=1",
+            "objective.zz is not a setting of objective=gan (its settings: name, critic_steps, "
+            "generator_loss, conditional, pack, r1, r1_every, mode_seeking, r2)",
+        ),
+        (
+            "dataset=ring8 +dataset.zz=1",
+            "dataset.zz is not a setting of dataset=ring8 (its settings: name, std, arrows, eval_points)",
+        ),
         ("optimizer.lr=-0.1", "optimizer.lr must be a number > 0, got -0.1"),  # the key the user sets
         ("optimizer.d.lr=0", "optimizer.d.lr must be a number > 0, got 0"),
         (

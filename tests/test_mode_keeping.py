@@ -324,15 +324,27 @@ def test_mixture_centres_are_the_same_for_every_seed():
         ),
         (
             ["objective=mse", "objective.pack=2"],
-            "objective=mse has no discriminator, so objective.pack, objective.r1, objective.r2 and "
-            "objective.mode_seeking do not apply (got pack=2, r1=0.0, r2=0.0, mode_seeking=0.0)",
+            "objective=mse has no discriminator, so objective.pack=2 does not apply",
         ),
         (
             ["objective=mse", "objective.mode_seeking=1"],
-            "objective=mse has no discriminator, so objective.pack, objective.r1, objective.r2 and "
-            "objective.mode_seeking do not apply (got pack=1, r1=0.0, r2=0.0, mode_seeking=1)",
+            "objective=mse has no discriminator, so objective.mode_seeking=1 does not apply",
+        ),
+        (  # augmenting what D sees, or normalising D: a traceback, or silently nothing, before
+            ["objective=mse", "train.augment=[translation]", "model.spectral_norm=true"],
+            "objective=mse has no discriminator, so train.augment=['translation'], model.spectral_norm=True "
+            "do not apply",
         ),
         (["objective.mode_seeking=-1"], "objective.mode_seeking must be a number >= 0, got -1"),
+        (  # a ValueError traceback from batch norm, and a "diverged" line for the pairs, before
+            ["train.batch_size=1", "model=mlp"],
+            "train.batch_size=1 is too small for batch norm in the MLP's G (model.batch_norm=true): it "
+            "normalises each unit over the batch; use 2 or more, or model.batch_norm=false",
+        ),
+        (
+            ["train.batch_size=1", "model.batch_norm=false", "objective.mode_seeking=1"],
+            "objective.mode_seeking compares pairs of G's samples; train.batch_size=1 has none",
+        ),
     ],
 )
 def test_impossible_values_are_refused_in_one_line(make_cfg, overrides, message):
@@ -605,3 +617,13 @@ def test_jacobian_preset_reaches_the_grids_ceiling():
     assert result["toy/high_quality_refined"] >= max(0.98, result["toy/high_quality"] + 0.02)
     assert result["refine/acceptance"] == pytest.approx(0.90, abs=0.02)
     assert result["refine/d_evals_per_sample"] == 0
+
+
+@pytest.mark.parametrize("side", [12, 6, 20])
+def test_a_dcgan_side_that_does_not_halve_to_4_or_7_is_named_as_given(side):
+    with pytest.raises(UserError) as info:
+        build_dcgan([1, side, side], 0, 4)
+    assert (
+        str(info.value)
+        == f"model=dcgan needs a square side that halves to 4 or 7 (8, 28, 32, 64...), got {side}"
+    )

@@ -197,8 +197,7 @@ def _widths(cfg, key: str):
     except TypeError:
         ok = False
     if not ok:
-        shown = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-        raise UserError(f"{key} must be a list of positive widths, got {shown!r}")
+        raise UserError(f"{key} must be a list of positive widths, got {_shown(value)!r}")
 
 
 def target_of(node):
@@ -404,9 +403,48 @@ def _component_values(cfg: DictConfig) -> None:
         _one_of(cfg, "model.d_norm", D_NORMS)
     for group in ("objective", "dataset", "model"):
         target = target_of(cfg[group])
+        _takes_every_key(cfg, group, target)
         for key, allowed in getattr(target, "choices", {}).items():
             if _has(cfg, f"{group}.{key}"):
                 _one_of(cfg, f"{group}.{key}", allowed)
+
+
+def _takes_every_key(cfg: DictConfig, group: str, target) -> None:
+    """Every key of a group's node is an argument of the builder its _target_
+    names (an experiment's model.g_channels left under model=mlp, say), or the
+    build would end in a TypeError traceback after the run folder is made."""
+    parameters = _settings_of(target) if target is not None else None
+    if parameters is None:  # takes anything
+        return
+    node = cfg[group]
+    for key in node:
+        if key != "_target_" and key not in parameters:
+            # Not listed: what the code passes itself (a model's data shape, ...).
+            takes = ", ".join(k for k, p in parameters.items() if p.default is not p.empty or k in node)
+            chosen = node.get("name") or node._target_
+            raise UserError(f"{group}.{key} is not a setting of {group}={chosen} (its settings: {takes})")
+
+
+def _settings_of(target) -> dict | None:
+    """The keyword arguments a builder takes: a function's, or a class's
+    __init__ with those of the base classes its **kwargs go on to; None
+    where **kwargs reach no closed signature."""
+    import inspect
+
+    found = {}
+    inits = (
+        [vars(c)["__init__"] for c in target.__mro__ if "__init__" in vars(c)]
+        if inspect.isclass(target)
+        else [target]
+    )
+    for init in inits:
+        parameters = inspect.signature(init).parameters
+        for key, parameter in parameters.items():  # a subclass's default wins
+            if key != "self" and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+                found.setdefault(key, parameter)
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return found
+    return None
 
 
 def _combinations(cfg: DictConfig) -> None:
@@ -434,12 +472,30 @@ def _combinations(cfg: DictConfig) -> None:
             "distributed.sync_batch_norm=true needs CUDA (SyncBatchNorm does not "
             "run on CPU); leave it false on a CPU run"
         )
-    pack, r1, r2, mode_seeking = o.pack, o.r1, o.r2, o.mode_seeking
-    if (pack != 1 or r1 or r2 or mode_seeking) and not getattr(target_of(o), "uses_discriminator", True):
+    pack = o.pack
+    if not getattr(target_of(o), "uses_discriminator", True):
+        shapes_d = {  # settings that act on D (or, mode seeking, on D's verdict on G)
+            "objective.pack": pack != 1,
+            "objective.r1": bool(o.r1),
+            "objective.r2": bool(o.r2),
+            "objective.mode_seeking": bool(o.mode_seeking),
+            "train.augment": len(cfg.train.augment) > 0,
+            "model.spectral_norm": cfg.model.get("spectral_norm") is True,
+        }
+        if given := [f"{key}={_shown(_get(cfg, key))}" for key, used in shapes_d.items() if used]:
+            verb = "does" if len(given) == 1 else "do"
+            raise UserError(
+                f"objective={o.name} has no discriminator, so {', '.join(given)} {verb} not apply"
+            )
+    batch = cfg.train.batch_size
+    if batch < 2 and cfg.model.get("batch_norm") is True and "g_hidden" in cfg.model:
+        raise UserError(  # a conv G's batch norm also averages over each picture's pixels
+            f"train.batch_size={batch} is too small for batch norm in the MLP's G (model.batch_norm=true): "
+            f"it normalises each unit over the batch; use 2 or more, or model.batch_norm=false"
+        )
+    if batch < 2 and o.mode_seeking:
         raise UserError(
-            f"objective={o.name} has no discriminator, so objective.pack, objective.r1, objective.r2 and "
-            f"objective.mode_seeking do not apply "
-            f"(got pack={pack}, r1={r1}, r2={r2}, mode_seeking={mode_seeking})"
+            f"objective.mode_seeking compares pairs of G's samples; train.batch_size={batch} has none"
         )
     if cfg.train.batch_size % pack:
         raise UserError(
@@ -453,6 +509,10 @@ def _combinations(cfg: DictConfig) -> None:
             f"is per sample); add model.d_norm=layer (or none), as "
             f"experiment=wgan_gp_mnist does"
         )
+
+
+def _shown(value):
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def _cuda_run(device: str) -> bool:

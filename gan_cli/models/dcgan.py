@@ -9,11 +9,11 @@ from gan_cli.models.conditioning import Discriminator, Generator
 
 def _halvings(side: int) -> int:
     """How many stride-2 layers take `side` down to a 4x4 or 7x7 base."""
-    k = 0
-    while side > 7 and side % 2 == 0:
-        side //= 2
+    k, base = 0, side
+    while base > 7 and base % 2 == 0:
+        base //= 2
         k += 1
-    if side not in (4, 7) or k == 0:
+    if base not in (4, 7) or k == 0:
         raise UserError(
             f"model=dcgan needs a square side that halves to 4 or 7 (8, 28, 32, 64...), got {side}"
         )
