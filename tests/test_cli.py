@@ -246,6 +246,21 @@ def test_a_run_folder_entry_of_the_wrong_kind_gets_one_line_before_any_work(tmp_
     assert [p.name for p in run_dir.iterdir()] == [entry]
 
 
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["-m", "seed=range(0)"], "seed=range(0) sweeps over no value, so the sweep would run nothing"),
+        (["-m", "seed=range(5,0)"], "seed=range(5,0) sweeps over no value, so the sweep would run nothing"),
+        # The preset's sweeper runs only under -m: without it, one plain run went to outputs/.
+        (["hparams_search=optuna"], "hparams_search=optuna searches with a sweep: add -m"),
+    ],
+)
+def test_a_sweep_that_would_run_nothing_or_not_sweep_is_refused(tmp_path, argv, message):
+    done = run_cli("gan-train", *argv, "train.steps=2", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.startswith(f"gan-train: error: {message}"), done.stderr
+    assert done.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
+
+
 def test_sweep_variants_try_every_listed_value_once():
     from gan_cli.commands.train import sweep_variants
 

@@ -130,6 +130,9 @@ def cli() -> None:
     # Under torchrun, processes other than rank 0 make no run folder of their own.
     followers = launch.follower_overrides()
     if not flags and not _names_mode(overrides):
+        searches = [o for o in overrides if o.split("=", 1)[0].lstrip("+") == "hparams_search"]
+        if searches and not searches[-1].endswith("=null"):  # its sweeper runs only under -m
+            raise UserError(f"{searches[-1]} searches with a sweep: add -m (gan-train -m {searches[-1]} ...)")
         run_once([*overrides, *followers])
         return
     where = launch.place()
@@ -338,6 +341,8 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
         except Exception:  # an interval: not enumerable
             choices.append([])
             continue
+        if not values:  # Hydra would launch no job at all, and exit 0
+            raise UserError(f"{override.input_line} sweeps over no value, so the sweep would run nothing")
         choices.append([f"{override.get_key_element()}={v}" for v in values])
     first = [lines[0] for lines in choices if lines]
     variants = [first]
