@@ -114,6 +114,13 @@ def test_gan_report_groups_by_swept_keys_with_mean_and_std_over_seeds(tmp_path, 
     assert "eval/class_accuracy/3" in capsys.readouterr().out
     assert (tmp_path / "r" / "report.csv").exists()
 
+    # A job whose value is not finite (or not a number: an edited file) is counted, not hidden.
+    edited = sweep / "3_objective=wgan,seed=0" / "metrics.json"
+    edited.write_text(edited.read_text().replace("20.0", "NaN"))
+    report_main([str(sweep), "--metrics", "eval/fd,eval/fd", "--out", str(tmp_path / "r")])
+    wgan = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("wgan "))
+    assert wgan.split() == ["wgan", "2", "22", "(1", "of", "2)"]  # the metric once, though named twice
+
 
 @pytest.mark.parametrize(
     "setup,args,message",
@@ -121,6 +128,7 @@ def test_gan_report_groups_by_swept_keys_with_mean_and_std_over_seeds(tmp_path, 
         ("empty", [], "no finished runs under"),
         ("missing", [], "no such folder"),
         ("one", ["--metrics", "eval/nope"], "--metrics: eval/nope not in any job's metrics.json"),
+        ("one", ["--metrics", ","], "--metrics ',' names no metric"),
         ("one", ["--out", "/dev/null/r"], "/dev/null is a file, so the folder /dev/null/r cannot be made"),
         ("a list", [], "metrics.json is not a JSON object of metrics, as gan-train writes it"),
         ("bad yaml", [], "overrides.yaml is not valid YAML: expected <block end>, but found ':' (line 1)"),

@@ -148,7 +148,9 @@ class Table:
         mean, std, n = row["stats"][metric]
         if n == 0:
             return "–"
-        return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+        # Jobs whose value is missing or not finite (a diverged run, an edited file) are counted.
+        of = f" ({n} of {row['n']})" if n < row["n"] else ""
+        return (f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}") + of
 
     def header(self) -> list[str]:
         return [*self.keys, "n", *self.metrics]
@@ -191,7 +193,10 @@ class Table:
             notes.append("fixed: " + " ".join(f"{k}={v}" for k, v in self.fixed.items()))
         if self.floor is not None:
             notes.append(f"eval/fd floor (real held-out vs real train): {self.floor:.4g}")
-        notes.append("mean ± std over seeds (sample std; none shown for a single job)")
+        notes.append(
+            "mean ± std over seeds (sample std; none shown for a single job); "
+            "(k of n): only k of the group's n jobs have a finite value"
+        )
         return notes
 
 
@@ -394,7 +399,11 @@ def main(argv=None) -> None:
             f".hydra/overrides.yaml and metrics.json"
             f"{f'; {len(unfinished)} without metrics.json' if unfinished else ''})"
         )
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    metrics = None
+    if args.metrics is not None:
+        metrics = list(dict.fromkeys(m.strip() for m in args.metrics.split(",") if m.strip()))
+        if not metrics:
+            raise UserError(f"--metrics {args.metrics!r} names no metric")
     if metrics:
         known = {k for j in jobs for k in j.metrics}
         unknown = [m for m in metrics if m not in known]
