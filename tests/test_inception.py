@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from gan_cli.config.checks import check_inception_weights
 from gan_cli.errors import UserError
 from gan_cli.evaluation.inception import inception_metrics, real_sample, rgb_uint8
 
@@ -96,6 +97,10 @@ def test_a_missing_or_wrong_weights_file_is_one_line(tmp_path, weights):
     cpu = torch.device("cpu")
     with pytest.raises(UserError, match="eval.inception=.*nothing.pth: no such file"):
         inception_metrics(images, images, tmp_path / "nothing.pth", cpu)
+    with pytest.raises(
+        UserError, match=f"^--inception {tmp_path}: a folder \\(give the Inception weights file"
+    ):
+        check_inception_weights(tmp_path, f"--inception {tmp_path}")  # as gan-eval names it
     (tmp_path / "text.pth").write_text("not weights")
     with pytest.raises(UserError, match="not a readable weights file"):
         inception_metrics(images, images, tmp_path / "text.pth", cpu)

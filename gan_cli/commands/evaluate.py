@@ -107,7 +107,7 @@ def evaluate_checkpoint(
     if cache_dir is not None:
         options["cache_dir"] = cache_dir
     if inception is not None:
-        options["inception"] = str(check_inception_weights(inception))
+        options["inception"] = str(check_inception_weights(inception, f"--inception {inception}"))
     if sampler is not None:
         options["sampler"] = sampler
     check_jacobian_drop(jacobian_drop)

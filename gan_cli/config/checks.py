@@ -566,22 +566,22 @@ def parse_override(text: str) -> tuple[str, str] | None:
 INCEPTION_KEYS = ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.weight")
 
 
-def check_inception_weights(path) -> Path:
+def check_inception_weights(path, setting: str | None = None) -> Path:
     """eval.inception / gan-eval --inception: the weights file, or one line
-    saying why it will not do (read without running code: weights_only)."""
+    saying why it will not do (read without running code: weights_only).
+    `setting`: how the user gave it (default eval.inception=PATH)."""
+    setting = setting or f"eval.inception={path}"
     file = Path(path).expanduser()
     if not file.is_file():
+        what = "a folder" if file.is_dir() else "no such file"
         raise UserError(
-            f"eval.inception={path}: no such file (give the Inception weights file, "
-            f"e.g. pt_inception-2015-12-05-6726825d.pth)"
+            f"{setting}: {what} (give the Inception weights file, e.g. pt_inception-2015-12-05-6726825d.pth)"
         )
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, truncated, pickled code
-        raise UserError(
-            f"eval.inception={path}: not a readable weights file ({type(exc).__name__})"
-        ) from None
+        raise UserError(f"{setting}: not a readable weights file ({type(exc).__name__})") from None
     missing = [k for k in INCEPTION_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
-        raise UserError(f"eval.inception={path}: not torch-fidelity's Inception-v3 weights (no {missing[0]})")
+        raise UserError(f"{setting}: not torch-fidelity's Inception-v3 weights (no {missing[0]})")
     return file
