@@ -233,6 +233,20 @@ def test_joblib_launcher_runs_jobs_in_parallel_and_gan_report_averages_the_seeds
     assert "fixed: " in report.stdout and "2 job(s) in 1 group(s)" in report.stdout
 
 
+def test_an_optuna_search_over_a_key_the_config_lacks_is_one_line_before_any_trial(tmp_path):
+    """objective=mse has no critic_steps: Hydra refused every trial in several lines."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    done = run_cli(
+        "gan-train", "-m", "hparams_search=optuna", "objective=mse", "hydra.sweep.dir=s", cwd=tmp_path
+    )
+    assert done.returncode == 2 and done.stderr == (
+        "gan-train: error: hydra.sweeper.params searches objective.critic_steps, which this config does not "
+        "have; give your own search space: hydra.sweeper.params=null and each key to search as a sweep, "
+        "e.g. 'optimizer.lr=tag(log, interval(1e-5, 1e-3))'\n"
+    )
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.slow  # a sweep of several whole runs
 def test_optuna_sweeper_optimises_the_returned_metric(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")

@@ -153,6 +153,7 @@ def cli() -> None:
             check_folder_path(sweep_dir, "hydra.sweep.dir")
             job = check_overrides_of(composed)
             check_sweep_folder(sweep_dir, job.resume)
+            check_searched_keys(composed, job)
             check_data(job)
     sys.argv += followers
     main()
@@ -316,6 +317,22 @@ def check_sweep_folder(sweep_dir: Path, resume) -> None:
             f"hydra.sweep.dir={sweep_dir} already holds a sweep (multirun.yaml); continue its jobs "
             f"with resume=true, or choose another hydra.sweep.dir"
         )
+
+
+def check_searched_keys(composed: DictConfig, job: DictConfig) -> None:
+    """A sweeper's search space (hydra.sweeper.params, e.g. hparams_search=optuna's)
+    names only keys the job has: objective=mse has no objective.critic_steps,
+    and Hydra would refuse every trial in its own several lines."""
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.select(composed, "hydra.sweeper.params") or {}
+    for key in params:
+        if OmegaConf.select(job, key, default="<absent>") == "<absent>":
+            raise UserError(
+                f"hydra.sweeper.params searches {key}, which this config does not have; give your own "
+                f"search space: hydra.sweeper.params=null and each key to search as a sweep, "
+                f"e.g. 'optimizer.lr=tag(log, interval(1e-5, 1e-3))'"
+            )
 
 
 def sweep_variants(overrides: list[str]) -> list[list[str]]:
