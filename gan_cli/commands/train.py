@@ -15,7 +15,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from gan_cli import __version__
-from gan_cli.config.checks import check_data
+from gan_cli.config.checks import check_data, resumes
 from gan_cli.errors import UserError, command, file_in_the_way, reported
 from gan_cli.output.layout import check_run_folder
 from gan_cli.parallel import launch
@@ -312,7 +312,7 @@ def check_sweep_folder(sweep_dir: Path, resume) -> None:
     continue it: Hydra writes each job's .hydra/ record before the job can
     refuse to start over an earlier job's run, so a new sweep there would
     leave the earlier runs' checkpoints and metrics beside its own config."""
-    if (sweep_dir / "multirun.yaml").exists() and resume not in (True, "true"):
+    if (sweep_dir / "multirun.yaml").exists() and not resumes(resume):
         raise UserError(
             f"hydra.sweep.dir={sweep_dir} already holds a sweep (multirun.yaml); continue its jobs "
             f"with resume=true, or choose another hydra.sweep.dir"

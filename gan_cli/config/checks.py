@@ -239,7 +239,7 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(
             f"resume_allow must be a list of config keys, e.g. resume_allow=[train.ema], got {allow!r}"
         )
-    if len(allow) and cfg.resume in (False, None, "false", ""):
+    if len(allow) and not resumes(cfg.resume):
         raise UserError("resume_allow is read only when a run continues (resume=true or resume=PATH)")
 
     augment = _get(cfg, "train.augment")
@@ -530,6 +530,11 @@ def _flatten(tree, prefix: str = "") -> dict:
             flat.update(_flatten(value, f"{prefix}{key}."))
         return flat
     return {prefix[:-1]: tree}
+
+
+def resumes(resume) -> bool:
+    """Whether a `resume` setting continues a run: true or a path, not false."""
+    return resume not in (False, None, "false", "")
 
 
 def changed_keys(saved: dict, current: dict, allowed: list[str]) -> list[str]:

@@ -43,15 +43,16 @@ def by_class(n: int, y: torch.Tensor | None, draw) -> torch.Tensor:
     return out
 
 
-def keep_accepted(n: int, propose, size, cost: Cost, cap: bool = False):
+def keep_accepted(n: int, propose, size, cost: Cost):
     """(the kept parts, how many were kept, how many were drawn): up to n of
     G's proposals that pass a test, in order. propose(count) -> (x, accept)
     for `size(still_needed)` fresh proposals at a time; cost.proposed counts
     the proposals used (up to the last one kept: the acceptance rate counts
-    no more). With `cap`, it stops after MAX_PROPOSALS per sample, and the
-    caller decides what fills the rest."""
+    no more). It stops after MAX_PROPOSALS per sample (a test that passes
+    almost nothing would otherwise run without end), and the caller decides
+    what fills the rest."""
     kept, have, drawn = [], 0, 0
-    while have < n and not (cap and drawn >= MAX_PROPOSALS * n):
+    while have < n and drawn < MAX_PROPOSALS * n:
         count = size(n - have)
         x, accept = propose(count)
         drawn += count

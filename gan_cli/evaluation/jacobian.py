@@ -114,9 +114,7 @@ class JacobianTruncation:
             return x, norms <= cut
 
         share = 1 - self.drop / 100
-        kept, have, drawn = keep_accepted(
-            n, propose, lambda left: max(64, int(left / share) + 16), self.cost, cap=True
-        )
+        kept, have, drawn = keep_accepted(n, propose, lambda left: max(64, int(left / share) + 16), self.cost)
         if have < n:
             raise UserError(
                 f"jacobian: only {have} of G's {drawn} samples were within the cut: are they finite?"

@@ -222,7 +222,7 @@ class Refiner:
             runners_up = _best(runners_up, x[~accept], r[~accept], n)  # F rises with r: one order
             return x, accept
 
-        kept, have, _ = keep_accepted(n, propose, lambda left: max(64, 2 * left), self.cost, cap=True)
+        kept, have, _ = keep_accepted(n, propose, lambda left: max(64, 2 * left), self.cost)
         if have < n:
             kept.append(runners_up[0][: n - have])
             self.cost.extra["unaccepted"] = self.cost.extra.get("unaccepted", 0) + n - have

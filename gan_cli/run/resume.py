@@ -5,7 +5,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from gan_cli.config.checks import changed_keys
+from gan_cli.config.checks import changed_keys, resumes
 from gan_cli.errors import UserError
 from gan_cli.output.layout import STARTED
 from gan_cli.run.checkpoint import find_checkpoint, load_resumable
@@ -14,7 +14,7 @@ from gan_cli.run.checkpoint import find_checkpoint, load_resumable
 def _resume_source(cfg: DictConfig, run_dir: Path) -> Path | None:
     """The checkpoint to continue from, or None for a fresh run."""
     resume = cfg.resume
-    if resume in (False, None, "false", ""):
+    if not resumes(resume):
         if (run_dir / "checkpoints" / "last.pt").exists():
             raise UserError(
                 f"{run_dir} already holds a run (checkpoints/last.pt); continue it "
@@ -53,7 +53,7 @@ def _run_dir_of(checkpoint: Path) -> Path:
 
 def _folder_written(cfg: DictConfig, run_dir: Path) -> Path:
     """The folder this run writes: its own, or for resume=PATH that checkpoint's run."""
-    if cfg.resume in (False, None, "false", "", True, "true"):
+    if not resumes(cfg.resume) or cfg.resume in (True, "true"):
         return run_dir
     return _run_dir_of(find_checkpoint(cfg.resume))
 
