@@ -328,6 +328,16 @@ CONSOLE_BAD_INPUTS = [
         "train.batch_size must be a whole number >= 1, got 0",
         id="gan-train",
     ),
+    # Hydra's own flags, read by its parser: its usage block came before the line.
+    pytest.param(
+        "gan-train", ["-m", "seed=0", "--bogus"], "unrecognized arguments: --bogus", id="gan-train-flag"
+    ),
+    pytest.param(
+        "gan-train",
+        ["--cfg", "nonsense"],
+        "argument --cfg/-c: invalid choice: 'nonsense' (choose from 'job', 'hydra', 'all')",
+        id="gan-train-flag-value",
+    ),
     pytest.param("gan-sample", ["run", "--num", "0"], "--num must be >= 1, got 0", id="gan-sample"),
     pytest.param(
         "gan-eval",

@@ -127,6 +127,8 @@ def cli() -> None:
     if "--version" in flags:  # Hydra's own would name Hydra's version alone
         print(f"{PROG} (gan-cli {__version__}; Hydra {hydra.__version__})")
         return
+    if flags:
+        check_flags(args)
     # Under torchrun, processes other than rank 0 make no run folder of their own.
     followers = launch.follower_overrides()
     if not flags and not _names_mode(overrides):
@@ -157,6 +159,26 @@ def cli() -> None:
             check_data(job)
     sys.argv += followers
     main()
+
+
+# Flags that print and exit (argparse would do so while checking them).
+SHOWING = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
+
+
+def check_flags(args: list[str]) -> None:
+    """Hydra's flags read by Hydra's own parser first, so that an unknown flag
+    or value (--bogus, --cfg nonsense) gets one line, not its usage block."""
+    if SHOWING & {a.split("=", 1)[0] for a in args}:
+        return
+    from hydra._internal.utils import get_args_parser  # what @hydra.main parses with; hydra-core is pinned
+
+    parser = get_args_parser()
+
+    def refuse(message: str):
+        raise UserError(f"{message} (see {PROG} --help)")
+
+    parser.error = refuse
+    parser.parse_args(args)
 
 
 def _names_mode(overrides: list[str]) -> bool:
