@@ -178,7 +178,7 @@ def check_flags(args: list[str]) -> None:
         raise UserError(f"{message} (see {PROG} --help)")
 
     parser.error = refuse
-    parser.parse_args(args)
+    parser.parse_intermixed_args(args)  # where the flags stand is left to the checks that follow
 
 
 def _names_mode(overrides: list[str]) -> bool:
