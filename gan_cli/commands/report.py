@@ -21,7 +21,7 @@ from pathlib import Path
 from gan_cli.config.checks import parse_override
 from gan_cli.errors import OneLineParser, UserError, command, output_folder
 from gan_cli.output.files import atomic_write, write_text_atomic
-from gan_cli.output.layout import safe_output_file
+from gan_cli.output.layout import EVENTS, HYDRA, METRICS, SAMPLES, safe_output_file
 from gan_cli.output.step_files import step_files, step_of
 
 IGNORED_KEYS = {"seed", "run_dir", "resume", "resume_allow"}
@@ -52,9 +52,9 @@ def find_jobs(folder: Path) -> tuple[list[Job], list[Path]]:
     import yaml
 
     jobs, unfinished = [], []
-    for overrides_file in sorted(folder.rglob(".hydra/overrides.yaml")):
+    for overrides_file in sorted(folder.rglob(f"{HYDRA}/overrides.yaml")):
         job_dir = overrides_file.parent.parent
-        metrics_file = job_dir / "metrics.json"
+        metrics_file = job_dir / METRICS
         if not metrics_file.is_file():
             unfinished.append(job_dir)
             continue
@@ -232,7 +232,7 @@ def read_curves(job_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
     them (a resumed run's purged points dropped); {} without events."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    folder = job_dir / "tb"
+    folder = job_dir / EVENTS
     if not folder.is_dir():
         return {}
     # Scalars only: images and the HPARAMS record are not needed here.
@@ -249,7 +249,7 @@ def read_curves(job_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
 
 def last_sample(job_dir: Path) -> tuple[int, Path] | None:
     """(N, samples/step_N.png) of the highest N, or None."""
-    found = step_files(job_dir / "samples", ".png")
+    found = step_files(job_dir / SAMPLES, ".png")
     return (step_of(found[-1]), found[-1]) if found else None
 
 

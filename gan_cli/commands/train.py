@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from gan_cli import __version__
 from gan_cli.config.checks import check_data, resumes
 from gan_cli.errors import UserError, command, file_in_the_way, reported
-from gan_cli.output.layout import check_run_folder
+from gan_cli.output.layout import HYDRA, UNSTARTED, check_run_folder
 from gan_cli.parallel import launch
 
 PROG = "gan-train"
@@ -228,11 +228,6 @@ def run_once(overrides: list[str]) -> None:
         _ = done.return_value  # raises what the run raised: a fault (train_job reports bad input)
 
 
-# What a run folder holds before the run writes anything of its own:
-# Hydra's record of the config, the log, the run's lock (run/lock.py).
-UNSTARTED = {".hydra", "train.log", ".gan-cli.lock"}
-
-
 def _missing_folders(run_dir: Path) -> list[Path]:
     """run_dir and those of its parents that do not exist yet, innermost first:
     the folders Hydra is about to make for this run."""
@@ -305,9 +300,9 @@ def resume_record(run_dir: Path) -> str:
     the next free n, so that .hydra/ keeps how the run started (gan-report
     groups a sweep's jobs by those overrides) and each resume has its own."""
     n = 1
-    while (run_dir / ".hydra" / f"resume_{n}").exists():
+    while (run_dir / HYDRA / f"resume_{n}").exists():
         n += 1
-    return f".hydra/resume_{n}"
+    return f"{HYDRA}/resume_{n}"
 
 
 def folder_of(cfg: DictConfig, key: str) -> Path:

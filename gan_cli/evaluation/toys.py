@@ -8,6 +8,7 @@ import torch
 
 from gan_cli.metrics.manifold import precision_recall
 from gan_cli.models.inference import generate
+from gan_cli.output.layout import SAMPLES
 
 # The real points every evaluation of every run is judged against.
 EVAL_SEED = 2_500
@@ -59,5 +60,5 @@ class ToyEvaluation:
         # Late: matplotlib and PIL load only at the end of a toy run.
         from gan_cli.evaluation.toy_picture import write_gif
 
-        samples = Path(run_dir) / "samples"
+        samples = Path(run_dir) / SAMPLES
         write_gif(samples, samples / "evolution.gif")

@@ -7,10 +7,13 @@ from pathlib import Path
 from gan_cli.errors import UserError, output_file
 
 CHECKPOINTS = "checkpoints"
+LAST = "last.pt"  # in CHECKPOINTS: the newest state
 SAMPLES = "samples"
 EVENTS = "tb"
+HYDRA = ".hydra"
 METRICS = "metrics.json"
 LOG = "train.log"
+LOCK = ".gan-cli.lock"  # run/lock.py
 
 # Each entry, and what it holds; a folder's or a file's place taken by the
 # other kind would fail at its first write, after minutes of training.
@@ -18,12 +21,14 @@ FOLDERS = {
     CHECKPOINTS: "its checkpoints",
     SAMPLES: "its pictures",
     EVENTS: "its TensorBoard events",
-    ".hydra": "Hydra's record of its config",
+    HYDRA: "Hydra's record of its config",
 }
 FILES = {METRICS: "its final metrics", LOG: "its log"}
 # What a run writes once it has started; Hydra's record and log alone are
-# also left by a command refused after Hydra began the job.
+# also left by a command refused after Hydra began the job, which is all a
+# folder holds before the run writes anything of its own.
 STARTED = (CHECKPOINTS, SAMPLES, EVENTS, METRICS)
+UNSTARTED = {HYDRA, LOG, LOCK}
 
 
 def check_run_folder(run_dir: Path) -> None:

@@ -14,6 +14,7 @@ from gan_cli.config.build import build_models, load_weights
 from gan_cli.config.checks import ADDED_KEYS, added_dataset_keys
 from gan_cli.errors import UserError
 from gan_cli.output.files import fsync_dir, save_atomic
+from gan_cli.output.layout import CHECKPOINTS, LAST
 from gan_cli.output.step_files import step_files, step_name, step_of
 from gan_cli.training.ema import shows_average
 
@@ -31,7 +32,7 @@ class Checkpointer:
 
     @property
     def last(self) -> Path:
-        return self.folder / "last.pt"
+        return self.folder / LAST
 
     def save(self, state: dict, step: int, keep_step_file: bool) -> Path:
         """The newest state (an Experiment snapshot, stamped with FORMAT) as
@@ -78,9 +79,9 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     checkpoints folder itself, its last.pt)."""
     path = Path(path)
     if path.is_dir():
-        candidate = path / "checkpoints" / "last.pt"
-        if path.name == "checkpoints" and not candidate.exists():
-            candidate = path / "last.pt"
+        candidate = path / CHECKPOINTS / LAST
+        if path.name == CHECKPOINTS and not candidate.exists():
+            candidate = path / LAST
         if not candidate.is_file():
             raise UserError(f"no checkpoint in {path} (looked for {candidate})")
         return candidate

@@ -29,8 +29,9 @@ import sys
 from pathlib import Path
 
 from gan_cli.errors import UserError, writing
+from gan_cli.output.layout import LOCK
 
-LOCK_NAME = ".gan-cli.lock"
+LOCK_NAME = LOCK
 
 
 class RunLock:

@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from gan_cli.config.checks import changed_keys, resumes
 from gan_cli.errors import UserError
-from gan_cli.output.layout import STARTED
+from gan_cli.output.layout import CHECKPOINTS, LAST, STARTED
 from gan_cli.run.checkpoint import find_checkpoint, load_resumable
 
 
@@ -15,7 +15,7 @@ def _resume_source(cfg: DictConfig, run_dir: Path) -> Path | None:
     """The checkpoint to continue from, or None for a fresh run."""
     resume = cfg.resume
     if not resumes(resume):
-        if (run_dir / "checkpoints" / "last.pt").exists():
+        if (run_dir / CHECKPOINTS / LAST).exists():
             raise UserError(
                 f"{run_dir} already holds a run (checkpoints/last.pt); continue it "
                 f"with resume=true, or choose another {_folder_key()}"
@@ -27,12 +27,12 @@ def _resume_source(cfg: DictConfig, run_dir: Path) -> Path | None:
             )
         return None
     if resume is True or resume == "true":
-        if not (run_dir / "checkpoints" / "last.pt").exists():
+        if not (run_dir / CHECKPOINTS / LAST).exists():
             raise UserError(
                 f"resume=true but {run_dir} holds no checkpoints/last.pt; "
                 f"give the run with hydra.run.dir=... or resume=PATH"
             )
-        return run_dir / "checkpoints" / "last.pt"
+        return run_dir / CHECKPOINTS / LAST
     return find_checkpoint(resume)
 
 
@@ -48,7 +48,7 @@ def check_same_config(source: Path, saved: dict, current: dict, allowed) -> None
 
 
 def _run_dir_of(checkpoint: Path) -> Path:
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS else checkpoint.parent
 
 
 def _folder_written(cfg: DictConfig, run_dir: Path) -> Path:
